@@ -1,0 +1,198 @@
+"""Budget presets: TOML files parsed into frozen, validated dataclasses.
+
+A budget fixes the search space (:class:`SearchSpace`), the training effort (:class:`TrainBudget`),
+the walk-forward layout and costs (:class:`EvalBudget`) and the GA (:class:`GABudget`). Change one
+with :func:`dataclasses.replace`; every field is checked in ``__post_init__``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evo.errors import ConfigError
+
+CONSENSUS_RULES = ("both", "either", "mean")  # mirrors backtest.consensus (kept import-free here)
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+def _range(value: Any, name: str, kind: type) -> tuple:
+    _check(isinstance(value, (list, tuple)) and len(value) == 2, f"{name} must be [low, high]")
+    lo, hi = kind(value[0]), kind(value[1])
+    _check(lo <= hi, f"{name}: low {lo} is above high {hi}")
+    return (lo, hi)
+
+
+def _choices(value: Any, name: str, kind: type) -> tuple:
+    _check(isinstance(value, (list, tuple)) and len(value) >= 1, f"{name} must be a non-empty list")
+    return tuple(kind(v) for v in value)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The genes' ranges. ``(lo, hi)`` pairs are inclusive ranges; tuples of values are choices."""
+
+    embedding_dim: tuple[int, ...] = (8, 16, 24)
+    num_blocks: tuple[int, int] = (1, 2)
+    num_heads: tuple[int, ...] = (1, 2, 4)
+    slstm_share: float = 0.5
+    dropout: tuple[float, float] = (0.0, 0.3)
+    seq_len: tuple[int, ...] = (8, 12, 16)
+    horizon: tuple[int, ...] = (1, 3, 5)
+    threshold: tuple[float, float] = (0.36, 0.6)
+    consensus: tuple[str, ...] = CONSENSUS_RULES
+    max_features_a: int = 8
+    max_features_b: int = 6
+
+    def __post_init__(self) -> None:
+        _check(all(e >= 4 for e in self.embedding_dim), "search.embedding_dim values must be >= 4")
+        _check(
+            all(any(e % h == 0 for h in self.num_heads) for e in self.embedding_dim),
+            "search: every embedding_dim needs at least one num_heads value that divides it",
+        )
+        _check(1 <= self.num_blocks[0] <= self.num_blocks[1] <= 16, "search.num_blocks must lie in 1..16")
+        _check(0.0 <= self.slstm_share <= 1.0, "search.slstm_share is a probability in [0, 1]")
+        _check(0.0 <= self.dropout[0] <= self.dropout[1] < 1.0, "search.dropout must lie in [0, 1)")
+        _check(all(s >= 2 for s in self.seq_len), "search.seq_len values must be >= 2 bars")
+        _check(all(h >= 1 for h in self.horizon), "search.horizon values must be >= 1 bar")
+        _check(0.0 < self.threshold[0] <= self.threshold[1] < 1.0, "search.threshold must lie in (0, 1)")
+        _check(set(self.consensus) <= set(CONSENSUS_RULES), f"search.consensus must be among {CONSENSUS_RULES}")
+        _check(self.max_features_a >= 1 and self.max_features_b >= 1, "search.max_features_* must be >= 1")
+
+
+@dataclass(frozen=True)
+class TrainBudget:
+    """Training effort per model and fold."""
+
+    max_epochs: int = 3
+    patience: int = 2
+    batch_size: int = 64
+    max_train_windows: int = 1200
+    lr_trials: int = 2
+    lr_trial_epochs: int = 2
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    return_loss_weight: float = 0.1
+
+    def __post_init__(self) -> None:
+        _check(self.max_epochs >= 1 and self.patience >= 1, "train.max_epochs and train.patience must be >= 1")
+        _check(self.batch_size >= 1 and self.max_train_windows >= 16, "train.batch_size >= 1, max_train_windows >= 16")
+        _check(self.lr_trials >= 1 and self.lr_trial_epochs >= 1, "train.lr_trials and lr_trial_epochs must be >= 1")
+
+
+@dataclass(frozen=True)
+class EvalBudget:
+    """Walk-forward layout and trading costs. Fees and slippage are per side, in basis points
+    (5 bps = 0.05 % of the traded value)."""
+
+    folds: int = 3
+    test_fraction: float = 0.3
+    val_fraction: float = 0.15
+    fees_bps: float = 5.0
+    slippage_bps: float = 5.0
+    min_trades: int = 3
+    allow_short: bool = False
+
+    def __post_init__(self) -> None:
+        _check(self.folds >= 1, "evaluate.folds must be >= 1")
+        _check(0.05 <= self.test_fraction <= 0.8, "evaluate.test_fraction must lie in [0.05, 0.8]")
+        _check(0.05 <= self.val_fraction <= 0.5, "evaluate.val_fraction must lie in [0.05, 0.5]")
+        _check(self.fees_bps >= 0 and self.slippage_bps >= 0, "evaluate fees_bps/slippage_bps must be >= 0")
+        _check(self.min_trades >= 0, "evaluate.min_trades must be >= 0")
+
+
+@dataclass(frozen=True)
+class GABudget:
+    population: int = 6
+    generations: int = 2
+    cx_prob: float = 0.7
+    mut_prob: float = 0.4
+
+    def __post_init__(self) -> None:
+        _check(self.population >= 2, "ga.population must be >= 2")
+        _check(self.generations >= 0, "ga.generations must be >= 0")
+        _check(0 <= self.cx_prob <= 1 and 0 <= self.mut_prob <= 1, "ga.cx_prob and ga.mut_prob are probabilities")
+
+
+@dataclass(frozen=True)
+class Budget:
+    name: str
+    description: str = ""
+    device: str = "cpu"
+    search: SearchSpace = field(default_factory=SearchSpace)
+    train: TrainBudget = field(default_factory=TrainBudget)
+    evaluate: EvalBudget = field(default_factory=EvalBudget)
+    ga: GABudget = field(default_factory=GABudget)
+
+    def __post_init__(self) -> None:
+        _check(self.device in ("cpu", "cuda"), f"budget {self.name}: device must be 'cpu' or 'cuda'")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_SPACE_KINDS = {
+    "embedding_dim": ("choices", int), "num_blocks": ("range", int), "num_heads": ("choices", int),
+    "dropout": ("range", float), "seq_len": ("choices", int), "horizon": ("choices", int),
+    "threshold": ("range", float), "consensus": ("choices", str),
+}
+
+
+def budget_from_dict(name: str, data: dict[str, Any]) -> Budget:
+    """Build a :class:`Budget` from parsed TOML (or the ``to_dict`` of one)."""
+    known = {"name", "description", "device", "search", "train", "evaluate", "ga"}
+    unknown = set(data) - known
+    _check(not unknown, f"budget {name}: unknown key(s) {sorted(unknown)}")
+    search = dict(data.get("search", {}))
+    for key, (kind, typ) in _SPACE_KINDS.items():
+        if key in search:
+            search[key] = (_range if kind == "range" else _choices)(search[key], f"search.{key}", typ)
+    try:
+        return Budget(
+            name=name,
+            description=str(data.get("description", "")),
+            device=str(data.get("device", "cpu")),
+            search=SearchSpace(**search),
+            train=TrainBudget(**data.get("train", {})),
+            evaluate=EvalBudget(**data.get("evaluate", {})),
+            ga=GABudget(**data.get("ga", {})),
+        )
+    except TypeError as exc:  # unknown field in a section
+        raise ConfigError(f"budget {name}: {exc}") from None
+
+
+def load_budget(name_or_path: str) -> Budget:
+    """Load a built-in preset (``smoke``, ``cpu``, ``gpu``) or a user's TOML file."""
+    from experiments import preset_path
+
+    path = Path(name_or_path)
+    if path.suffix != ".toml":
+        path = preset_path(name_or_path)
+        if not path.exists():
+            raise ConfigError(f"unknown budget {name_or_path!r}: use smoke, cpu, gpu or a path to a .toml file")
+    elif not path.exists():
+        raise ConfigError(f"{path}: no such budget file")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    return budget_from_dict(path.stem, data)
+
+
+def check_device(budget: Budget) -> str:
+    """The torch device the budget will train on; ConfigError if it asks for CUDA and there is none."""
+    if budget.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"budget {budget.name!r} needs a CUDA GPU, and torch sees none on this machine; "
+                "use --budget cpu (or smoke)"
+            )
+    return budget.device

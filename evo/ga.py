@@ -1,0 +1,230 @@
+"""NSGA-II over genomes (DEAP), with an evaluation cache keyed by genome hash.
+
+Pseudocode (one generation = one ``step``)::
+
+    population <- mu random genomes, evaluated                       # generation 0
+    repeat for each generation g = 1..G:
+        parents   <- binary tournaments on (front rank, crowding distance)
+        offspring <- uniform crossover (cx_prob), mutation (mut_prob), de-duplicated
+        evaluate offspring not already in the journal                 # via the injected map
+        population <- selNSGA2(population + offspring, mu)           # elitist
+        checkpoint(g, population, rng state)
+
+Only genomes never evaluated before are trained; every result is journaled the moment it lands,
+so a killed run resumes from the last checkpoint, finds the finished genomes of the generation in
+flight in the journal, and re-evaluates only what was still running. With the same seed it reaches
+the same front.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import numpy as np
+from deap import base, tools
+
+from evo.config import Budget
+from evo.errors import GenomeError
+from evo.evaluate import Dataset, EvalResult, evaluate_genome
+from evo.genome import Genome, cx_uniform, mut_genome, random_genome
+from evo.store import Record, RunStore
+
+log = logging.getLogger(__name__)
+
+# Objectives of a genome that could not be evaluated: dominated by every real result.
+FAILED_OBJECTIVES = (-99.0, 1.0)
+
+
+class PairFitness(base.Fitness):
+    """(consensus Sharpe ↑, max drawdown ↓), both walk-forward out of sample."""
+
+    weights = (1.0, -1.0)
+
+
+@dataclass
+class Individual:
+    """What DEAP's selection operators need: a ``fitness`` attribute."""
+
+    genome: Genome
+    fitness: PairFitness
+
+
+def objectives(record: Record) -> tuple[float, float]:
+    if not record.ok:
+        return FAILED_OBJECTIVES
+    return EvalResult.from_dict(record.result).objectives()
+
+
+def _individual(g: Genome, record: Record) -> Individual:
+    fit = PairFitness()
+    fit.values = objectives(record)
+    return Individual(g, fit)
+
+
+@dataclass(frozen=True)
+class EvalTask:
+    genome: Genome
+    generation: int
+
+
+def evaluate_task(task: EvalTask, ds: Dataset, budget: Budget, seed: int, device: str,
+                  progress: Callable[[str], None] | None = None) -> Record:
+    """Evaluate one genome and turn any failure into a recorded error (the run goes on)."""
+    g = task.genome
+    try:
+        result = evaluate_genome(g, ds, budget, seed=seed, device=device, progress=progress)
+        return Record(g.key(), g.to_dict(), task.generation, result.to_dict())
+    except GenomeError as exc:
+        log.warning("genome %s failed: %s", g.key(), exc)
+        return Record(g.key(), g.to_dict(), task.generation, None, f"GenomeError: {exc}")
+    except MemoryError as exc:
+        log.warning("genome %s ran out of memory", g.key())
+        return Record(g.key(), g.to_dict(), task.generation, None, f"MemoryError: {exc}")
+    except Exception as exc:  # noqa: BLE001 - a genome's failure must not end the run
+        log.warning("genome %s raised %s:\n%s", g.key(), type(exc).__name__, traceback.format_exc())
+        return Record(g.key(), g.to_dict(), task.generation, None, f"{type(exc).__name__}: {exc}")
+
+
+ProgressFn = Callable[[dict[str, Any]], None]
+
+
+class Search:
+    """NSGA-II search state: ask for offspring, evaluate, tell. ``step`` runs one generation,
+    which lets a test drive the search a generation at a time."""
+
+    def __init__(self, ds: Dataset, budget: Budget, store: RunStore, *, seed: int, device: str = "cpu",
+                 map_fn: Callable[..., Iterable[Record]] | None = None,
+                 progress: ProgressFn | None = None):
+        self.ds, self.budget, self.store = ds, budget, store
+        self.seed, self.device = seed, device
+        self.space, self.pools = budget.search, ds.pools
+        self.map_fn = map_fn
+        self.progress = progress or (lambda event: None)
+        self.records: dict[str, Record] = store.records()
+        self.rng = np.random.default_rng(seed)
+        self.population: list[Individual] = []
+        self.generation = -1
+        ckpt = store.load_checkpoint()
+        if ckpt is not None:
+            self.generation = int(ckpt["generation"])
+            self.rng.bit_generator.state = ckpt["rng_state"]
+            self.population = [_individual(Genome.from_dict(self.records[k].genome), self.records[k])
+                               for k in ckpt["population"]]
+            log.info("resuming after generation %d with %d evaluated genomes", self.generation, len(self.records))
+
+    # -- evaluation ----------------------------------------------------------------------------
+
+    def evaluate(self, genomes: list[Genome], generation: int) -> list[Individual]:
+        todo = [g for g in dict((g.key(), g) for g in genomes).values() if g.key() not in self.records]
+        done = len(genomes) - len(todo)
+        self.progress({"kind": "generation", "generation": generation, "total": len(genomes), "done": done})
+        tasks = [EvalTask(g, generation) for g in todo]
+        if self.map_fn is None:
+            results = (evaluate_task(t, self.ds, self.budget, self.seed, self.device,
+                                     progress=lambda msg, t=t: self.progress({"kind": "detail", "message": msg}))
+                       for t in tasks)
+        else:
+            results = self.map_fn(tasks)
+        for record in results:
+            self.store.append(record)
+            self.records[record.key] = record
+            done += 1
+            self.progress({"kind": "genome", "generation": generation, "done": done, "total": len(genomes),
+                           "record": record})
+        return [_individual(g, self.records[g.key()]) for g in genomes]
+
+    # -- generations ---------------------------------------------------------------------------
+
+    def initial_population(self) -> list[Genome]:
+        mu = self.budget.ga.population
+        genomes: dict[str, Genome] = {}
+        for _ in range(mu * 20):
+            g = random_genome(self.space, self.pools, self.rng)
+            genomes.setdefault(g.key(), g)
+            if len(genomes) == mu:
+                break
+        return list(genomes.values())
+
+    def _tournament(self, ranks: dict[int, int]) -> Individual:
+        i, j = self.rng.integers(len(self.population), size=2)
+        a, b = self.population[i], self.population[j]
+        ka = (ranks[id(a)], -a.fitness.crowding_dist)
+        kb = (ranks[id(b)], -b.fitness.crowding_dist)
+        return a if ka <= kb else b
+
+    def offspring(self) -> list[Genome]:
+        """mu children by tournament, crossover and mutation; none equal to a genome already
+        evaluated or to a sibling (mutated again up to a few times)."""
+        ga = self.budget.ga
+        fronts = tools.sortNondominated(self.population, len(self.population))
+        ranks = {id(ind): r for r, front in enumerate(fronts) for ind in front}
+        for front in fronts:
+            tools.emo.assignCrowdingDist(front)
+        children: dict[str, Genome] = {}
+        attempts = 0
+        while len(children) < ga.population and attempts < ga.population * 20:
+            attempts += 1
+            p1, p2 = self._tournament(ranks).genome, self._tournament(ranks).genome
+            if self.rng.random() < ga.cx_prob:
+                c1, c2 = cx_uniform(p1, p2, self.space, self.pools, self.rng)
+            else:
+                c1, c2 = p1, p2
+            for child in (c1, c2):
+                if self.rng.random() < ga.mut_prob:
+                    child = mut_genome(child, self.space, self.pools, self.rng)
+                for _ in range(4):
+                    if child.key() not in self.records and child.key() not in children:
+                        break
+                    child = mut_genome(child, self.space, self.pools, self.rng)
+                if child.key() not in self.records and child.key() not in children:
+                    children[child.key()] = child
+                if len(children) == ga.population:
+                    break
+        return list(children.values())
+
+    def select(self, individuals: list[Individual]) -> list[Individual]:
+        return tools.selNSGA2(individuals, min(self.budget.ga.population, len(individuals)))
+
+    def checkpoint(self) -> None:
+        self.store.save_checkpoint({
+            "generation": self.generation,
+            "population": [ind.genome.key() for ind in self.population],
+            "rng_state": self.rng.bit_generator.state,
+        })
+
+    def step(self) -> None:
+        """Run the next generation (generation 0 is the random initial population)."""
+        gen = self.generation + 1
+        if gen == 0:
+            self.population = self.select(self.evaluate(self.initial_population(), 0))
+        else:
+            kids = self.evaluate(self.offspring(), gen)
+            self.population = self.select(self.population + kids)
+        self.generation = gen
+        self.checkpoint()
+        self.progress({"kind": "checkpoint", "generation": gen, "evaluated": len(self.records)})
+
+    def run(self, generations: int, should_stop: Callable[[], bool] = lambda: False) -> None:
+        """Run until ``generations`` generations after the initial one are done."""
+        while self.generation < generations and not should_stop():
+            self.step()
+
+
+# ------------------------------------------------------------------------------------------------
+# the Pareto front of a run
+
+
+def pareto_front(records: Iterable[Record]) -> list[Record]:
+    """Non-dominated records over every successful evaluation with enough trades, sorted by
+    Sharpe (highest first). Genomes with too few trades or that failed never enter it."""
+    candidates = [r for r in records if r.ok and r.result.get("enough_trades")]
+    if not candidates:
+        return []
+    inds = [_individual(Genome.from_dict(r.genome), r) for r in candidates]
+    by_id = {id(ind): r for ind, r in zip(inds, candidates)}
+    first = tools.sortNondominated(inds, len(inds), first_front_only=True)[0]
+    front = [by_id[id(ind)] for ind in first]
+    return sorted(front, key=lambda r: (-r.result["sharpe"], r.result["max_drawdown"], r.key))

@@ -1,0 +1,302 @@
+"""The genome: one individual encodes both consensus models and their shared settings.
+
+A :class:`Genome` fixes model A's features (patterns and pattern features) and topology, model
+B's features (indicators) and topology, the shared window length and label horizon, and the
+consensus rule and threshold. Genomes are frozen values; the operators return new genomes and
+never write onto their inputs. Operators come in families with one signature each::
+
+    random_genome(space, pools, rng) -> Genome
+    cx_uniform(a, b, space, pools, rng) -> (Genome, Genome)
+    mut_genome(g, space, pools, rng, indpb) -> Genome
+
+and every result passes through :func:`repair`, so no operator can produce an invalid genome or an
+empty feature set. ``rng`` is a ``numpy.random.Generator``: no global random state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from evo.config import SearchSpace
+from evo.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ModelGenes:
+    """One xLSTM direction model: its inputs and topology."""
+
+    features: tuple[str, ...]
+    embedding_dim: int
+    num_blocks: int
+    num_heads: int
+    slstm_at: tuple[int, ...]
+    dropout: float
+
+    def __post_init__(self) -> None:
+        if not self.features:
+            raise ConfigError("a model needs at least one feature")
+        if len(set(self.features)) != len(self.features):
+            raise ConfigError(f"duplicate features in {self.features}")
+        if self.embedding_dim % self.num_heads:
+            raise ConfigError(f"num_heads {self.num_heads} must divide embedding_dim {self.embedding_dim}")
+        if any(not 0 <= i < self.num_blocks for i in self.slstm_at) or list(self.slstm_at) != sorted(set(self.slstm_at)):
+            raise ConfigError(f"slstm_at {self.slstm_at} must be sorted, unique positions below {self.num_blocks}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout {self.dropout} must lie in [0, 1)")
+
+    def describe(self) -> str:
+        """``emb×blocks h heads, sLSTM@[…]`` as the front table shows it."""
+        return f"{self.embedding_dim}x{self.num_blocks} h{self.num_heads} sLSTM@{list(self.slstm_at)}"
+
+
+@dataclass(frozen=True)
+class Genome:
+    model_a: ModelGenes
+    model_b: ModelGenes
+    seq_len: int
+    horizon: int
+    consensus: str
+    threshold: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict: ``{"model_a": {...}, "model_b": {...}, "seq_len", ...}``."""
+        d = asdict(self)
+        for m in ("model_a", "model_b"):
+            d[m]["features"] = list(d[m]["features"])
+            d[m]["slstm_at"] = list(d[m]["slstm_at"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Genome:
+        try:
+            models = {
+                m: ModelGenes(
+                    features=tuple(d[m]["features"]), embedding_dim=int(d[m]["embedding_dim"]),
+                    num_blocks=int(d[m]["num_blocks"]), num_heads=int(d[m]["num_heads"]),
+                    slstm_at=tuple(int(i) for i in d[m]["slstm_at"]), dropout=float(d[m]["dropout"]),
+                )
+                for m in ("model_a", "model_b")
+            }
+            return cls(**models, seq_len=int(d["seq_len"]), horizon=int(d["horizon"]),
+                       consensus=str(d["consensus"]), threshold=float(d["threshold"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"not a genome: {exc!r}") from None
+
+    def key(self) -> str:
+        """Content hash (16 hex chars): equal genomes share it, so each is evaluated once.
+        Feature order does not matter to the models' inputs' identity and is canonicalised."""
+        d = self.to_dict()
+        for m in ("model_a", "model_b"):
+            d[m]["features"] = sorted(d[m]["features"])
+        d["threshold"] = round(d["threshold"], 6)
+        for m in ("model_a", "model_b"):
+            d[m]["dropout"] = round(d[m]["dropout"], 6)
+        blob = json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class FeaturePools:
+    """The features each model may choose from (the catalog, less what the data cannot support)."""
+
+    a: tuple[str, ...]
+    b: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not self.a or not self.b:
+            raise ConfigError("each model needs a non-empty feature pool")
+        if set(self.a) & set(self.b):
+            raise ConfigError("model A's and model B's feature pools must be disjoint")
+
+
+# --------------------------------------------------------------------------------------------
+# repair: the one place that makes any candidate valid for a search space
+
+
+def _nearest(value: float, choices: tuple) -> Any:
+    return min(choices, key=lambda c: (abs(c - value), c))
+
+
+def _repair_model(m: ModelGenes | dict, pool: tuple[str, ...], max_features: int,
+                  space: SearchSpace, rng: np.random.Generator) -> ModelGenes:
+    d = asdict(m) if isinstance(m, ModelGenes) else dict(m)
+    allowed = set(pool)
+    feats = [f for f in dict.fromkeys(d["features"]) if f in allowed]
+    if len(feats) > max_features:
+        keep = np.sort(rng.choice(len(feats), size=max_features, replace=False))
+        feats = [feats[i] for i in keep]
+    if not feats:
+        feats = [pool[int(rng.integers(len(pool)))]]
+    emb = _nearest(int(d["embedding_dim"]), space.embedding_dim)
+    heads_ok = tuple(h for h in space.num_heads if emb % h == 0)
+    heads = int(d["num_heads"]) if int(d["num_heads"]) in heads_ok else _nearest(int(d["num_heads"]), heads_ok)
+    blocks = int(np.clip(int(d["num_blocks"]), *space.num_blocks))
+    slstm = tuple(sorted({int(i) for i in d["slstm_at"] if 0 <= int(i) < blocks}))
+    dropout = float(np.clip(float(d["dropout"]), *space.dropout))
+    return ModelGenes(tuple(feats), emb, blocks, heads, slstm, dropout)
+
+
+def repair(g: Genome | dict, space: SearchSpace, pools: FeaturePools, rng: np.random.Generator) -> Genome:
+    """Return the nearest valid genome in ``space``: features within the pools and non-empty,
+    heads dividing the embedding, sLSTM positions inside the stack, values inside their ranges."""
+    d = g.to_dict() if isinstance(g, Genome) else g
+    return Genome(
+        model_a=_repair_model(d["model_a"], pools.a, space.max_features_a, space, rng),
+        model_b=_repair_model(d["model_b"], pools.b, space.max_features_b, space, rng),
+        seq_len=_nearest(int(d["seq_len"]), space.seq_len),
+        horizon=_nearest(int(d["horizon"]), space.horizon),
+        consensus=d["consensus"] if d["consensus"] in space.consensus else space.consensus[0],
+        threshold=float(np.clip(float(d["threshold"]), *space.threshold)),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# random_genome
+
+
+def _random_model(pool: tuple[str, ...], max_features: int, space: SearchSpace,
+                  rng: np.random.Generator) -> dict:
+    n = int(rng.integers(1, min(max_features, len(pool)) + 1))
+    feats = [pool[i] for i in np.sort(rng.choice(len(pool), size=n, replace=False))]
+    blocks = int(rng.integers(space.num_blocks[0], space.num_blocks[1] + 1))
+    emb = int(rng.choice(space.embedding_dim))
+    heads_ok = [h for h in space.num_heads if emb % h == 0]
+    return {
+        "features": feats, "embedding_dim": emb, "num_blocks": blocks,
+        "num_heads": int(rng.choice(heads_ok)),
+        "slstm_at": [i for i in range(blocks) if rng.random() < space.slstm_share],
+        "dropout": float(rng.uniform(*space.dropout)),
+    }
+
+
+def random_genome(space: SearchSpace, pools: FeaturePools, rng: np.random.Generator) -> Genome:
+    """A uniformly drawn valid genome."""
+    d = {
+        "model_a": _random_model(pools.a, space.max_features_a, space, rng),
+        "model_b": _random_model(pools.b, space.max_features_b, space, rng),
+        "seq_len": int(rng.choice(space.seq_len)),
+        "horizon": int(rng.choice(space.horizon)),
+        "consensus": str(rng.choice(list(space.consensus))),
+        "threshold": float(rng.uniform(*space.threshold)),
+    }
+    return repair(d, space, pools, rng)
+
+
+# --------------------------------------------------------------------------------------------
+# crossover
+
+
+def _cx_features(fa: tuple[str, ...], fb: tuple[str, ...], rng: np.random.Generator) -> tuple[list, list]:
+    """Uniform crossover on feature membership: a feature both parents use stays in both
+    children; one that only one parent uses goes to either child with equal odds."""
+    both = [f for f in fa if f in fb]
+    only = [f for f in dict.fromkeys(fa + fb) if f not in both]
+    to_first = rng.random(len(only)) < 0.5
+    c1 = both + [f for f, t in zip(only, to_first) if t]
+    c2 = both + [f for f, t in zip(only, to_first) if not t]
+    return c1, c2
+
+
+def cx_uniform(a: Genome, b: Genome, space: SearchSpace, pools: FeaturePools,
+               rng: np.random.Generator) -> tuple[Genome, Genome]:
+    """Uniform crossover: each scalar gene is swapped with probability 0.5, feature sets mix by
+    membership. The topology of a model (blocks and its sLSTM positions) travels together."""
+    da, db = a.to_dict(), b.to_dict()
+    c1, c2 = {}, {}
+    for key in ("seq_len", "horizon", "consensus", "threshold"):
+        swap = rng.random() < 0.5
+        c1[key], c2[key] = (db[key], da[key]) if swap else (da[key], db[key])
+    for m in ("model_a", "model_b"):
+        ma, mb = da[m], db[m]
+        f1, f2 = _cx_features(tuple(ma["features"]), tuple(mb["features"]), rng)
+        m1, m2 = {"features": f1}, {"features": f2}
+        for key in ("embedding_dim", "num_heads", "dropout"):
+            swap = rng.random() < 0.5
+            m1[key], m2[key] = (mb[key], ma[key]) if swap else (ma[key], mb[key])
+        swap = rng.random() < 0.5
+        src1, src2 = (mb, ma) if swap else (ma, mb)
+        m1["num_blocks"], m1["slstm_at"] = src1["num_blocks"], src1["slstm_at"]
+        m2["num_blocks"], m2["slstm_at"] = src2["num_blocks"], src2["slstm_at"]
+        c1[m], c2[m] = m1, m2
+    return repair(c1, space, pools, rng), repair(c2, space, pools, rng)
+
+
+# --------------------------------------------------------------------------------------------
+# mutation
+
+
+def _step_choice(value: Any, choices: tuple, rng: np.random.Generator) -> Any:
+    """Move to a neighbouring value in a sorted choice list (or stay at an end)."""
+    ordered = sorted(choices)
+    i = ordered.index(_nearest(value, tuple(ordered))) + int(rng.choice([-1, 1]))
+    return ordered[int(np.clip(i, 0, len(ordered) - 1))]
+
+
+def _mut_features(feats: list[str], pool: tuple[str, ...], max_features: int,
+                  rng: np.random.Generator) -> list[str]:
+    outside = [f for f in pool if f not in feats]
+    move = rng.integers(3)  # 0 add, 1 remove, 2 swap one
+    if move == 0 and outside and len(feats) < max_features:
+        return feats + [outside[int(rng.integers(len(outside)))]]
+    if move == 1 and len(feats) > 1:
+        drop = int(rng.integers(len(feats)))
+        return feats[:drop] + feats[drop + 1:]
+    if outside:
+        i = int(rng.integers(len(feats)))
+        return feats[:i] + [outside[int(rng.integers(len(outside)))]] + feats[i + 1:]
+    return feats
+
+
+def _mut_model(m: dict, pool: tuple[str, ...], max_features: int, space: SearchSpace,
+               rng: np.random.Generator, indpb: float) -> dict:
+    m = dict(m)
+    if rng.random() < indpb:
+        m["features"] = _mut_features(list(m["features"]), pool, max_features, rng)
+    if rng.random() < indpb:
+        m["embedding_dim"] = _step_choice(m["embedding_dim"], space.embedding_dim, rng)
+    if rng.random() < indpb:
+        m["num_heads"] = int(rng.choice(space.num_heads))
+    if rng.random() < indpb:
+        m["num_blocks"] = int(m["num_blocks"]) + int(rng.choice([-1, 1]))
+    if rng.random() < indpb:
+        pos = int(rng.integers(max(1, int(m["num_blocks"]))))
+        m["slstm_at"] = sorted(set(m["slstm_at"]) ^ {pos})
+    if rng.random() < indpb:
+        m["dropout"] = float(m["dropout"]) + float(rng.normal(0.0, 0.1))
+    return m
+
+
+def mut_genome(g: Genome, space: SearchSpace, pools: FeaturePools, rng: np.random.Generator,
+               indpb: float = 0.2) -> Genome:
+    """Mutate each gene with probability ``indpb``: feature add/remove/swap, a neighbouring
+    embedding/window, ±1 block, toggling one sLSTM position, Gaussian steps for dropout and
+    threshold. At least one gene always changes where the space allows it."""
+    d = g.to_dict()
+    for _ in range(8):  # retry until something changed (a tiny space may need a few draws)
+        d["model_a"] = _mut_model(d["model_a"], pools.a, space.max_features_a, space, rng, indpb)
+        d["model_b"] = _mut_model(d["model_b"], pools.b, space.max_features_b, space, rng, indpb)
+        if rng.random() < indpb:
+            d["seq_len"] = _step_choice(d["seq_len"], space.seq_len, rng)
+        if rng.random() < indpb:
+            d["horizon"] = int(rng.choice(space.horizon))
+        if rng.random() < indpb:
+            d["consensus"] = str(rng.choice(list(space.consensus)))
+        if rng.random() < indpb:
+            d["threshold"] = float(d["threshold"]) + float(rng.normal(0.0, 0.04))
+        child = repair(d, space, pools, rng)
+        if child.key() != g.key():
+            return child
+    return child
+
+
+def validate_for_space(g: Genome, space: SearchSpace, pools: FeaturePools) -> None:
+    """Raise ConfigError if ``g`` lies outside ``space`` or uses features outside the pools
+    (a user's seed genome, say)."""
+    fixed = repair(g, space, pools, np.random.default_rng(0))
+    if fixed != replace(g):
+        raise ConfigError(f"genome {g.key()} is outside the search space (nearest valid: {fixed.key()})")

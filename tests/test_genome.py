@@ -1,0 +1,94 @@
+"""Genome operators: every product of random_genome, cx_uniform and mut_genome is valid."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from evo.config import SearchSpace, load_budget
+from evo.errors import ConfigError
+from evo.genome import FeaturePools, Genome, ModelGenes, cx_uniform, mut_genome, random_genome, repair
+
+POOLS = FeaturePools(a=tuple(f"cdl_{i}" for i in range(12)), b=tuple(f"ind_{i}" for i in range(9)))
+
+
+def assert_valid(g: Genome, space: SearchSpace, pools: FeaturePools = POOLS) -> None:
+    for m, pool, cap in ((g.model_a, pools.a, space.max_features_a), (g.model_b, pools.b, space.max_features_b)):
+        assert 1 <= len(m.features) <= cap
+        assert set(m.features) <= set(pool)
+        assert m.embedding_dim in space.embedding_dim
+        assert m.num_heads in space.num_heads and m.embedding_dim % m.num_heads == 0
+        assert space.num_blocks[0] <= m.num_blocks <= space.num_blocks[1]
+        assert all(0 <= i < m.num_blocks for i in m.slstm_at)
+        assert space.dropout[0] <= m.dropout <= space.dropout[1]
+    assert g.seq_len in space.seq_len and g.horizon in space.horizon
+    assert g.consensus in space.consensus
+    assert space.threshold[0] <= g.threshold <= space.threshold[1]
+
+
+@pytest.mark.parametrize("budget", ["smoke", "cpu", "gpu"])
+def test_operators_never_produce_an_invalid_genome(budget):
+    space = load_budget(budget).search
+    rng = np.random.default_rng(1)
+    pop = [random_genome(space, POOLS, rng) for _ in range(30)]
+    for g in pop:
+        assert_valid(g, space)
+    for _ in range(300):
+        a, b = pop[rng.integers(len(pop))], pop[rng.integers(len(pop))]
+        c1, c2 = cx_uniform(a, b, space, POOLS, rng)
+        m = mut_genome(c1, space, POOLS, rng, indpb=0.5)
+        for g in (c1, c2, m):
+            assert_valid(g, space)
+        pop[rng.integers(len(pop))] = m
+
+
+def test_operators_do_not_write_onto_inputs_and_mutation_changes_something():
+    space = load_budget("smoke").search
+    rng = np.random.default_rng(2)
+    a, b = random_genome(space, POOLS, rng), random_genome(space, POOLS, rng)
+    da, db = a.to_dict(), b.to_dict()
+    cx_uniform(a, b, space, POOLS, rng)
+    child = mut_genome(a, space, POOLS, rng)
+    assert a.to_dict() == da and b.to_dict() == db
+    assert child.key() != a.key()
+
+
+def test_crossover_keeps_shared_features_and_conserves_the_rest():
+    space = load_budget("cpu").search
+    rng = np.random.default_rng(3)
+    a, b = random_genome(space, POOLS, rng), random_genome(space, POOLS, rng)
+    c1, c2 = cx_uniform(a, b, space, POOLS, rng)
+    shared = set(a.model_a.features) & set(b.model_a.features)
+    assert shared <= set(c1.model_a.features) and shared <= set(c2.model_a.features)
+
+
+def test_repair_fixes_heads_blocks_and_empty_features():
+    space = SearchSpace(embedding_dim=(12,), num_heads=(4, 8), num_blocks=(1, 2))
+    bad = {
+        "model_a": {"features": ["not_in_pool"], "embedding_dim": 12, "num_blocks": 5, "num_heads": 8,
+                    "slstm_at": [0, 3, 4], "dropout": 0.9},
+        "model_b": {"features": list(POOLS.b), "embedding_dim": 7, "num_blocks": 0, "num_heads": 3,
+                    "slstm_at": [], "dropout": -1},
+        "seq_len": 1000, "horizon": 2, "consensus": "nope", "threshold": 0.99,
+    }
+    g = repair(bad, space, POOLS, np.random.default_rng(0))
+    assert_valid(g, space)
+    assert g.model_a.num_heads == 4 and g.model_a.slstm_at == (0,)
+
+
+def test_genome_round_trip_and_key_ignores_feature_order():
+    space = load_budget("smoke").search
+    g = random_genome(space, POOLS, np.random.default_rng(4))
+    assert Genome.from_dict(g.to_dict()) == g
+    d = g.to_dict()
+    d["model_b"]["features"] = list(reversed(d["model_b"]["features"]))
+    assert Genome.from_dict(d).key() == g.key()
+
+
+def test_model_genes_reject_invalid_values():
+    with pytest.raises(ConfigError):
+        ModelGenes((), 16, 1, 1, (), 0.1)
+    with pytest.raises(ConfigError):
+        ModelGenes(("a",), 16, 1, 3, (), 0.1)
+    with pytest.raises(ConfigError):
+        ModelGenes(("a",), 16, 2, 1, (2,), 0.1)
