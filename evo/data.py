@@ -8,7 +8,6 @@ number in the file, header = line 1) and what is wrong.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from importlib import resources
@@ -193,11 +192,3 @@ def load_yfinance(ticker: str, *, cache_dir: Path, interval: str = "1d", period:
     frame.rename(columns=str.capitalize).to_csv(tmp, index_label="Datetime")
     os.replace(tmp, cache)
     return frame
-
-
-def bars_hash(bars: pd.DataFrame) -> str:
-    """SHA-256 of the bars' index and values: the identity of a dataset (hex, 16 chars)."""
-    h = hashlib.sha256()
-    h.update(bars.index.asi8.tobytes())
-    h.update(np.ascontiguousarray(bars[list(OHLCV)].to_numpy(dtype="float64")).tobytes())
-    return h.hexdigest()[:16]

@@ -62,7 +62,6 @@ def prepare_dataset(bars: pd.DataFrame, label: str, budget: Budget, *, cache_dir
     """
     import features as F
     from backtest import bars_needed, periods_per_year
-    from evo.data import bars_hash
 
     feats = F.load_or_compute(bars, cache_dir)
     usable = set(F.usable_features(bars))
@@ -83,7 +82,7 @@ def prepare_dataset(bars: pd.DataFrame, label: str, budget: Budget, *, cache_dir
             f"(windows up to {max(space.seq_len)}, horizon up to {max(space.horizon)}, {ev.folds} folds, "
             f"{worst_warmup} bars of indicator warm-up): needs at least {need}"
         )
-    return Dataset(bars=bars, features=feats, label=label, data_hash=bars_hash(bars), pools=pools,
+    return Dataset(bars=bars, features=feats, label=label, data_hash=F.data_hash(bars)[:16], pools=pools,
                    warmup=warmup, first_bar=first_bar, periods_per_year=periods_per_year(bars.index))
 
 
@@ -204,15 +203,32 @@ def predict_segment(run: ModelRun, ds: Dataset, ends: np.ndarray, seq_len: int, 
     return probs, y
 
 
-def evaluate_genome(g: Genome, ds: Dataset, budget: Budget, *, seed: int = 0, device: str = "cpu",
-                    progress: ProgressFn | None = None) -> EvalResult:
-    """Train and backtest ``g`` walk-forward. Raises GenomeError when the genome cannot be
-    evaluated (the caller records it and the run goes on)."""
+@dataclass(frozen=True)
+class WalkForward:
+    """Out-of-sample predictions of both models over the concatenated test folds."""
+
+    folds: list
+    ends: np.ndarray          # decision bars, (N,) int
+    p_a: np.ndarray           # (N, 3) float64, class order down/flat/up
+    p_b: np.ndarray
+    y_a: np.ndarray           # (N,) true labels under each fold's dead zone, -1 where unknown
+    y_b: np.ndarray
+    lr_a: float
+    lr_b: float
+
+
+def walk_forward_predictions(g: Genome, ds: Dataset, budget: Budget, *, seed: int = 0, device: str = "cpu",
+                             progress: ProgressFn | None = None) -> WalkForward:
+    """Train both models on each fold's training rows and predict its test bars.
+
+    Fold k's predictions depend only on bars before its test segment (training, validation,
+    scaler, dead zone) and on the windows ending at each test bar: bars after a test bar never
+    reach its prediction.
+    """
     import torch
 
-    from backtest import CostModel, backtest_signals, consensus_signal, walk_forward_folds
+    from backtest import walk_forward_folds
 
-    t0 = time.perf_counter()
     ev = budget.evaluate
     folds = walk_forward_folds(ds.n_bars, n_folds=ev.folds, horizon=max(budget.search.horizon),
                                first_bar=ds.first_bar, test_fraction=ev.test_fraction,
@@ -232,18 +248,34 @@ def evaluate_genome(g: Genome, ds: Dataset, budget: Budget, *, seed: int = 0, de
             p, y = predict_segment(run, ds, np.arange(*fold.test), g.seq_len, g.horizon)
             probs[name].append(p)
             labels[name].append(y)
-    p_a, p_b = np.concatenate(probs["a"]), np.concatenate(probs["b"])
-    if not (np.isfinite(p_a).all() and np.isfinite(p_b).all()):
+    wf = WalkForward(
+        folds=folds, ends=np.concatenate([np.arange(*f.test) for f in folds]),
+        p_a=np.concatenate(probs["a"]), p_b=np.concatenate(probs["b"]),
+        y_a=np.concatenate(labels["a"]), y_b=np.concatenate(labels["b"]),
+        lr_a=float(lrs["a"]), lr_b=float(lrs["b"]),
+    )
+    if not (np.isfinite(wf.p_a).all() and np.isfinite(wf.p_b).all()):
         raise GenomeError("a model produced non-finite probabilities")
-    signal = consensus_signal(p_a, p_b, rule=g.consensus, threshold=g.threshold,
+    return wf
+
+
+def evaluate_genome(g: Genome, ds: Dataset, budget: Budget, *, seed: int = 0, device: str = "cpu",
+                    progress: ProgressFn | None = None) -> EvalResult:
+    """Train and backtest ``g`` walk-forward. Raises GenomeError when the genome cannot be
+    evaluated (the caller records it and the run goes on)."""
+    from backtest import CostModel, backtest_signals, consensus_signal
+
+    t0 = time.perf_counter()
+    ev = budget.evaluate
+    wf = walk_forward_predictions(g, ds, budget, seed=seed, device=device, progress=progress)
+    signal = consensus_signal(wf.p_a, wf.p_b, rule=g.consensus, threshold=g.threshold,
                               allow_short=ev.allow_short)
-    start, stop = folds[0].test[0], folds[-1].test[1]
+    start, stop = wf.folds[0].test[0], wf.folds[-1].test[1]
     # Bars start..stop inclusive: the signal at the last test bar would fill at bar `stop`.
     span = ds.bars.iloc[start: stop + 1]
     full_signal = np.concatenate([signal, np.zeros(len(span) - len(signal), dtype=signal.dtype)])
     bt = backtest_signals(span, full_signal, costs=CostModel(fees_bps=ev.fees_bps, slippage_bps=ev.slippage_bps),
                           periods_per_year=ds.periods_per_year)
-    y_a, y_b = np.concatenate(labels["a"]), np.concatenate(labels["b"])
     values = [bt.sharpe, bt.max_drawdown, bt.total_return]
     if not all(math.isfinite(v) for v in values):
         raise GenomeError(f"backtest produced non-finite figures {values}")
@@ -251,8 +283,8 @@ def evaluate_genome(g: Genome, ds: Dataset, budget: Budget, *, seed: int = 0, de
         sharpe=float(bt.sharpe), max_drawdown=float(bt.max_drawdown), total_return=float(bt.total_return),
         trades=int(bt.trades), exposure=float(bt.exposure), traded=bool(bt.traded),
         enough_trades=int(bt.trades) >= ev.min_trades,
-        accuracy_a=_accuracy(p_a, y_a), accuracy_b=_accuracy(p_b, y_b),
-        lr_a=float(lrs["a"]), lr_b=float(lrs["b"]),
+        accuracy_a=_accuracy(wf.p_a, wf.y_a), accuracy_b=_accuracy(wf.p_b, wf.y_b),
+        lr_a=wf.lr_a, lr_b=wf.lr_b,
         test_start=span.index[0].isoformat(), test_end=span.index[-1].isoformat(),
         test_bars=int(len(span)), seconds=round(time.perf_counter() - t0, 3),
         returns=[float(x) for x in np.asarray(bt.returns, dtype=np.float64)],

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evo.data import bars_hash, load_bars, read_csv, to_canonical
+from evo.data import load_bars, read_csv, to_canonical
+from features import data_hash as bars_hash
 from evo.errors import DataError
 
 GOOD = """Date,Open,High,Low,Close,Adj Close,Volume
