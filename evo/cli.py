@@ -18,9 +18,6 @@ from evo.errors import EvoError
 
 log = logging.getLogger("evo")
 
-SAMPLE_NOTE = "walk-forward out-of-sample (concatenated test folds, after fees and slippage)"
-
-
 def _setup_logging(verbose: bool, console=None) -> None:
     level = logging.DEBUG if verbose else logging.INFO
     if console is not None:
@@ -147,54 +144,15 @@ def _search(store, ds, budget, generations, seed, device, console) -> None:
 # front
 
 
-def front_payload(store) -> dict:
-    from evo.ga import pareto_front
-
-    records = store.records()
-    front = pareto_front(records.values())
-    failures: dict[str, int] = {}
-    for r in records.values():
-        if not r.ok:
-            cause = (r.error or "unknown").split(":")[0]
-            failures[cause] = failures.get(cause, 0) + 1
-    members = []
-    for r in front:
-        res = r.result
-        members.append({
-            "id": r.key,
-            "sharpe": res["sharpe"],
-            "max_drawdown": res["max_drawdown"],
-            "total_return": res["total_return"],
-            "trades": res["trades"],
-            "exposure": res["exposure"],
-            "accuracy_a": res["accuracy_a"],
-            "accuracy_b": res["accuracy_b"],
-            "lr_a": res["lr_a"],
-            "lr_b": res["lr_b"],
-            "generation": r.generation,
-            "genome": r.genome,
-        })
-    return {
-        "run": str(store.path),
-        "data": store.meta.get("data_label"),
-        "budget": store.meta["budget"]["name"],
-        "sample": SAMPLE_NOTE,
-        "test_span": [front[0].result["test_start"], front[0].result["test_end"]] if front else None,
-        "evaluated": sum(1 for r in records.values() if r.ok),
-        "failed": sum(1 for r in records.values() if not r.ok),
-        "failures": failures,
-        "too_few_trades": sum(1 for r in records.values() if r.ok and not r.result["enough_trades"]),
-        "members": members,
-    }
-
-
 def _abbrev(features: list[str], width: int = 38) -> str:
     text = ",".join(features)
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _print_front(store, *, as_json: bool, top: int | None, sort: str = "sharpe") -> None:
-    payload = front_payload(store)
+    from evo.front import front_payload
+
+    payload = front_payload(store.records(), store.meta, str(store.path))
     key = {"sharpe": lambda m: -m["sharpe"], "drawdown": lambda m: m["max_drawdown"],
            "trades": lambda m: -m["trades"]}[sort]
     payload["members"].sort(key=key)
@@ -209,12 +167,13 @@ def _print_front(store, *, as_json: bool, top: int | None, sort: str = "sharpe")
     from evo.genome import Genome
 
     table = Table(title=f"Pareto front: {payload['run']}  ({payload['sample']})", title_justify="left")
-    for col in ("id", "Sharpe", "max DD", "return", "trades", "acc A/B", "model A", "model B", "window/h", "consensus"):
-        table.add_column(col, justify="right" if col in ("Sharpe", "max DD", "return", "trades") else "left")
+    numeric = ("Sharpe", "DSR", "max DD", "return", "trades")
+    for col in ("id", *numeric, "acc A/B", "model A", "model B", "window/h", "consensus"):
+        table.add_column(col, justify="right" if col in numeric else "left")
     for m in payload["members"]:
         g = Genome.from_dict(m["genome"])
         table.add_row(
-            m["id"][:8], f"{m['sharpe']:+.2f}", f"{m['max_drawdown']:.1%}", f"{m['total_return']:+.1%}",
+            m["id"][:8], f"{m['sharpe']:+.2f}", f"{m['dsr']:.2f}", f"{m['max_drawdown']:.1%}", f"{m['total_return']:+.1%}",
             str(m["trades"]), f"{m['accuracy_a']:.2f}/{m['accuracy_b']:.2f}",
             f"{g.model_a.describe()}\n{_abbrev(list(g.model_a.features))}",
             f"{g.model_b.describe()}\n{_abbrev(list(g.model_b.features))}",
@@ -223,9 +182,13 @@ def _print_front(store, *, as_json: bool, top: int | None, sort: str = "sharpe")
     console = Console()
     console.print(table)
     span = payload["test_span"]
+    pbo = payload["pbo"]
     console.print(f"{payload['evaluated']} genomes evaluated, {payload['failed']} failed "
                   f"{payload['failures'] or ''}, {payload['too_few_trades']} with too few trades; "
                   f"test span {span[0][:10] + '..' + span[1][:10] if span else '-'}")
+    console.print(f"selection bias: {payload['trials']} trials; DSR = probability the Sharpe beats the best of "
+                  f"that many lucky tries (< 0.95: no evidence of skill); "
+                  f"PBO = {'n/a' if pbo is None else f'{pbo:.2f}'} (0.5 = what noise gives)")
     if not payload["members"]:
         console.print("[yellow]no genome traded enough to enter the front[/]")
 

@@ -1,0 +1,29 @@
+"""Walk-forward scoring of consensus signals: folds, consensus rules, a vectorbt portfolio, metrics.
+
+Importing ``backtest`` loads numpy only: vectorbt (and pandas) are imported inside the functions
+that need them, so ``evo predict`` can use :func:`consensus_signal` on a light machine.
+
+Look-ahead guarantees: a decision bar ``t`` uses bars ``<= t``; its signal trades at the open of
+``t + 1`` (:func:`backtest_signals`); training and validation labels never reach into the next
+segment (:func:`walk_forward_folds`).
+"""
+
+from .consensus import CONSENSUS_RULES, consensus_signal
+from .folds import Fold, bars_needed, walk_forward_folds
+from .metrics import max_drawdown, periods_per_year, sharpe_ratio, total_return
+from .portfolio import BacktestResult, CostModel, backtest_signals
+
+__all__ = [
+    "CONSENSUS_RULES",
+    "BacktestResult",
+    "CostModel",
+    "Fold",
+    "backtest_signals",
+    "bars_needed",
+    "consensus_signal",
+    "max_drawdown",
+    "periods_per_year",
+    "sharpe_ratio",
+    "total_return",
+    "walk_forward_folds",
+]

@@ -1,0 +1,136 @@
+"""Consensus rules: two models' class probabilities -> one long/flat/short signal per decision bar.
+
+numpy only: ``evo predict`` on the trading PC imports this module, so it must stay light (no
+pandas, no vectorbt).
+
+Probabilities are float64 arrays of shape ``(N, 3)`` with class order ``(down, flat, up)``
+(``models``' classes 0, 1, 2). Row ``i`` belongs to decision bar ``t_i``; the signal made from it at
+the close of ``t_i`` trades at the open of ``t_i + 1`` (see :func:`backtest.backtest_signals`).
+
+Each rule is one function of the same shape, ``rule(up_a, down_a, up_b, down_b, threshold) ->
+bool mask`` ("go long here"); the short side is the same rule with up and down swapped. All
+comparisons are strict (``>``), so a tie never opens a position.
+
+Rules, with ``threshold = 0.5`` and rows ``(down, flat, up)``:
+
+* ``"both"``: long where **both** models have ``p_up > threshold`` and each model's
+  ``p_up > p_down``. ``a = (0.1, 0.3, 0.6)``, ``b = (0.2, 0.25, 0.55)`` -> long;
+  ``b = (0.2, 0.3, 0.5)`` -> flat (0.5 is not > 0.5).
+* ``"either"``: long where **at least one** model has ``p_up > threshold`` and **neither** model
+  has ``p_down > threshold`` (one confident model suffices unless the other confidently
+  disagrees). ``a = (0.1, 0.3, 0.6)``, ``b = (0.3, 0.4, 0.3)`` -> long;
+  ``b = (0.55, 0.3, 0.15)`` -> flat.
+* ``"mean"``: long where the **mean** of the two ``p_up`` is ``> threshold`` and
+  ``> mean p_down``. ``a = (0.1, 0.1, 0.8)``, ``b = (0.3, 0.4, 0.3)`` -> mean up 0.55 -> long.
+
+Long and short are mutually exclusive under every rule (each requires its side to beat the other).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from evo.errors import ConfigError, DataError
+
+__all__ = ["CONSENSUS_RULES", "consensus_signal"]
+
+# Rows of probabilities must sum to 1 within this tolerance (catches logits passed by mistake).
+_SUM_TOL = 1e-4
+
+RuleFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float], np.ndarray]
+
+
+def _rule_both(
+    up_a: np.ndarray, down_a: np.ndarray, up_b: np.ndarray, down_b: np.ndarray, threshold: float
+) -> np.ndarray:
+    return (up_a > threshold) & (up_b > threshold) & (up_a > down_a) & (up_b > down_b)
+
+
+def _rule_either(
+    up_a: np.ndarray, down_a: np.ndarray, up_b: np.ndarray, down_b: np.ndarray, threshold: float
+) -> np.ndarray:
+    return ((up_a > threshold) | (up_b > threshold)) & ~(down_a > threshold) & ~(down_b > threshold)
+
+
+def _rule_mean(
+    up_a: np.ndarray, down_a: np.ndarray, up_b: np.ndarray, down_b: np.ndarray, threshold: float
+) -> np.ndarray:
+    up = 0.5 * (up_a + up_b)
+    down = 0.5 * (down_a + down_b)
+    return (up > threshold) & (up > down)
+
+
+_RULES: dict[str, RuleFn] = {"both": _rule_both, "either": _rule_either, "mean": _rule_mean}
+
+#: Names accepted by :func:`consensus_signal`, in genome order.
+CONSENSUS_RULES: tuple[str, ...] = tuple(_RULES)  # ("both", "either", "mean")
+
+
+def _check_proba(name: str, p: object) -> np.ndarray:
+    arr = np.asarray(p, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[1] != 3:
+        raise DataError(f"{name} must have shape (N, 3) with columns (down, flat, up), got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise DataError(f"{name} contains NaN or inf; pass class probabilities from predict_proba")
+    if arr.size and (arr.min() < 0.0 or arr.max() > 1.0):
+        raise DataError(f"{name} has values outside [0, 1]; pass probabilities (softmax), not logits")
+    sums = arr.sum(axis=1)
+    if arr.size and not np.allclose(sums, 1.0, rtol=0.0, atol=_SUM_TOL):
+        worst = int(np.argmax(np.abs(sums - 1.0)))
+        raise DataError(f"{name} rows must sum to 1 (probabilities), row {worst} sums to {sums[worst]:.6f}")
+    return arr
+
+
+def consensus_signal(
+    p_a: np.ndarray,
+    p_b: np.ndarray,
+    *,
+    rule: str,
+    threshold: float,
+    allow_short: bool = False,
+) -> np.ndarray:
+    """Combine two models' probabilities into a target position per decision bar.
+
+    Args:
+        p_a: model A's probabilities, float ``(N, 3)``, columns ``(down, flat, up)``, rows sum to 1.
+        p_b: model B's probabilities, same shape and bars as ``p_a``.
+        rule: one of :data:`CONSENSUS_RULES` (``"both"``, ``"either"``, ``"mean"``; see the module
+            docstring for definitions and worked values).
+        threshold: probability a side must strictly exceed, in ``(0, 1)``; 0.5 means "more likely
+            than not".
+        allow_short: if False (long/flat), bars where the short condition holds are 0 (flat).
+
+    Returns:
+        int8 array of shape ``(N,)`` with values in ``{-1, 0, 1}`` (short, flat, long): the position
+        wanted from the open of the next bar.
+
+    Raises:
+        ConfigError: unknown ``rule`` or ``threshold`` outside ``(0, 1)``.
+        DataError: probabilities with the wrong shape, non-finite, outside ``[0, 1]`` or with rows
+            not summing to 1.
+    """
+    if rule not in _RULES:
+        raise ConfigError(f"unknown consensus rule {rule!r}; use one of {CONSENSUS_RULES}")
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, (int, float, np.floating))
+        or not 0.0 < threshold < 1.0
+    ):
+        raise ConfigError(
+            f"threshold must be a probability strictly between 0 and 1 (e.g. 0.5), got {threshold!r}"
+        )
+    a = _check_proba("p_a", p_a)
+    b = _check_proba("p_b", p_b)
+    if a.shape != b.shape:
+        raise DataError(f"p_a and p_b must cover the same bars, got shapes {a.shape} and {b.shape}")
+    fn = _RULES[rule]
+    thr = float(threshold)
+    down_a, up_a = a[:, 0], a[:, 2]
+    down_b, up_b = b[:, 0], b[:, 2]
+    signal = fn(up_a, down_a, up_b, down_b, thr).astype(np.int8)
+    if allow_short:
+        short = fn(down_a, up_a, down_b, up_b, thr)
+        signal[short] = -1
+    return signal

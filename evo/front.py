@@ -1,0 +1,65 @@
+"""The Pareto front of a run and the honesty figures beside it (pure: records in, dict out)."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from evo.store import Record
+
+SAMPLE_NOTE = "walk-forward out-of-sample (concatenated test folds, after fees and slippage)"
+
+
+def _per_bar_sharpe(returns: np.ndarray) -> float:
+    sd = returns.std(ddof=1) if len(returns) > 1 else 0.0
+    return float(returns.mean() / sd) if sd > 0 else 0.0
+
+
+def selection_bias(records: Iterable[Record]) -> tuple[dict[str, float], float | None, int]:
+    """Deflated Sharpe per evaluated genome, PBO over all of them, and the number of trials
+    (distinct genomes evaluated successfully). All genomes of a run share one test span."""
+    from backtest.overfitting import deflated_sharpe_of, probability_of_backtest_overfitting
+
+    ok = [r for r in records if r.ok]
+    if not ok:
+        return {}, None, 0
+    lengths = {len(r.result["returns"]) for r in ok}
+    if len(lengths) != 1:
+        raise ValueError(f"evaluated genomes have test spans of different lengths {sorted(lengths)}")
+    matrix = np.array([r.result["returns"] for r in ok], dtype=np.float64).T  # (T, N)
+    sharpes = np.array([_per_bar_sharpe(matrix[:, j]) for j in range(matrix.shape[1])])
+    dsr = {r.key: deflated_sharpe_of(matrix[:, j], sharpes) for j, r in enumerate(ok)}
+    pbo = probability_of_backtest_overfitting(matrix, n_blocks=16) if len(ok) >= 2 else float("nan")
+    return dsr, (None if np.isnan(pbo) else float(pbo)), len(ok)
+
+
+def front_payload(records: Mapping[str, Record], meta: Mapping[str, Any], run: str) -> dict[str, Any]:
+    """What ``evo front --json`` prints."""
+    from evo.ga import pareto_front
+
+    front = pareto_front(records.values())
+    dsr, pbo, trials = selection_bias(records.values())
+    failures: dict[str, int] = {}
+    for r in records.values():
+        if not r.ok:
+            cause = (r.error or "unknown").split(":")[0]
+            failures[cause] = failures.get(cause, 0) + 1
+    keys = ("sharpe", "max_drawdown", "total_return", "trades", "exposure", "accuracy_a", "accuracy_b",
+            "lr_a", "lr_b")
+    members = [{"id": r.key, **{k: r.result[k] for k in keys}, "dsr": dsr[r.key],
+                "generation": r.generation, "genome": r.genome} for r in front]
+    return {
+        "run": run,
+        "data": meta.get("data_label"),
+        "budget": meta.get("budget", {}).get("name"),
+        "sample": SAMPLE_NOTE,
+        "test_span": [front[0].result["test_start"], front[0].result["test_end"]] if front else None,
+        "evaluated": trials,
+        "trials": trials,
+        "pbo": pbo,
+        "failed": sum(1 for r in records.values() if not r.ok),
+        "failures": failures,
+        "too_few_trades": sum(1 for r in records.values() if r.ok and not r.result["enough_trades"]),
+        "members": members,
+    }
