@@ -53,8 +53,8 @@ class SearchSpace:
     def __post_init__(self) -> None:
         _check(all(e >= 4 for e in self.embedding_dim), "search.embedding_dim values must be >= 4")
         _check(
-            all(any(e % h == 0 for h in self.num_heads) for e in self.embedding_dim),
-            "search: every embedding_dim needs at least one num_heads value that divides it",
+            all(any(e % h == 0 and e // h >= 2 for h in self.num_heads) for e in self.embedding_dim),
+            "search: every embedding_dim needs a num_heads value that divides it into heads >= 2 wide",
         )
         _check(1 <= self.num_blocks[0] <= self.num_blocks[1] <= 16, "search.num_blocks must lie in 1..16")
         _check(0.0 <= self.slstm_share <= 1.0, "search.slstm_share is a probability in [0, 1]")

@@ -63,7 +63,6 @@ def prepare_dataset(bars: pd.DataFrame, label: str, budget: Budget, *, cache_dir
     import features as F
     from backtest import bars_needed, periods_per_year
 
-    feats = F.load_or_compute(bars, cache_dir)
     usable = set(F.usable_features(bars))
     pools = FeaturePools(
         a=tuple(n for n in F.model_a_features() if n in usable),
@@ -82,6 +81,7 @@ def prepare_dataset(bars: pd.DataFrame, label: str, budget: Budget, *, cache_dir
             f"(windows up to {max(space.seq_len)}, horizon up to {max(space.horizon)}, {ev.folds} folds, "
             f"{worst_warmup} bars of indicator warm-up): needs at least {need}"
         )
+    feats = F.load_or_compute(bars, cache_dir)
     return Dataset(bars=bars, features=feats, label=label, data_hash=F.data_hash(bars)[:16], pools=pools,
                    warmup=warmup, first_bar=first_bar, periods_per_year=periods_per_year(bars.index))
 

@@ -42,8 +42,9 @@ class ModelGenes:
             raise ConfigError("a model needs at least one feature")
         if len(set(self.features)) != len(self.features):
             raise ConfigError(f"duplicate features in {self.features}")
-        if self.embedding_dim % self.num_heads:
-            raise ConfigError(f"num_heads {self.num_heads} must divide embedding_dim {self.embedding_dim}")
+        if self.embedding_dim % self.num_heads or self.embedding_dim // self.num_heads < 2:
+            raise ConfigError(f"num_heads {self.num_heads} must divide embedding_dim {self.embedding_dim} "
+                              "into heads at least 2 wide")
         if any(not 0 <= i < self.num_blocks for i in self.slstm_at) or list(self.slstm_at) != sorted(set(self.slstm_at)):
             raise ConfigError(f"slstm_at {self.slstm_at} must be sorted, unique positions below {self.num_blocks}")
         if not 0.0 <= self.dropout < 1.0:
@@ -133,7 +134,7 @@ def _repair_model(m: ModelGenes | dict, pool: tuple[str, ...], max_features: int
     if not feats:
         feats = [pool[int(rng.integers(len(pool)))]]
     emb = _nearest(int(d["embedding_dim"]), space.embedding_dim)
-    heads_ok = tuple(h for h in space.num_heads if emb % h == 0)
+    heads_ok = tuple(h for h in space.num_heads if emb % h == 0 and emb // h >= 2)
     heads = int(d["num_heads"]) if int(d["num_heads"]) in heads_ok else _nearest(int(d["num_heads"]), heads_ok)
     blocks = int(np.clip(int(d["num_blocks"]), *space.num_blocks))
     slstm = tuple(sorted({int(i) for i in d["slstm_at"] if 0 <= int(i) < blocks}))
@@ -165,7 +166,7 @@ def _random_model(pool: tuple[str, ...], max_features: int, space: SearchSpace,
     feats = [pool[i] for i in np.sort(rng.choice(len(pool), size=n, replace=False))]
     blocks = int(rng.integers(space.num_blocks[0], space.num_blocks[1] + 1))
     emb = int(rng.choice(space.embedding_dim))
-    heads_ok = [h for h in space.num_heads if emb % h == 0]
+    heads_ok = [h for h in space.num_heads if emb % h == 0 and emb // h >= 2]
     return {
         "features": feats, "embedding_dim": emb, "num_blocks": blocks,
         "num_heads": int(rng.choice(heads_ok)),
