@@ -95,7 +95,25 @@ class RunStore:
             raise StoreError(f"{run_json}: unreadable ({exc})") from None
         if meta.get("format") != FORMAT:
             raise StoreError(f"{path}: run format {meta.get('format')!r}, this evo reads {FORMAT}")
-        return cls(path, meta)
+        store = cls(path, meta)
+        store._cut_torn_tail()
+        return store
+
+    def _cut_torn_tail(self) -> None:
+        """Drop a torn last line (a write cut by a crash) so that new records start on a line
+        of their own."""
+        if not self.journal_path.exists():
+            return
+        with open(self.journal_path, "rb+") as fh:
+            data = fh.read()
+            if not data or data.endswith(b"\n"):
+                return
+            keep = data.rfind(b"\n") + 1
+            log.warning("%s: dropping a torn last line of %d bytes (interrupted write)",
+                        self.journal_path, len(data) - keep)
+            fh.truncate(keep)
+            fh.flush()
+            os.fsync(fh.fileno())
 
     # -- journal -------------------------------------------------------------------------------
 

@@ -59,3 +59,13 @@ def test_checkpoint_round_trip(tmp_path):
     assert store.load_checkpoint() is None
     store.save_checkpoint({"generation": 3, "population": ["a"], "rng_state": {"x": 1}})
     assert RunStore.open(tmp_path / "run").load_checkpoint()["generation"] == 3
+
+
+def test_reopening_cuts_a_torn_tail_so_new_records_land_on_their_own_line(tmp_path):
+    store = RunStore.create(tmp_path / "run", {})
+    store.append(rec("a"))
+    with open(store.journal_path, "a") as fh:
+        fh.write('{"key": "b", "geno')
+    reopened = RunStore.open(tmp_path / "run")
+    reopened.append(rec("c"))
+    assert list(RunStore.open(tmp_path / "run").records()) == ["a", "c"]
