@@ -179,12 +179,14 @@ def _print_front(store, *, as_json: bool, top: int | None, sort: str = "sharpe")
             f"{g.model_b.describe()}\n{_abbrev(list(g.model_b.features))}",
             f"{g.seq_len}/{g.horizon}", f"{g.consensus}>{g.threshold:.2f}",
         )
-    console = Console()
+    # Not a terminal (a pipe, a log file): rich would assume 80 columns and squeeze the table.
+    console = Console() if sys.stdout.isatty() else Console(width=160)
     console.print(table)
     span = payload["test_span"]
     pbo = payload["pbo"]
-    console.print(f"{payload['evaluated']} genomes evaluated, {payload['failed']} failed "
-                  f"{payload['failures'] or ''}, {payload['too_few_trades']} with too few trades; "
+    causes = ", ".join(f"{k} {v}" for k, v in payload["failures"].items())
+    console.print(f"{payload['evaluated']} genomes evaluated, {payload['failed']} failed"
+                  f"{f' ({causes})' if causes else ''}, {payload['too_few_trades']} with too few trades; "
                   f"test span {span[0][:10] + '..' + span[1][:10] if span else '-'}")
     console.print(f"selection bias: {payload['trials']} trials; DSR = probability the Sharpe beats the best of "
                   f"that many lucky tries (< 0.95: no evidence of skill); "
