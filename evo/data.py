@@ -154,9 +154,9 @@ def _check_prices(frame: pd.DataFrame, source: str) -> None:
 
     fail(~np.isfinite(prices).all(axis=1), "a price is NaN or infinite")
     fail((prices <= 0).any(axis=1), "a price is zero or negative")
-    o, h, l, c = prices.T
-    fail(h < np.maximum(o, c) - 1e-12 * np.abs(h), "high is below max(open, close)")
-    fail(l > np.minimum(o, c) + 1e-12 * np.abs(l), "low is above min(open, close)")
+    o, hi, lo, c = prices.T
+    fail(hi < np.maximum(o, c) - 1e-12 * np.abs(hi), "high is below max(open, close)")
+    fail(lo > np.minimum(o, c) + 1e-12 * np.abs(lo), "low is above min(open, close)")
     fail(~np.isfinite(frame["volume"].to_numpy()), "volume is infinite")
     fail(frame["volume"].to_numpy() < 0, "volume is negative")
 

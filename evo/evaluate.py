@@ -187,7 +187,8 @@ def train_pair_model(genes: ModelGenes, g: Genome, ds: Dataset, train: tuple[int
     return ModelRun(genes=genes, scaler=scaler, model=result.model, dead_zone=dead_zone), float(lr)
 
 
-def predict_segment(run: ModelRun, ds: Dataset, ends: np.ndarray, seq_len: int, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+def predict_segment(run: ModelRun, ds: Dataset, ends: np.ndarray, seq_len: int,
+                    horizon: int) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities (N, 3) of ``run`` at decision bars ``ends``, and the true labels where the
     label's horizon lies inside the data (-1 elsewhere)."""
     from models import forward_returns, make_labels, make_windows, predict_proba

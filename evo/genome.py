@@ -45,7 +45,8 @@ class ModelGenes:
         if self.embedding_dim % self.num_heads or self.embedding_dim // self.num_heads < 2:
             raise ConfigError(f"num_heads {self.num_heads} must divide embedding_dim {self.embedding_dim} "
                               "into heads at least 2 wide")
-        if any(not 0 <= i < self.num_blocks for i in self.slstm_at) or list(self.slstm_at) != sorted(set(self.slstm_at)):
+        positions = list(self.slstm_at)
+        if any(not 0 <= i < self.num_blocks for i in positions) or positions != sorted(set(positions)):
             raise ConfigError(f"slstm_at {self.slstm_at} must be sorted, unique positions below {self.num_blocks}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout {self.dropout} must lie in [0, 1)")

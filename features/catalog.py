@@ -330,8 +330,8 @@ def _pattern_feature_defs() -> list[_Def]:
 
 
 def _indicator_defs() -> list[_Def]:
-    import talib
     import ta
+    import talib
 
     defs: list[_Def] = []
 

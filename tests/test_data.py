@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from evo.data import load_bars, read_csv, to_canonical
-from features import data_hash as bars_hash
 from evo.errors import DataError
+from features import data_hash as bars_hash
 
 GOOD = """Date,Open,High,Low,Close,Adj Close,Volume
 2020-01-02,10,11,9,10.5,10.4,1000

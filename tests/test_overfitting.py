@@ -7,8 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from backtest.overfitting import (deflated_sharpe, deflated_sharpe_of, expected_max_sharpe,
-                                  probability_of_backtest_overfitting, return_moments)
+from backtest.overfitting import (
+    deflated_sharpe,
+    deflated_sharpe_of,
+    expected_max_sharpe,
+    probability_of_backtest_overfitting,
+    return_moments,
+)
 
 
 def test_dsr_reproduces_bailey_lopez_de_prado_2014_example():

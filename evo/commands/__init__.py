@@ -1,0 +1,1 @@
+"""The ``python -m evo`` commands, one module each (see :mod:`evo.cli`)."""

@@ -1,0 +1,42 @@
+"""Helpers shared by the commands: logging set-up, loading a run's dataset and budget."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+
+def setup_logging(verbose: bool, console=None) -> None:
+    level = logging.DEBUG if verbose else logging.INFO
+    if console is not None:
+        from rich.logging import RichHandler
+
+        handler: logging.Handler = RichHandler(console=console, show_path=False, show_time=False)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    for name in ("evo", "features", "models", "backtest"):
+        logging.getLogger(name).setLevel(level)
+
+
+def load_dataset(spec: str | None, budget, expected_hash: str | None = None):
+    from evo.data import default_cache_dir, load_bars
+    from evo.errors import StoreError
+    from evo.evaluate import prepare_dataset
+
+    bars, label = load_bars(spec)
+    ds = prepare_dataset(bars, label, budget, cache_dir=default_cache_dir() / "features")
+    if expected_hash is not None and ds.data_hash != expected_hash:
+        raise StoreError(f"{label}: the data changed since the run started (hash {ds.data_hash}, "
+                         f"run has {expected_hash})")
+    return ds
+
+
+def budget_of(meta: dict):
+    from evo.config import budget_from_dict
+
+    b = dict(meta["budget"])
+    return budget_from_dict(b.pop("name"), b)

@@ -1,0 +1,78 @@
+"""``evo front``: a run's Pareto front as a table or JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from evo.commands._common import setup_logging
+
+HELP = "show a run's Pareto front"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--top", type=int, default=None)
+    p.add_argument("--sort", choices=("sharpe", "drawdown", "trades"), default="sharpe")
+
+def _abbrev(features: list[str], width: int = 38) -> str:
+    text = ",".join(features)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def print_front(store, *, as_json: bool, top: int | None, sort: str = "sharpe") -> None:
+    from evo.front import front_payload
+
+    payload = front_payload(store.records(), store.meta, str(store.path))
+    key = {"sharpe": lambda m: -m["sharpe"], "drawdown": lambda m: m["max_drawdown"],
+           "trades": lambda m: -m["trades"]}[sort]
+    payload["members"].sort(key=key)
+    if top:
+        payload["members"] = payload["members"][:top]
+    if as_json:
+        print(json.dumps(payload, indent=1, allow_nan=False))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    from evo.genome import Genome
+
+    table = Table(title=f"Pareto front: {payload['run']}  ({payload['sample']})", title_justify="left")
+    numeric = ("Sharpe", "DSR", "max DD", "return", "trades")
+    for col in ("id", *numeric, "acc A/B", "model A", "model B", "window/h", "consensus"):
+        table.add_column(col, justify="right" if col in numeric else "left")
+    for m in payload["members"]:
+        g = Genome.from_dict(m["genome"])
+        table.add_row(
+            m["id"][:8], f"{m['sharpe']:+.2f}", f"{m['dsr']:.2f}", f"{m['max_drawdown']:.1%}",
+            f"{m['total_return']:+.1%}",
+            str(m["trades"]), f"{m['accuracy_a']:.2f}/{m['accuracy_b']:.2f}",
+            f"{g.model_a.describe()}\n{_abbrev(list(g.model_a.features))}",
+            f"{g.model_b.describe()}\n{_abbrev(list(g.model_b.features))}",
+            f"{g.seq_len}/{g.horizon}", f"{g.consensus}>{g.threshold:.2f}",
+        )
+    # Not a terminal (a pipe, a log file): rich would assume 80 columns and squeeze the table.
+    console = Console() if sys.stdout.isatty() else Console(width=160)
+    console.print(table)
+    span = payload["test_span"]
+    pbo = payload["pbo"]
+    causes = ", ".join(f"{k} {v}" for k, v in payload["failures"].items())
+    console.print(f"{payload['evaluated']} genomes evaluated, {payload['failed']} failed"
+                  f"{f' ({causes})' if causes else ''}, {payload['too_few_trades']} with too few trades; "
+                  f"test span {span[0][:10] + '..' + span[1][:10] if span else '-'}")
+    console.print(f"selection bias: {payload['trials']} trials; DSR = probability the Sharpe beats the best of "
+                  f"that many lucky tries (< 0.95: no evidence of skill); "
+                  f"PBO = {'n/a' if pbo is None else f'{pbo:.2f}'} (0.5 = what noise gives)")
+    if not payload["members"]:
+        console.print("[yellow]no genome traded enough to enter the front[/]")
+
+
+def main(args: argparse.Namespace) -> int:
+    setup_logging(args.verbose)
+    from evo.store import RunStore
+
+    print_front(RunStore.open(Path(args.run_dir)), as_json=args.json, top=args.top, sort=args.sort)
+    return 0
