@@ -7,7 +7,7 @@ from pathlib import Path
 
 from evo.commands._common import budget_of, load_dataset, setup_logging
 
-HELP = 'train a front member for deployment and write its bundle'
+HELP = "train a front member for deployment and write its bundle"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -15,6 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--member", required=True, help="member id (a unique prefix is enough)")
     p.add_argument("--out", default=None, help="bundle file (default RUN_DIR/member-ID.evo)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+
 
 def main(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)

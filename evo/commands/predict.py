@@ -9,7 +9,7 @@ from pathlib import Path
 
 from evo.commands._common import setup_logging
 
-HELP = 'decide on the latest bar with a bundle (CPU, light)'
+HELP = "decide on the latest bar with a bundle (CPU, light)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -17,6 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="PATH.csv with recent bars")
     p.add_argument("--bars", type=int, default=1, help="decisions for the last K bars")
     p.add_argument("--json", action="store_true")
+
 
 def main(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)

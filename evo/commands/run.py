@@ -8,7 +8,7 @@ from pathlib import Path
 
 from evo.commands._common import budget_of, load_dataset, setup_logging
 
-HELP = 'evolve a consensus pair of xLSTM models'
+HELP = "evolve a consensus pair of xLSTM models"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -19,6 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="run directory (default runs/<time>-<budget>)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run")
+
 
 def main(args: argparse.Namespace) -> int:
     from rich.console import Console
