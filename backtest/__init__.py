@@ -10,20 +10,36 @@ segment (:func:`walk_forward_folds`).
 
 from .consensus import CONSENSUS_RULES, consensus_signal
 from .folds import Fold, bars_needed, walk_forward_folds
-from .metrics import max_drawdown, periods_per_year, sharpe_ratio, total_return
-from .portfolio import BacktestResult, CostModel, backtest_signals
+from .metrics import (
+    calmar_ratio,
+    max_drawdown,
+    periods_per_year,
+    profit_factor,
+    sharpe_ratio,
+    sortino_ratio,
+    total_return,
+    turnover,
+    win_rate,
+)
+from .portfolio import BacktestResult, CostModel, RiskRules, backtest_signals
 
 __all__ = [
     "CONSENSUS_RULES",
     "BacktestResult",
     "CostModel",
+    "RiskRules",
     "Fold",
     "backtest_signals",
     "bars_needed",
+    "calmar_ratio",
     "consensus_signal",
     "max_drawdown",
     "periods_per_year",
+    "profit_factor",
     "sharpe_ratio",
+    "sortino_ratio",
     "total_return",
+    "turnover",
     "walk_forward_folds",
+    "win_rate",
 ]

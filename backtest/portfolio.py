@@ -14,13 +14,22 @@ import numpy as np
 
 from evo.errors import ConfigError, DataError
 
-from .metrics import max_drawdown, sharpe_ratio, total_return
+from .metrics import (
+    calmar_ratio,
+    max_drawdown,
+    profit_factor,
+    sharpe_ratio,
+    sortino_ratio,
+    total_return,
+    turnover,
+    win_rate,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
     import vectorbt as vbt
 
-__all__ = ["BacktestResult", "CostModel", "backtest_signals"]
+__all__ = ["BacktestResult", "CostModel", "RiskRules", "backtest_signals"]
 
 # Starting capital of the simulated account. Returns are fractions, so its value only sets the
 # scale of vectorbt's cash and value series.
@@ -71,6 +80,36 @@ class CostModel:
 
 
 @dataclass(frozen=True)
+class RiskRules:
+    """The trader's risk rules, applied on top of the consensus signal.
+
+    Attributes:
+        size: fraction of equity committed per position, in (0, 1]; 1.0 = all-in (the default),
+            0.25 = a quarter of equity (fixed-fraction or a capped Kelly fraction computed by the
+            caller from training data).
+        stop_loss: exit when the price moves this fraction against the entry (0.02 = 2 %), checked
+            against each bar's high/low; ``None`` = no stop. A stopped position is not re-entered
+            until the signal goes flat and back.
+        take_profit: exit when the price moves this fraction in favour (0.05 = 5 %); ``None`` = none.
+        breaker: drawdown circuit breaker: once the equity curve falls this fraction below its
+            peak (0.2 = 20 %), trade nothing more (flat from the next bar on); ``None`` = off.
+    """
+
+    size: float = 1.0
+    stop_loss: float | None = None
+    take_profit: float | None = None
+    breaker: float | None = None
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.size, (int, float)) and 0.0 < self.size <= 1.0):
+            raise ConfigError(f"RiskRules.size must lie in (0, 1] (a fraction of equity), got {self.size!r}")
+        for name in ("stop_loss", "take_profit", "breaker"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and 0.0 < value < 1.0):
+                raise ConfigError(f"RiskRules.{name} must be None or a fraction in (0, 1), got {value!r}")
+
+
+@dataclass(frozen=True)
 class BacktestResult:
     """What one backtest over ``N`` bars produced. Every number is finite.
 
@@ -85,6 +124,9 @@ class BacktestResult:
             plus one still open at the last bar). A long -> short reversal counts two.
         exposure: fraction of the ``N`` bars ending with an open position (0.0 .. 1.0).
         traded: ``trades > 0``. A result with ``traded == False`` has sharpe 0 and drawdown 0.
+        sortino, calmar, win_rate, profit_factor, turnover: see :mod:`backtest.metrics`; win rate
+            and profit factor are over the trades' returns after costs.
+        trade_returns: float64 per-trade returns after costs (fractions of the position).
     """
 
     returns: np.ndarray = field(repr=False)
@@ -94,6 +136,12 @@ class BacktestResult:
     trades: int
     exposure: float
     traded: bool
+    sortino: float = 0.0
+    calmar: float = 0.0
+    win_rate: float = 0.0
+    profit_factor: float = 0.0
+    turnover: float = 0.0
+    trade_returns: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
 
     @property
     def n_bars(self) -> int:
@@ -158,7 +206,8 @@ def _check_signal(signal: object, ohlcv: pd.DataFrame) -> np.ndarray:
 
 
 def _simulate(
-    index: pd.DatetimeIndex, open_: np.ndarray, close: np.ndarray, target: np.ndarray, costs: CostModel
+    index: pd.DatetimeIndex, open_: np.ndarray, close: np.ndarray, target: np.ndarray, costs: CostModel,
+    risk: RiskRules = RiskRules(), high: np.ndarray | None = None, low: np.ndarray | None = None,
 ) -> vbt.Portfolio:
     """The vectorbt portfolio behind :func:`backtest_signals` (inputs already validated).
 
@@ -171,24 +220,36 @@ def _simulate(
     # Position wanted during bar i = decision made at the close of bar i - 1.
     held = np.zeros_like(target)
     held[1:] = target[:-1]
+    before = np.concatenate([[0], held[:-1]])
     flat = held == 0
+    stops = risk.stop_loss is not None or risk.take_profit is not None
+    sizing = dict(size=np.inf, size_type="amount") if risk.size >= 1.0 else dict(size=risk.size, size_type="percent")
+    extra = {}
+    if stops:
+        extra = dict(sl_stop=risk.stop_loss if risk.stop_loss is not None else np.nan,
+                     tp_stop=risk.take_profit if risk.take_profit is not None else np.nan,
+                     open=pd.Series(open_, index=index),
+                     high=pd.Series(high if high is not None else np.maximum(open_, close), index=index),
+                     low=pd.Series(low if low is not None else np.minimum(open_, close), index=index))
     pf = vbt.Portfolio.from_signals(
         pd.Series(close, index=index),
-        entries=held == 1,
+        # Entries on the bar a position is first wanted only: after a stop exit the position is
+        # not re-opened until the signal goes flat and back (without stops this is the same).
+        entries=(held == 1) & (before != 1),
         exits=flat,
-        short_entries=held == -1,
+        short_entries=(held == -1) & (before != -1),
         short_exits=flat,
         price=pd.Series(open_, index=index),  # fill at this bar's open = the bar after the decision
-        size=np.inf,  # all available cash (fees included)
-        size_type="amount",
+        **sizing,  # all available cash (fees included), or a fraction of equity
         fees=costs.fees,
         fixed_fees=0.0,
         slippage=costs.slippage,
         init_cash=_INIT_CASH,
         accumulate=False,
         upon_opposite_entry="reverse",  # 1 -> -1: close the long and open the short in one order
-        use_stops=False,
+        use_stops=stops,
         log=False,
+        **extra,
     )
     return pf
 
@@ -199,6 +260,7 @@ def backtest_signals(
     *,
     costs: CostModel = CostModel(),
     periods_per_year: float,
+    risk: RiskRules = RiskRules(),
 ) -> BacktestResult:
     """Simulate an all-in long/flat(/short) account that follows ``signal`` on ``ohlcv``.
 
@@ -226,6 +288,10 @@ def backtest_signals(
         signal: ``(N,)`` target positions in ``{-1, 0, 1}`` (int8 from
             :func:`backtest.consensus_signal`, or bool/float), one per bar of ``ohlcv``.
         costs: fees and slippage per side, in bps.
+        risk: position size, stop-loss, take-profit and drawdown circuit breaker
+            (:class:`RiskRules`; the default is all-in with no stops). The breaker is applied in
+            a second pass: the first bar whose drawdown exceeds it decides "flat" at its close,
+            so trading stops from the next bar's open (no look-ahead).
         periods_per_year: bars per year for the Sharpe ratio (> 0); compute it once on the whole
             bar frame with :func:`backtest.periods_per_year` (NVDA daily ~= 252).
 
@@ -252,11 +318,16 @@ def backtest_signals(
     open_, close = _check_ohlcv(ohlcv)
     target = _check_signal(signal, ohlcv)
 
-    pf = _simulate(ohlcv.index, open_, close, target, costs)
-    returns = np.asarray(pf.returns(), dtype=np.float64).reshape(-1).copy()
-    # Only an account whose value reached exactly 0 (a short blown through) yields 0/0 here;
-    # from then on it holds nothing, so its return is 0.
-    returns[~np.isfinite(returns)] = 0.0
+    high = ohlcv["high"].to_numpy(dtype=np.float64) if "high" in ohlcv.columns else None
+    low = ohlcv["low"].to_numpy(dtype=np.float64) if "low" in ohlcv.columns else None
+    pf = _simulate(ohlcv.index, open_, close, target, costs, risk, high, low)
+    if risk.breaker is not None:
+        first = _first_breach(_account_returns(pf), risk.breaker)
+        if first is not None:
+            target = target.copy()
+            target[first:] = 0
+            pf = _simulate(ohlcv.index, open_, close, target, costs, risk, high, low)
+    returns = _account_returns(pf)
     trades = int(pf.trades.count())
     in_market = np.asarray(pf.assets(), dtype=np.float64).reshape(-1) != 0.0
     exposure = float(in_market.mean())
@@ -272,6 +343,11 @@ def backtest_signals(
             exposure=0.0,
             traded=False,
         )
+    trade_returns = np.asarray(pf.trades.returns.values, dtype=np.float64).reshape(-1)
+    trade_returns = trade_returns[np.isfinite(trade_returns)]
+    position = np.asarray(pf.asset_value(), dtype=np.float64).reshape(-1)
+    value = np.asarray(pf.value(), dtype=np.float64).reshape(-1)
+    fraction = np.divide(position, value, out=np.zeros_like(position), where=value > 0)
     return BacktestResult(
         returns=returns,
         sharpe=sharpe_ratio(returns, periods_per_year),
@@ -280,4 +356,26 @@ def backtest_signals(
         trades=trades,
         exposure=exposure,
         traded=True,
+        sortino=sortino_ratio(returns, periods_per_year),
+        calmar=calmar_ratio(returns, periods_per_year),
+        win_rate=win_rate(trade_returns),
+        profit_factor=profit_factor(trade_returns),
+        turnover=turnover(fraction, periods_per_year),
+        trade_returns=trade_returns,
     )
+
+
+def _account_returns(pf: vbt.Portfolio) -> np.ndarray:
+    returns = np.asarray(pf.returns(), dtype=np.float64).reshape(-1).copy()
+    # Only an account whose value reached exactly 0 (a short blown through) yields 0/0 here;
+    # from then on it holds nothing, so its return is 0.
+    returns[~np.isfinite(returns)] = 0.0
+    return returns
+
+
+def _first_breach(returns: np.ndarray, breaker: float) -> int | None:
+    """First bar whose drawdown from the running peak exceeds ``breaker`` (None if none)."""
+    equity = np.cumprod(1.0 + returns)
+    peak = np.maximum.accumulate(np.maximum(equity, 1.0))
+    breach = np.flatnonzero(1.0 - equity / peak > breaker)
+    return int(breach[0]) if breach.size else None
