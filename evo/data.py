@@ -1,27 +1,72 @@
-"""Reading bars: CSV files, yfinance tickers and the embedded demo dataset.
+"""Reading bars: CSV exports (Yahoo, MetaTrader 5, exchange klines, generic), yfinance tickers and
+the embedded demo dataset.
 
-Every source ends in the same canonical frame: a tz-naive (UTC), strictly increasing
-``DatetimeIndex`` named ``time`` and float64 columns ``open, high, low, close, volume``.
+Every source ends in the same canonical frame: a tz-naive, strictly increasing ``DatetimeIndex``
+named ``time`` and float64 columns ``open, high, low, close, volume``. Times with a zone or an
+epoch are converted to UTC; times without one (MetaTrader's broker server time, a Yahoo date) are
+kept as written. Each bar is labelled by the time it opened, as every supported export does.
+
+File formats (``fmt``; ``"auto"`` detects them from the first lines):
+
+- ``yahoo``: ``Date,Open,High,Low,Close[,Adj Close],Volume`` (``Adj Close`` is ignored: OHLC must
+  share one adjustment), also the three-line header pandas writes for a yfinance download
+  (``Price,...`` / ``Ticker,...`` / ``Date,,,``).
+- ``mt5``: a MetaTrader 5 export, tab separated, header
+  ``<DATE> <TIME> <OPEN> <HIGH> <LOW> <CLOSE> <TICKVOL> <VOL> <SPREAD>`` (``<TIME>`` absent in daily
+  exports), dates ``2024.01.02``, times ``00:05:00``. Forex/CFD exports carry ``<VOL>`` all zero;
+  then ``<TICKVOL>`` (ticks per bar) becomes the volume, with a warning.
+- ``klines``: exchange klines with an epoch ``open_time`` (seconds, milliseconds or microseconds,
+  told apart by magnitude), with a header or without one (Binance's 12 columns ``open_time, open,
+  high, low, close, volume, close_time, ...``; the first six are read).
+- ``generic``: a header with a ``Datetime``/``timestamp``/``time``/``Date`` column (or ``Date``
+  and ``Time`` columns together) and ``Open, High, Low, Close[, Volume]`` in any case, in any
+  order. ISO times with or without a zone, epoch numbers, ``YYYYMMDD`` integers, and day-first
+  dates (``31.01.2024``) where the day gives it away or the separator is a dot.
+
+Any of them may be separated by ``,``, ``;`` or tab, and ``;``/tab files may use a decimal comma
+(``1,2345``). UTF-8 and UTF-16 (with a BOM) are read. A missing or all-zero volume still loads:
+the volume features then leave the catalog (:func:`features.usable_features`).
+
 Bad input raises :class:`evo.errors.DataError` with one line naming the file, the row (the line
-number in the file, header = line 1) and what is wrong.
+number in the file: header = line 1, so a headerless file's first bar is row 1) and what is wrong.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from evo.errors import DataError
+from evo.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
 OHLCV = ("open", "high", "low", "close", "volume")
-TIME_COLUMNS = ("date", "datetime", "timestamp", "time", "<date>")
+FORMATS = ("auto", "yahoo", "generic", "mt5", "klines")
+"""Values of ``fmt`` (the CLI's ``--format``): ``auto`` detects the others."""
+
+TIME_COLUMNS = ("datetime", "timestamp", "date", "time", "open_time", "date_time")
+"""Time column names (after lower-casing, stripping ``<>`` and turning spaces into ``_``), in
+order of preference; ``date`` and ``time`` together are joined into one timestamp."""
+REAL_VOLUME_COLUMNS = ("volume", "vol", "real_volume")
+TICK_VOLUME_COLUMNS = ("tickvol", "tick_volume")
+KLINE_COLUMNS = (
+    "open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume", "trades",
+    "taker_buy_base_volume", "taker_buy_quote_volume", "ignore",
+)  # fmt: skip
+"""Binance's kline columns, the names given to a headerless kline file's columns."""
+
+YF_INTERVALS = ("1m", "2m", "5m", "15m", "30m", "60m", "90m", "1h", "1d", "5d", "1wk", "1mo", "3mo")
+YF_PERIOD = re.compile(r"^([1-9]\d*(d|wk|mo|y)|ytd|max)$")
+"""yfinance's period syntax: ``60d``, ``2wk``, ``6mo``, ``10y``, ``ytd``, ``max``."""
 DEMO_DATASET = "NVDA_1d_1999_2014.csv"
 
 
@@ -30,97 +75,352 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("EVO_CACHE_DIR", Path.home() / ".cache" / "evo"))
 
 
-def load_bars(spec: str | None, *, cache_dir: Path | None = None) -> tuple[pd.DataFrame, str]:
+def load_bars(
+    spec: str | None,
+    *,
+    fmt: str = "auto",
+    interval: str = "1d",
+    period: str = "max",
+    cache_dir: Path | None = None,
+) -> tuple[pd.DataFrame, str]:
     """Load bars from ``spec`` and return ``(bars, label)``.
 
-    ``spec`` is a CSV path, ``yf:TICKER`` (daily bars through yfinance, cached on disk), or
-    ``None`` for the demo dataset shipped inside the package (NVIDIA daily 1999-2014).
-    ``label`` names the source for logs and the run store.
+    ``spec`` is a CSV path (read as ``fmt``, one of :data:`FORMATS`), ``yf:TICKER`` (bars of
+    ``interval`` over ``period`` through yfinance, cached under ``cache_dir/yf``; ``cache_dir``
+    defaults to :func:`default_cache_dir`), or ``None`` for the demo dataset shipped inside the
+    package (NVIDIA daily 1999-2014). ``fmt`` applies to files only, ``interval``/``period`` to
+    ``yf:`` only. ``label`` names the source for logs and the run store: the path, ``yf:TICKER``
+    (with ``interval``/``period`` appended when they are not the defaults) or ``demo:...``.
     """
+    _check_fmt(fmt)
     if spec is None:
         with resources.as_file(resources.files("evo") / "data" / DEMO_DATASET) as path:
             return read_csv(path), f"demo:{DEMO_DATASET}"
     if spec.startswith("yf:"):
-        return load_yfinance(spec[3:], cache_dir=cache_dir or default_cache_dir()), spec
-    return read_csv(Path(spec)), str(spec)
+        ticker = spec[3:]
+        bars = load_yfinance(ticker, cache_dir=cache_dir or default_cache_dir(), interval=interval, period=period)
+        label = spec if (interval, period) == ("1d", "max") else f"{spec} interval={interval} period={period}"
+        return bars, label
+    return read_csv(Path(spec), fmt=fmt), str(spec)
 
 
-def read_csv(path: Path) -> pd.DataFrame:
-    """Read a Yahoo-style (``Date,Open,High,Low,Close[,Adj Close],Volume``) or generic CSV
-    (``Datetime``/``timestamp`` column) into the canonical frame, validating every row.
+def load_many(
+    specs: Sequence[str | None],
+    *,
+    fmt: str = "auto",
+    interval: str = "1d",
+    period: str = "max",
+    cache_dir: Path | None = None,
+) -> list[tuple[pd.DataFrame, str]]:
+    """:func:`load_bars` of each spec, in order: one ``(bars, label)`` per instrument.
 
-    Column names are matched case-insensitively; ``Adj Close`` is ignored (OHLC must share one
-    adjustment). A missing volume column becomes zeros (volume features then leave the catalog).
+    The keyword arguments apply to every spec. Raises :class:`evo.errors.DataError` when
+    ``specs`` is empty or names one source twice; the first bad source stops the load.
     """
+    if not specs:
+        raise DataError("no data source given")
+    seen: set[str | None] = set()
+    loaded = []
+    for spec in specs:
+        if spec in seen:
+            raise DataError(f"{spec if spec is not None else 'the demo dataset'}: given twice")
+        seen.add(spec)
+        loaded.append(load_bars(spec, fmt=fmt, interval=interval, period=period, cache_dir=cache_dir))
+    return loaded
+
+
+def _check_fmt(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise ConfigError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
+
+
+# ------------------------------------------------------------------------------------ files
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How to hand a file to ``pandas.read_csv``, as sniffed from its first lines."""
+
+    fmt: str  # the format read: yahoo | generic | mt5 | klines
+    sep: str
+    decimal: str
+    encoding: str
+    names: tuple[str, ...] | None  # column names of a headerless file
+    skiprows: tuple[int, ...]  # 0-based lines after the header to skip (yfinance's extra header)
+    first_line: int  # the line number of the first bar (header = line 1)
+    time_name: str | None  # the time column's name where the header row lacks it (yfinance)
+
+
+_NUMBER = re.compile(r"^[+-]?(\d+([.,]\d*)?|[.,]\d+)([eE][+-]?\d+)?$")
+_DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
+
+
+def _is_number(text: str) -> bool:
+    return bool(_NUMBER.match(text.strip().strip('"')))
+
+
+def _sniff(path: Path, fmt: str) -> _Layout:
+    """Encoding, separator, decimal mark, header and format of ``path`` from its first lines."""
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        encoding = "utf-16"
+    else:
+        encoding = "utf-8-sig"
+    text = head.decode(encoding, errors="replace")
+    lines = [line for line in text.splitlines() if line.strip()][:4]
+    if not lines:
+        raise DataError(f"{path}: the file is empty")
+    header = lines[0]
+    sep = "\t" if "\t" in header else ";" if header.count(";") > header.count(",") else ","
+    fields = [f.strip().strip('"') for f in header.split(sep)]
+    lowered = [f.lower() for f in fields]
+    headerless = _is_number(fields[0])
+    yf_multi = len(lines) >= 3 and lines[1].split(sep)[0].strip().lower() == "ticker"
+
+    if headerless:
+        detected = "klines"
+    elif "<date>" in lowered:
+        detected = "mt5"
+    elif yf_multi or (lowered[0] in ("date", "datetime") and "adj close" in lowered):
+        detected = "yahoo"
+    else:
+        detected = "generic"
+    if fmt == "auto":
+        fmt = detected
+    elif headerless and fmt != "klines":
+        raise DataError(
+            f"{path}: line 1 is not a header ({header.strip()[:60]!r}); for a headerless kline file use --format klines"
+        )
+    elif fmt == "mt5" and "<date>" not in lowered:
+        raise DataError(f"{path}: not a MetaTrader 5 export: the header has no <DATE> column ({header.strip()[:80]!r})")
+    elif fmt == "yahoo" and not yf_multi and not {"date", "datetime"} & set(lowered):
+        raise DataError(f"{path}: not a Yahoo CSV: the header has no Date or Datetime column ({header.strip()[:80]!r})")
+    log.debug("%s: reading as %s (separator %r, encoding %s)", path, fmt, sep, encoding)
+
+    sample = lines[1] if not headerless and len(lines) > 1 else lines[0]
+    if yf_multi and len(lines) > 3:
+        sample = lines[3]
+    decimal = "," if sep != "," and any(_DECIMAL_COMMA.match(f.strip()) for f in sample.split(sep)) else "."
+
+    names = None
+    first_line = 2
+    skiprows: tuple[int, ...] = ()
+    time_name = None
+    if headerless:
+        n = len(fields)
+        if n < 5:
+            raise DataError(
+                f"{path}: row 1: {n} columns; a headerless kline file needs at least 5 "
+                "(open_time, open, high, low, close[, volume, ...])"
+            )
+        names = tuple(KLINE_COLUMNS[i] if i < len(KLINE_COLUMNS) else f"extra_{i}" for i in range(n))
+        first_line = 1
+    elif yf_multi:
+        skiprows = (1, 2)
+        first_line = 4
+        third = lines[2].split(sep)[0].strip() if len(lines) > 2 else ""
+        time_name = third if third.lower() in ("date", "datetime") else "Date"
+    return _Layout(fmt, sep, decimal, encoding, names, skiprows, first_line, time_name)
+
+
+def read_csv(path: Path | str, *, fmt: str = "auto") -> pd.DataFrame:
+    """Read a bar file in format ``fmt`` (see the module docstring) into the canonical frame,
+    validating every row.
+
+    Column names are matched case-insensitively, ignoring MetaTrader's ``<>``. Raises
+    :class:`evo.errors.DataError` (file, row, problem) on anything that is not clean bars:
+    a missing OHLC column, an unparsable time, NaN/infinite/non-positive prices, a high below
+    max(open, close) or a low above min(open, close), one time with two different bars, an
+    empty file. Unsorted rows are sorted and identical duplicate rows dropped, with a warning.
+    """
+    _check_fmt(fmt)
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file")
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        header = fh.readline()
-    if not header.strip():
-        raise DataError(f"{path}: the file is empty")
-    sep = "\t" if "\t" in header else ";" if header.count(";") > header.count(",") else ","
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, not a data file")
+    layout = _sniff(path, fmt)
     try:
-        raw = pd.read_csv(path, sep=sep)
+        raw = pd.read_csv(
+            path,
+            sep=layout.sep,
+            decimal=layout.decimal,
+            encoding=layout.encoding,
+            encoding_errors="replace",
+            header=None if layout.names else 0,
+            names=list(layout.names) if layout.names else None,
+            skiprows=list(layout.skiprows) or None,
+            skipinitialspace=True,
+        )
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+    except (pd.errors.ParserError, UnicodeError, ValueError) as exc:
         raise DataError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
     if raw.empty:
         raise DataError(f"{path}: the file has a header but no rows")
-    return to_canonical(raw, source=str(path))
+    if layout.time_name:
+        raw = raw.rename(columns={raw.columns[0]: layout.time_name})
+    return to_canonical(raw, source=str(path), first_line=layout.first_line)
 
 
-def to_canonical(raw: pd.DataFrame, *, source: str) -> pd.DataFrame:
+def _norm(name: object) -> str:
+    return re.sub(r"\s+", "_", str(name).strip().strip('"').lower().strip("<>").strip())
+
+
+def to_canonical(raw: pd.DataFrame, *, source: str, first_line: int = 2) -> pd.DataFrame:
     """Turn a raw table (one row per bar, columns named as in common exports) into the canonical
-    frame. ``source`` names the input in error messages."""
-    columns = {c.strip().lower().strip("<>"): c for c in raw.columns}
-    time_col = next((columns[c.strip("<>")] for c in TIME_COLUMNS if c.strip("<>") in columns), None)
-    if time_col is None:
-        raise DataError(
-            f"{source}: no time column (expected one of Date, Datetime, timestamp, time); "
-            f"columns are {list(raw.columns)}"
-        )
+    frame. ``source`` names the input in error messages; ``first_line`` is the line number of
+    ``raw``'s first row in that input (2 under a one-line header)."""
+    columns: dict[str, object] = {}
+    for c in raw.columns:
+        columns.setdefault(_norm(c), c)
     missing = [c for c in ("open", "high", "low", "close") if c not in columns]
     if missing:
         raise DataError(f"{source}: missing column(s) {', '.join(missing)}; columns are {list(raw.columns)}")
+    if "date" in columns and "time" in columns:
+        stamps = _join_date_time(raw[columns["date"]], raw[columns["time"]])
+    else:
+        time_col = next((columns[c] for c in TIME_COLUMNS if c in columns), None)
+        if time_col is None:
+            raise DataError(
+                f"{source}: no time column (expected one of Date, Datetime, timestamp, time, open_time); "
+                f"columns are {list(raw.columns)}"
+            )
+        stamps = raw[time_col]
 
-    times = _parse_times(raw[time_col], source)
+    times = _parse_times(stamps, source, first_line)
     frame = pd.DataFrame(index=pd.DatetimeIndex(times, name="time"))
     for name in ("open", "high", "low", "close"):
-        frame[name] = _numeric(raw[columns[name]], name, source)
-    volume_col = columns.get("volume") or columns.get("vol") or columns.get("tickvol")
-    frame["volume"] = 0.0 if volume_col is None else np.nan_to_num(_numeric(raw[volume_col], "volume", source), nan=0.0)
-    # Line numbers for messages: header is line 1, first data row is line 2.
-    frame["_line"] = np.arange(2, len(raw) + 2)
+        frame[name] = _numeric(raw[columns[name]], name, source, first_line)
+    frame["volume"] = _volume(raw, columns, source, first_line)
+    frame["_line"] = np.arange(first_line, first_line + len(raw))
     frame = _order_and_dedupe(frame, source)
     _check_prices(frame, source)
     return frame.drop(columns="_line")
 
 
-def _parse_times(col: pd.Series, source: str) -> pd.Series:
-    if pd.api.types.is_numeric_dtype(col):
-        # Epoch seconds or milliseconds (exchange klines).
-        unit = "ms" if col.abs().max() > 1e11 else "s"
-        times = pd.to_datetime(col, unit=unit, errors="coerce")
+def _join_date_time(date: pd.Series, clock: pd.Series) -> pd.Series:
+    """``date`` and ``clock`` columns as one string column; numeric ``HHMMSS`` clocks get their
+    leading zeros back (``500`` is 00:05:00), numeric ``YYYYMMDD`` dates become text."""
+
+    def text(col: pd.Series, width: int) -> pd.Series:
+        if pd.api.types.is_numeric_dtype(col):
+            whole = col.notna() & (col == col.round())
+            out = col.astype(str)
+            out[whole] = col[whole].astype("int64").astype(str).str.zfill(width)
+            return out
+        return col.astype(str).str.strip()
+
+    return text(date, 8) + " " + text(clock, 6)
+
+
+def _parse_times(col: pd.Series, source: str, first_line: int = 2) -> pd.Series:
+    """Timestamps as tz-naive ``datetime64[ns]``: zoned times in UTC, naive ones as written."""
+    if pd.api.types.is_bool_dtype(col):
+        numbers = None
+    elif pd.api.types.is_numeric_dtype(col):
+        numbers = col.astype("float64")
     else:
-        times = pd.to_datetime(col, errors="coerce", utc=True, format="mixed")
+        # Text: a column of epoch numbers with a stray word in it is still an epoch column.
+        numbers = None
+        if any(_is_number(str(v)) for v in col.head(50)):
+            numbers = pd.to_numeric(col, errors="coerce")
+            if numbers.notna().mean() <= 0.5:
+                numbers = None
+    if numbers is not None:
+        times = _from_numbers(numbers)
+    else:
+        text = col.astype(str).str.strip()
+        try:
+            times = pd.to_datetime(text, format="ISO8601", utc=True)
+        except (ValueError, OverflowError):
+            dayfirst = _day_first(text, source, first_line)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "could not infer format": expected for mixed input
+                times = pd.to_datetime(text, format="mixed", dayfirst=dayfirst, utc=True, errors="coerce")
     bad = times.isna().to_numpy().nonzero()[0]
     if len(bad):
         i = int(bad[0])
-        raise DataError(f"{source}: row {i + 2}: unparsable timestamp {col.iloc[i]!r}")
+        raise DataError(f"{source}: row {i + first_line}: unparsable timestamp {col.iloc[i]!r}")
     if getattr(times.dt, "tz", None) is not None:
         times = times.dt.tz_convert("UTC").dt.tz_localize(None)
     return times.astype("datetime64[ns]")
 
 
-def _numeric(col: pd.Series, name: str, source: str) -> np.ndarray:
+def _from_numbers(numbers: pd.Series) -> pd.Series:
+    """Numeric times: ``YYYYMMDD`` integers, else epoch seconds/ms/us/ns told apart by the magnitude
+    of the largest (NaN stays NaT)."""
+    values = numbers.to_numpy(dtype="float64")
+    finite = np.isfinite(values)
+    if not finite.any():
+        return pd.Series(pd.NaT, index=numbers.index, dtype="datetime64[ns]")
+    whole = finite & (values == np.round(np.where(finite, values, 0.0)))
+    if whole.all() and ((values >= 19000101) & (values <= 21001231)).all():
+        # YYYYMMDD integers: as epoch seconds they would all fall in August 1970.
+        return pd.to_datetime(numbers.astype("int64").astype(str), format="%Y%m%d", errors="coerce")
+    top = np.abs(values[finite]).max()
+    unit = "ns" if top > 1e17 else "us" if top > 1e14 else "ms" if top > 1e11 else "s"
+    return pd.to_datetime(numbers.where(finite), unit=unit, errors="coerce")
+
+
+def _day_first(text: pd.Series, source: str, first_line: int) -> bool:
+    """Whether ``dd.mm.yyyy``-like dates put the day first: yes if some first field exceeds 12,
+    no if some second field does, and by the separator (dot: day first) when no date tells."""
+    parts = text.str.extract(r"^(\d{1,2})([./-])(\d{1,2})[./-]\d{2,4}\b")
+    if parts[0].isna().all():
+        return False
+    first = pd.to_numeric(parts[0], errors="coerce")
+    second = pd.to_numeric(parts[2], errors="coerce")
+    over_first = (first > 12).to_numpy().nonzero()[0]
+    over_second = (second > 12).to_numpy().nonzero()[0]
+    if len(over_first) and len(over_second):
+        i, j = int(over_first[0]), int(over_second[0])
+        raise DataError(
+            f"{source}: row {j + first_line}: date {text.iloc[j]!r} is month-first but row "
+            f"{i + first_line} ({text.iloc[i]!r}) is day-first"
+        )
+    if len(over_first) or len(over_second):
+        return bool(len(over_first))
+    dot = bool((parts[1] == ".").any())
+    log.warning(
+        "%s: dates like %r could be day- or month-first; reading them %s-first",
+        source,
+        text.iloc[0],
+        "day" if dot else "month",
+    )
+    return dot
+
+
+def _numeric(col: pd.Series, name: str, source: str, first_line: int = 2) -> np.ndarray:
     values = pd.to_numeric(col, errors="coerce")
     bad = (values.isna() & col.notna()).to_numpy().nonzero()[0]
     if len(bad):
         i = int(bad[0])
-        raise DataError(f"{source}: row {i + 2}: {name} is not a number ({col.iloc[i]!r})")
+        raise DataError(f"{source}: row {i + first_line}: {name} is not a number ({col.iloc[i]!r})")
     return values.to_numpy(dtype="float64")
+
+
+def _volume(raw: pd.DataFrame, columns: dict[str, object], source: str, first_line: int) -> np.ndarray:
+    """The volume column (empty cells are 0). A real volume that is all zero, as forex/CFD feeds
+    write it, gives way to a tick volume column when there is one (logged)."""
+
+    def read(key: str) -> np.ndarray:
+        v = _numeric(raw[columns[key]], "volume", source, first_line)
+        return np.where(np.isnan(v), 0.0, v)
+
+    real_key = next((c for c in REAL_VOLUME_COLUMNS if c in columns), None)
+    tick_key = next((c for c in TICK_VOLUME_COLUMNS if c in columns), None)
+    real = read(real_key) if real_key else None
+    if real is not None and (real != 0).any():
+        return real
+    if tick_key is not None:
+        tick = read(tick_key)
+        if (tick != 0).any():
+            why = f"{columns[real_key]} is all zero" if real_key else "no volume column"
+            log.warning("%s: %s; using %s (ticks per bar) as the volume", source, why, columns[tick_key])
+            return tick
+    return real if real is not None else np.zeros(len(raw))
 
 
 def _order_and_dedupe(frame: pd.DataFrame, source: str) -> pd.DataFrame:
@@ -134,8 +434,8 @@ def _order_and_dedupe(frame: pd.DataFrame, source: str) -> pd.DataFrame:
         if len(conflicts):
             lines = frame.loc[frame.index == conflicts.iloc[0], "_line"]
             raise DataError(
-                f"{source}: row {int(lines.iloc[1])}: timestamp {conflicts.iloc[0]} appears twice "
-                "with different values"
+                f"{source}: row {int(lines.iloc[1])}: timestamp {conflicts.iloc[0]} appears twice with "
+                f"different values (also row {int(lines.iloc[0])})"
             )
         extra = frame.index.duplicated(keep="first")
         log.warning("%s: dropping %d identical duplicate rows", source, int(extra.sum()))
@@ -161,34 +461,69 @@ def _check_prices(frame: pd.DataFrame, source: str) -> None:
     fail(frame["volume"].to_numpy() < 0, "volume is negative")
 
 
-def load_yfinance(ticker: str, *, cache_dir: Path, interval: str = "1d", period: str = "max") -> pd.DataFrame:
-    """Daily bars for ``ticker`` through yfinance, cached as CSV under ``cache_dir/yf``.
+# -------------------------------------------------------------------------------- yfinance
 
-    yfinance does not raise when offline: it prints an error and returns an empty frame. That
-    case, with no cached copy, becomes a DataError.
+
+def load_yfinance(ticker: str, *, cache_dir: Path, interval: str = "1d", period: str = "max") -> pd.DataFrame:
+    """Bars of ``interval`` over ``period`` for ``ticker`` through yfinance, cached as CSV under
+    ``cache_dir/yf/<ticker>_<interval>_<period>.csv`` (a cached copy is used as it is, never
+    refreshed: delete it for newer bars).
+
+    yfinance does not raise when offline: it logs an error and returns an empty frame. That
+    case, with no cached copy, becomes a DataError carrying yfinance's reason; yfinance's own log
+    lines are kept out of the terminal.
     """
     if not ticker or not ticker.replace(".", "").replace("-", "").replace("^", "").replace("=", "").isalnum():
         raise DataError(f"yf:{ticker}: not a ticker symbol")
+    if interval not in YF_INTERVALS:
+        raise DataError(f"yf:{ticker}: interval {interval!r} is not one of {', '.join(YF_INTERVALS)}")
+    if not YF_PERIOD.match(period):
+        raise DataError(f"yf:{ticker}: period {period!r} is not a number of d, wk, mo or y (60d, 6mo, 2y), ytd or max")
     cache = cache_dir / "yf" / f"{ticker}_{interval}_{period}.csv"
     if cache.exists():
         log.info("yf:%s: using cached download %s", ticker, cache)
         return read_csv(cache)
     import yfinance  # imported here: it is slow and only this path needs it
 
+    errors = _Capture()
+    yf_log = logging.getLogger("yfinance")
+    saved = yf_log.handlers[:], yf_log.propagate
+    yf_log.handlers[:] = [errors]
+    yf_log.propagate = False
     try:
-        raw = yfinance.download(ticker, interval=interval, period=period, auto_adjust=False,
-                                progress=False, multi_level_index=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # yfinance's own pandas deprecation warnings
+            raw = yfinance.download(
+                ticker, interval=interval, period=period, auto_adjust=False, progress=False, multi_level_index=False
+            )
     except Exception as exc:  # noqa: BLE001 - yfinance raises many types for network failures
         raise DataError(f"yf:{ticker}: download failed ({exc}); pass --data FILE.csv instead") from None
+    finally:
+        yf_log.handlers[:], yf_log.propagate = saved
     if raw is None or raw.empty:
+        reason = f": {errors.reason}" if errors.reason else ""
         raise DataError(
-            f"yf:{ticker}: no data downloaded (offline, or unknown ticker) and no cached copy in "
-            f"{cache.parent}; pass --data FILE.csv instead"
+            f"yf:{ticker}: no data downloaded (offline, unknown ticker, or no {interval} bars over {period})"
+            f"{reason}; no cached copy in {cache.parent}; pass --data FILE.csv instead"
         )
     raw = raw.reset_index()
     frame = to_canonical(raw, source=f"yf:{ticker}")
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
+    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
     frame.rename(columns=str.capitalize).to_csv(tmp, index_label="Datetime")
     os.replace(tmp, cache)
     return frame
+
+
+class _Capture(logging.Handler):
+    """Keeps yfinance's log records off the terminal; remembers its last error as the reason."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.reason = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = " ".join(record.getMessage().split())
+        log.debug("yfinance: %s", message)
+        if record.levelno >= logging.ERROR and message and not message.endswith("Failed download:"):
+            self.reason = message.split(" See https://")[0][:200]

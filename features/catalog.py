@@ -571,13 +571,23 @@ def has_usable_volume(ohlcv: pd.DataFrame) -> bool:
     return bool(np.isfinite(volume).all() and (volume > 0).any())
 
 
-def usable_features(ohlcv: pd.DataFrame) -> tuple[str, ...]:
+def usable_features(ohlcv: pd.DataFrame, *, warn: bool = False, source: str | None = None) -> tuple[str, ...]:
     """Catalog names that carry information on these bars, catalog order.
 
     Drops every ``needs_volume`` feature when :func:`has_usable_volume` is false. Decide this on
-    the training bars once, not per window: it looks at the whole frame.
+    the training bars once, not per window: it looks at the whole frame. With ``warn=True`` such
+    a drop logs one warning naming the dropped features (prefixed by ``source``, the dataset's
+    label, when given); call it that way once per dataset, where the data enter a run or command.
     """
     keep_volume = has_usable_volume(ohlcv)
+    if warn and not keep_volume:
+        dropped = [s.name for s in catalog() if s.needs_volume]
+        log.warning(
+            "%svolume is missing or zero: %d volume features are left out (%s)",
+            f"{source}: " if source else "",
+            len(dropped),
+            ", ".join(dropped),
+        )
     return tuple(s.name for s in catalog() if keep_volume or not s.needs_volume)
 
 

@@ -348,6 +348,22 @@ def test_no_volume_data(nvda: pd.DataFrame) -> None:
         assert not np.allclose(moved[name].to_numpy()[100:], with_volume[name].to_numpy()[100:]), name
 
 
+def test_dropping_volume_features_warns_once_when_asked(nvda: pd.DataFrame, caplog: pytest.LogCaptureFixture) -> None:
+    needs_volume = [s.name for s in catalog() if s.needs_volume]
+    assert len(needs_volume) >= 3
+    silent = nvda.assign(volume=0.0)
+    assert usable_features(silent) == usable_features(silent, warn=True, source="fx.csv")
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1  # the call without warn=True logged nothing
+    assert warnings[0].getMessage() == (
+        f"fx.csv: volume is missing or zero: {len(needs_volume)} volume features are left out "
+        f"({', '.join(needs_volume)})"
+    )
+    caplog.clear()
+    assert usable_features(nvda, warn=True) == tuple(_names())  # volume there: nothing to say
+    assert not caplog.records
+
+
 # ---------------------------------------------------------------------------------- cache
 
 

@@ -1,0 +1,122 @@
+"""``evo features``: list the feature catalog, or write the features of a data file to CSV."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from evo.commands._common import setup_logging
+from evo.commands._data_args import add_data_arguments, load_from_args
+
+HELP = "list the feature catalog, or compute every feature of a data file into a CSV"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--list",
+        action="store_true",
+        help="list the catalog: name, kind, source, warm-up, volume, which model may use it",
+    )
+    p.add_argument("--json", action="store_true", help="with --list: one JSON object instead of a table")
+    add_data_arguments(p, multiple=False)
+    p.add_argument(
+        "--out",
+        default=None,
+        metavar="FILE.csv",
+        help="write one row per input bar (first column `time`, the input's timestamps) and "
+        "one column per usable feature, raw values (NaN during warm-up is an empty cell)",
+    )
+    p.add_argument(
+        "--model-ready", action="store_true", help="write the model-ready (stationary) values instead of the raw ones"
+    )
+
+
+def catalog_rows() -> list[dict]:
+    """The catalog as plain dicts, catalog order; ``model`` is "A" or "B"."""
+    import features as F
+
+    return [
+        {
+            "name": s.name,
+            "kind": s.kind,
+            "source": s.source,
+            "warmup_bars": s.warmup_bars,
+            "needs_volume": s.needs_volume,
+            "model": "B" if s.kind == "indicator" else "A",
+        }
+        for s in F.catalog()
+    ]
+
+
+def print_catalog(*, as_json: bool) -> None:
+    import features as F
+
+    rows = catalog_rows()
+    if as_json:
+        print(json.dumps({"catalog_version": F.CATALOG_VERSION, "features": rows}, indent=1))
+        return
+    header = ("name", "kind", "source", "warmup_bars", "needs_volume", "model")
+    cells = [header] + [
+        (r["name"], r["kind"], r["source"], str(r["warmup_bars"]), "yes" if r["needs_volume"] else "no", r["model"])
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    for row in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    n_a = sum(r["model"] == "A" for r in rows)
+    print(
+        f"{len(rows)} features (catalog version {F.CATALOG_VERSION}): {n_a} for model A "
+        f"(patterns, pattern features), {len(rows) - n_a} for model B (indicators)"
+    )
+
+
+def write_features(args: argparse.Namespace) -> None:
+    import features as F
+    from evo.errors import ConfigError
+
+    started = time.perf_counter()
+    out = Path(args.out)
+    if args.data and not args.data.startswith("yf:") and out.resolve() == Path(args.data).resolve():
+        raise ConfigError(f"{out}: --out would overwrite the --data file")
+    [(bars, label)] = load_from_args(args)
+    names = list(F.usable_features(bars, warn=True, source=label))
+    frame = F.compute_features(bars, raw=not args.model_ready)[names]
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            frame.to_csv(fh, index_label="time")
+        os.replace(tmp, out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ConfigError(f"{out}: cannot write ({exc.strerror or exc})") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    mode = "model-ready" if args.model_ready else "raw"
+    print(
+        f"wrote {len(names)} features ({mode}) x {len(frame)} bars of {label} to {out} "
+        f"in {time.perf_counter() - started:.1f} s",
+        file=sys.stderr,
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    setup_logging(args.verbose)
+    from evo.errors import ConfigError
+
+    if args.list:
+        if args.out:
+            raise ConfigError("give either --list or --out, not both")
+        print_catalog(as_json=args.json)
+        return 0
+    if args.json:
+        raise ConfigError("--json goes with --list")
+    if not args.out:
+        raise ConfigError("nothing to do: give --list, or --out FILE.csv (with --data PATH) to write features")
+    write_features(args)
+    return 0
