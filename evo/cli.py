@@ -15,7 +15,7 @@ import sys
 
 from evo.errors import EvoError
 
-COMMANDS = ("run", "front", "export", "predict")
+COMMANDS = ("run", "front", "export", "predict", "features", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:
