@@ -20,8 +20,10 @@ Rules, with ``threshold = 0.5`` and rows ``(down, flat, up)``:
   has ``p_down > threshold`` (one confident model suffices unless the other confidently
   disagrees). ``a = (0.1, 0.3, 0.6)``, ``b = (0.3, 0.4, 0.3)`` -> long;
   ``b = (0.55, 0.3, 0.15)`` -> flat.
-* ``"mean"``: long where the **mean** of the two ``p_up`` is ``> threshold`` and
-  ``> mean p_down``. ``a = (0.1, 0.1, 0.8)``, ``b = (0.3, 0.4, 0.3)`` -> mean up 0.55 -> long.
+* ``"weighted"``: long where ``w * p_up_A + (1 - w) * p_up_B > threshold`` and the same
+  weighted ``p_up`` beats the weighted ``p_down``; ``w`` (``weight``, default 0.5 = the plain
+  mean) says how much model A counts. ``a = (0.1, 0.1, 0.8)``, ``b = (0.3, 0.4, 0.3)``, w 0.5 ->
+  weighted up 0.55 -> long; with w 0.2 -> 0.40 -> flat.
 
 Long and short are mutually exclusive under every rule (each requires its side to beat the other).
 """
@@ -39,33 +41,33 @@ __all__ = ["CONSENSUS_RULES", "consensus_signal"]
 # Rows of probabilities must sum to 1 within this tolerance (catches logits passed by mistake).
 _SUM_TOL = 1e-4
 
-RuleFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float], np.ndarray]
+RuleFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float, float], np.ndarray]
 
 
 def _rule_both(
-    up_a: np.ndarray, down_a: np.ndarray, up_b: np.ndarray, down_b: np.ndarray, threshold: float
+    up_a: np.ndarray, down_a: np.ndarray, up_b: np.ndarray, down_b: np.ndarray, threshold: float, weight: float
 ) -> np.ndarray:
     return (up_a > threshold) & (up_b > threshold) & (up_a > down_a) & (up_b > down_b)
 
 
 def _rule_either(
-    up_a: np.ndarray, down_a: np.ndarray, up_b: np.ndarray, down_b: np.ndarray, threshold: float
+    up_a: np.ndarray, down_a: np.ndarray, up_b: np.ndarray, down_b: np.ndarray, threshold: float, weight: float
 ) -> np.ndarray:
     return ((up_a > threshold) | (up_b > threshold)) & ~(down_a > threshold) & ~(down_b > threshold)
 
 
-def _rule_mean(
-    up_a: np.ndarray, down_a: np.ndarray, up_b: np.ndarray, down_b: np.ndarray, threshold: float
+def _rule_weighted(
+    up_a: np.ndarray, down_a: np.ndarray, up_b: np.ndarray, down_b: np.ndarray, threshold: float, weight: float
 ) -> np.ndarray:
-    up = 0.5 * (up_a + up_b)
-    down = 0.5 * (down_a + down_b)
+    up = weight * up_a + (1.0 - weight) * up_b
+    down = weight * down_a + (1.0 - weight) * down_b
     return (up > threshold) & (up > down)
 
 
-_RULES: dict[str, RuleFn] = {"both": _rule_both, "either": _rule_either, "mean": _rule_mean}
+_RULES: dict[str, RuleFn] = {"both": _rule_both, "either": _rule_either, "weighted": _rule_weighted}
 
 #: Names accepted by :func:`consensus_signal`, in genome order.
-CONSENSUS_RULES: tuple[str, ...] = tuple(_RULES)  # ("both", "either", "mean")
+CONSENSUS_RULES: tuple[str, ...] = tuple(_RULES)  # ("both", "either", "weighted")
 
 
 def _check_proba(name: str, p: object) -> np.ndarray:
@@ -89,6 +91,7 @@ def consensus_signal(
     *,
     rule: str,
     threshold: float,
+    weight: float = 0.5,
     allow_short: bool = False,
 ) -> np.ndarray:
     """Combine two models' probabilities into a target position per decision bar.
@@ -96,10 +99,11 @@ def consensus_signal(
     Args:
         p_a: model A's probabilities, float ``(N, 3)``, columns ``(down, flat, up)``, rows sum to 1.
         p_b: model B's probabilities, same shape and bars as ``p_a``.
-        rule: one of :data:`CONSENSUS_RULES` (``"both"``, ``"either"``, ``"mean"``; see the module
-            docstring for definitions and worked values).
+        rule: one of :data:`CONSENSUS_RULES` (``"both"``, ``"either"``, ``"weighted"``; see the
+            module docstring for definitions and worked values).
         threshold: probability a side must strictly exceed, in ``(0, 1)``; 0.5 means "more likely
             than not".
+        weight: model A's weight in ``[0, 1]`` for the ``"weighted"`` rule (ignored by the others).
         allow_short: if False (long/flat), bars where the short condition holds are 0 (flat).
 
     Returns:
@@ -121,6 +125,8 @@ def consensus_signal(
         raise ConfigError(
             f"threshold must be a probability strictly between 0 and 1 (e.g. 0.5), got {threshold!r}"
         )
+    if not 0.0 <= float(weight) <= 1.0:
+        raise ConfigError(f"weight must lie in [0, 1] (model A's share), got {weight!r}")
     a = _check_proba("p_a", p_a)
     b = _check_proba("p_b", p_b)
     if a.shape != b.shape:
@@ -129,8 +135,9 @@ def consensus_signal(
     thr = float(threshold)
     down_a, up_a = a[:, 0], a[:, 2]
     down_b, up_b = b[:, 0], b[:, 2]
-    signal = fn(up_a, down_a, up_b, down_b, thr).astype(np.int8)
+    w = float(weight)
+    signal = fn(up_a, down_a, up_b, down_b, thr, w).astype(np.int8)
     if allow_short:
-        short = fn(down_a, up_a, down_b, up_b, thr)
+        short = fn(down_a, up_a, down_b, up_b, thr, w)
         signal[short] = -1
     return signal

@@ -1,41 +1,68 @@
 """The trading-PC bundle: one zip file, JSON + safetensors, no pickle, checksummed.
 
-Spec (version 1)
+Spec (version 2)
 ----------------
-- The bundle MUST be a zip archive holding exactly these entries, and no others:
+- A bundle MUST be a zip archive holding exactly these four entries, each once, and no others:
   ``manifest.json``, ``manifest.sha256``, ``model_a.safetensors``, ``model_b.safetensors``.
-- ``manifest.sha256`` MUST hold the hex SHA-256 of ``manifest.json``'s bytes.
-- ``manifest.json`` MUST be UTF-8 JSON with ``format = "evo-bundle"``, ``version = 1``,
-  ``catalog_version`` (the feature catalog it was trained with), ``genome``, ``models.{a,b}``
-  (the model config, feature names, fitted scaler statistics and label dead zone), ``consensus``,
-  ``seq_len``, ``horizon``, ``min_bars`` (bars of history one decision needs), ``trained_on``
-  (data source, hash and the bar range), ``metrics`` (each figure labelled with what it is:
-  ``walk_forward_oos``), ``versions`` and ``entries`` (entry name -> hex SHA-256).
-- Weights MUST be safetensors (float32, CPU). Loading runs no code: no pickle anywhere.
-- A loader MUST refuse a bundle whose checksums do not match, whose entry names are not exactly
-  the list above (no paths, no ``..``), or whose ``catalog_version`` differs from its own.
+  A reader MUST refuse any other name (a path, ``..``, an absolute name), a duplicate name and an
+  entry larger than 1 GiB.
+- ``manifest.sha256`` MUST hold the hex SHA-256 of ``manifest.json``'s bytes, and
+  ``manifest.entries`` the hex SHA-256 of each safetensors entry: a digest for every entry.
+  They catch corruption and edits, not a forger (there is no signature).
+- ``model_{a,b}.safetensors`` MUST hold float32 tensors named as
+  :func:`models.state_dict_for_export` names them (sLSTM kernels in xlstm's backend-neutral
+  layout, ``manifest.export_layout``). Loading runs no code: no pickle anywhere.
+- ``manifest.json`` MUST be UTF-8 JSON without NaN/inf, holding: ``format = "evo-bundle"``,
+  ``version = 2``, ``catalog_version``, ``export_layout``, ``member``, ``genome``; ``seq_len``
+  and ``horizon`` (bars); ``min_bars`` (bars of history the first decision needs: warm-up plus
+  window); ``tail_bars`` (bars a live stream keeps, see :mod:`evo.stream`) and ``tail`` (how that
+  was chosen and checked); ``models.{a,b}``: ``config`` (a :class:`models.ModelConfig`; its
+  ``backend`` is ignored, the reader builds the portable ``"vanilla"`` one), ``features`` (the
+  column order), ``feature_specs`` (name, kind, source, warmup_bars, needs_volume as
+  :func:`features.catalog` gives them), ``scaler`` (float32 ``mean`` and ``scale``),
+  ``dead_zone`` (log return), ``lr`` and ``fit`` (epochs); ``consensus`` (rule, threshold,
+  allow_short) and ``risk`` (costs in bps per side, allow_short, the fill rule); ``training``
+  (mode and segments); ``trained_on`` (data source, hash, bar range, seed, device); ``metrics``
+  (each block named for what it is: ``walk_forward_oos``, and ``holdout`` when the run has one);
+  ``golden`` (bars, and the probabilities the exported models gave on them); ``versions`` (evo,
+  torch, xlstm, ta-lib, ta, numpy, pandas, safetensors, python); ``entries``.
+- A reader MUST refuse a bundle whose checksums do not match, whose version differs, whose
+  ``catalog_version`` or any feature spec differs from its own catalog, or whose
+  ``export_layout`` it does not know. ``verify()`` recomputes ``golden`` (within 1e-6).
 
-Loading needs torch, xlstm, numpy, pandas and the feature libraries only; it never imports deap,
-optuna, nevergrad or vectorbt.
+Decisions: a decision at bar ``t`` uses bars ``<= t`` (features, then the window of the last
+``seq_len`` rows), is made at ``t``'s close and is traded at the open of ``t+1``.
+
+Loading needs torch, xlstm, numpy, pandas, safetensors and the feature libraries only; it never
+imports deap, optuna, nevergrad or vectorbt.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import zipfile
+import zlib
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from evo.errors import BundleError
+from evo.errors import BundleError, DataError
+
+log = logging.getLogger(__name__)
 
 FORMAT = "evo-bundle"
-VERSION = 1
+VERSION = 2
 ENTRIES = ("manifest.json", "manifest.sha256", "model_a.safetensors", "model_b.safetensors")
+MAX_ENTRY_BYTES = 1 << 30
+GOLDEN_TOLERANCE = 1e-6   # probabilities: verify() refuses a larger difference
+MODELS = ("a", "b")
+SIGNAL_NAMES = {1: "long", 0: "flat", -1: "short"}
 
 
 def _sha256(data: bytes) -> str:
@@ -43,151 +70,394 @@ def _sha256(data: bytes) -> str:
 
 
 def library_versions() -> dict[str, str]:
+    """Versions of the packages a bundle's numbers depend on (``"unknown"`` if not installed)."""
     import importlib.metadata as md
+    import platform
 
     out = {}
-    for dist in ("evo", "torch", "xlstm", "ta-lib", "ta", "numpy", "pandas"):
+    for dist in ("evo", "torch", "xlstm", "ta-lib", "ta", "numpy", "pandas", "safetensors"):
         try:
             out[dist] = md.version(dist)
         except md.PackageNotFoundError:
             out[dist] = "unknown"
+    out["python"] = platform.python_version()
     return out
 
 
-def write_bundle(path: Path, manifest: dict[str, Any], tensors_a: dict, tensors_b: dict) -> None:
-    """Write a bundle atomically (temp file in the same folder, then rename)."""
+def write_bundle(path: Path, manifest: dict[str, Any], tensors_a: dict, tensors_b: dict) -> dict[str, Any]:
+    """Write a bundle atomically (temp file in the same folder, fsync, then rename).
+
+    Adds ``format``, ``version`` and ``entries`` to ``manifest``; returns the manifest written.
+    """
     from safetensors.torch import save
 
     blobs = {"model_a.safetensors": save(tensors_a), "model_b.safetensors": save(tensors_b)}
     manifest = {**manifest, "format": FORMAT, "version": VERSION,
                 "entries": {name: _sha256(b) for name, b in blobs.items()}}
-    manifest_bytes = json.dumps(manifest, indent=1, allow_nan=False).encode("utf-8")
+    try:
+        manifest_bytes = json.dumps(manifest, indent=1, allow_nan=False).encode("utf-8")
+    except ValueError as exc:
+        raise BundleError(f"{path}: the manifest holds a NaN or infinite number ({exc})") from None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("manifest.json", manifest_bytes)
-        zf.writestr("manifest.sha256", _sha256(manifest_bytes))
-        for name, blob in blobs.items():
-            zf.writestr(name, blob)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("manifest.json", manifest_bytes)
+            zf.writestr("manifest.sha256", _sha256(manifest_bytes))
+            for name, blob in blobs.items():
+                zf.writestr(name, blob)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return manifest
+
+
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, zlib.error, RuntimeError,
+               NotImplementedError, ValueError)
+
+
+def _read_entries(path: Path) -> dict[str, bytes]:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+            for info in infos:
+                if info.filename not in ENTRIES:
+                    raise BundleError(f"{path}: unexpected entry {info.filename!r}; refusing the bundle")
+                if info.file_size > MAX_ENTRY_BYTES:
+                    raise BundleError(f"{path}: entry {info.filename!r} is {info.file_size} bytes, over the limit")
+            twice = [n for n, k in Counter(i.filename for i in infos).items() if k > 1]
+            if twice:
+                raise BundleError(f"{path}: entry {twice[0]!r} appears more than once; refusing the bundle")
+            missing = [n for n in ENTRIES if n not in {i.filename for i in infos}]
+            if missing:
+                raise BundleError(f"{path}: missing entries {missing}")
+            return {n: zf.read(n) for n in ENTRIES}  # zipfile checks each entry's CRC-32 here
+    except BundleError:
+        raise
+    except _ZIP_ERRORS as exc:
+        raise BundleError(f"{path}: not a readable bundle, corrupted ({exc})") from None
+
+
+def _need(cond: bool, path: Path, what: str) -> None:
+    if not cond:
+        raise BundleError(f"{path}: manifest.json {what}")
+
+
+def _check_manifest(manifest: Any, path: Path) -> None:
+    """Structure and compatibility of a manifest whose checksum already matched."""
+    import features
+    from models import EXPORT_LAYOUT
+
+    _need(isinstance(manifest, dict), path, "is not a JSON object")
+    if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
+        raise BundleError(f"{path}: not an evo bundle of version {VERSION} (format {manifest.get('format')!r}, "
+                          f"version {manifest.get('version')!r}); export it again with this evo")
+    if manifest.get("catalog_version") != features.CATALOG_VERSION:
+        raise BundleError(
+            f"{path}: made with feature catalog {manifest.get('catalog_version')!r}, this evo has "
+            f"{features.CATALOG_VERSION!r}; export it again with this version"
+        )
+    if manifest.get("export_layout") != EXPORT_LAYOUT:
+        raise BundleError(f"{path}: weight layout {manifest.get('export_layout')!r} is not this evo's "
+                          f"{EXPORT_LAYOUT!r}; export it again with this version")
+    for key in ("genome", "seq_len", "horizon", "min_bars", "tail_bars", "consensus", "models", "golden",
+                "entries", "versions"):
+        _need(key in manifest, path, f"lacks {key!r}")
+    for key in ("seq_len", "horizon", "min_bars", "tail_bars"):
+        _need(isinstance(manifest[key], int) and manifest[key] >= 1, path, f"{key} must be an integer >= 1")
+    _need(manifest["tail_bars"] >= manifest["min_bars"] >= manifest["seq_len"], path,
+          "needs tail_bars >= min_bars >= seq_len")
+    from backtest.consensus import CONSENSUS_RULES
+
+    c = manifest["consensus"]
+    _need(isinstance(c, dict) and c.get("rule") in CONSENSUS_RULES
+          and isinstance(c.get("threshold"), (int, float)) and 0 < c["threshold"] < 1
+          and isinstance(c.get("weight", 0.5), (int, float)) and 0 <= c.get("weight", 0.5) <= 1, path,
+          f"consensus must have a rule ({', '.join(CONSENSUS_RULES)}), a threshold in (0, 1) and a weight in [0, 1]")
+    _need(isinstance(manifest["models"], dict) and set(manifest["models"]) == set(MODELS), path,
+          "models must hold exactly 'a' and 'b'")
+    for name in MODELS:
+        spec = manifest["models"][name]
+        for key in ("config", "features", "feature_specs", "scaler"):
+            _need(isinstance(spec, dict) and key in spec, path, f"model {name.upper()} lacks {key!r}")
+        names = spec["features"]
+        _need(isinstance(names, list) and names and [s.get("name") for s in spec["feature_specs"]] == names,
+              path, f"model {name.upper()}: feature_specs do not list its features in order")
+        for stored in spec["feature_specs"]:
+            try:
+                current = asdict(features.feature_spec(stored["name"]))
+            except KeyError:
+                raise BundleError(f"{path}: feature {stored['name']!r} is not in this evo's catalog") from None
+            if stored != current:
+                raise BundleError(f"{path}: feature {stored['name']!r} was {stored}, this evo's catalog has "
+                                  f"{current}; export it again with this version")
+        scaler = spec["scaler"]
+        _need(isinstance(scaler, dict) and len(scaler.get("mean", ())) == len(scaler.get("scale", ())) == len(names),
+              path, f"model {name.upper()}: the scaler does not have one mean and scale per feature")
+    for key in ("bars", "p_a", "p_b", "signal"):
+        _need(isinstance(manifest["golden"], dict) and key in manifest["golden"], path, f"golden lacks {key!r}")
+    entries = manifest["entries"]
+    _need(isinstance(entries, dict) and set(entries) == {"model_a.safetensors", "model_b.safetensors"}, path,
+          "entries must list the digests of model_a.safetensors and model_b.safetensors")
 
 
 def read_bundle(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """Read and verify a bundle; return its manifest and raw weight blobs."""
+    """Read and check a bundle; return its manifest and the raw weight blobs by model (a, b).
+
+    Raises :class:`BundleError` for every way a bundle can be unusable (spec above).
+    """
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise BundleError(f"{path}: no such bundle")
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-            for name in names:
-                if name not in ENTRIES or "/" in name or "\\" in name or ".." in name:
-                    raise BundleError(f"{path}: unexpected entry {name!r}; refusing the bundle")
-            missing = [n for n in ENTRIES if n not in names]
-            if missing:
-                raise BundleError(f"{path}: missing entries {missing}")
-            blobs = {n: zf.read(n) for n in ENTRIES}  # zipfile checks each entry's CRC-32 here
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
-        raise BundleError(f"{path}: not a readable bundle ({exc})") from None
-    except zipfile.error as exc:  # pragma: no cover - other zip errors
-        raise BundleError(f"{path}: corrupted ({exc})") from None
+    blobs = _read_entries(path)
     if _sha256(blobs["manifest.json"]) != blobs["manifest.sha256"].decode("ascii", "replace").strip():
         raise BundleError(f"{path}: manifest.json does not match its checksum (corrupted or edited)")
     try:
         manifest = json.loads(blobs["manifest.json"])
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"{path}: manifest.json is not JSON ({exc})") from None
-    if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
-        raise BundleError(f"{path}: not an evo bundle of version {VERSION}")
-    for name, digest in manifest.get("entries", {}).items():
-        if name not in blobs or _sha256(blobs[name]) != digest:
-            raise BundleError(f"{path}: {name} does not match its checksum (corrupted or tampered with)")
-    import features
-
-    if manifest.get("catalog_version") != features.CATALOG_VERSION:
-        raise BundleError(
-            f"{path}: made with feature catalog {manifest.get('catalog_version')!r}, this evo has "
-            f"{features.CATALOG_VERSION!r}; export it again with this version"
-        )
-    return manifest, {n: blobs[n] for n in ("model_a.safetensors", "model_b.safetensors")}
+    if isinstance(manifest, dict) and isinstance(manifest.get("entries"), dict):
+        for name, digest in manifest["entries"].items():
+            if name not in blobs or _sha256(blobs[name]) != digest:
+                raise BundleError(f"{path}: {name} does not match its checksum (corrupted or tampered with)")
+    _check_manifest(manifest, path)
+    return manifest, {name: blobs[f"model_{name}.safetensors"] for name in MODELS}
 
 
 @dataclass(frozen=True)
 class Decision:
-    """One decision: made at the close of bar ``time``, to be traded at the next bar's open."""
+    """One decision: made at the close of bar ``time`` (ISO, UTC), traded at the next bar's open."""
 
     time: str
     signal: str     # "long" | "flat" | "short"
-    p_a: float      # model A's probability that the price rises over the horizon
+    p_a: float      # model A's probability that the price rises by more than its dead zone over the horizon
     p_b: float      # model B's
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-SIGNAL_NAMES = {1: "long", 0: "flat", -1: "short"}
+@dataclass(frozen=True)
+class Probabilities:
+    """Both models' class probabilities at decision bars ``ends`` and the consensus signal.
+
+    ``p_a``, ``p_b``: (N, 3) float64, classes down/flat/up; ``signal``: (N,) int8 in {-1, 0, 1}.
+    """
+
+    ends: np.ndarray
+    p_a: np.ndarray
+    p_b: np.ndarray
+    signal: np.ndarray
+
+
+def golden_frame(golden: dict[str, Any]):
+    """The bars stored in a manifest's ``golden`` block as a canonical bar frame."""
+    import pandas as pd
+
+    bars = golden["bars"]
+    index = pd.DatetimeIndex(pd.to_datetime(bars["time"]), name="time").astype("datetime64[ns]")
+    return pd.DataFrame(np.asarray(bars["ohlcv"], dtype=np.float64), index=index,
+                        columns=["open", "high", "low", "close", "volume"])
 
 
 class Bundle:
-    """A loaded bundle: two models, their scalers and the consensus rule."""
+    """A loaded bundle: two models on the CPU, their scalers, the consensus rule, and a live stream.
+
+    Two ways to decide:
+
+    - :meth:`decide` on a frame of bars: the features over the whole frame, then the window of
+      each requested decision bar (what ``evo predict`` does).
+    - :meth:`step`, once per closed bar: the bundle keeps the last ``tail_bars`` bars and decides
+      on them; equal to :meth:`decide` on the full history within ~1e-9 of the features
+      (:mod:`evo.stream`), exactly while the stream has not dropped a bar yet.
+    """
 
     def __init__(self, manifest: dict[str, Any], models: dict[str, Any], scalers: dict[str, Any]):
+        from evo.stream import BarTail
+
         self.manifest, self.models, self.scalers = manifest, models, scalers
+        self._tail = BarTail(int(manifest["tail_bars"]))
 
     @classmethod
-    def load(cls, path: Path) -> Bundle:
+    def load(cls, path: Path, *, verify: bool = False) -> Bundle:
+        """Read, check and rebuild a bundle on the CPU (sLSTM backend ``"vanilla"``, whatever the
+        backend it was trained with). ``verify=True`` also runs :meth:`verify`."""
         from safetensors.torch import load as load_tensors
 
         from models import ModelConfig, Scaler, load_exported
 
         manifest, blobs = read_bundle(path)
         models, scalers = {}, {}
-        for name in ("a", "b"):
+        for name in MODELS:
             spec = manifest["models"][name]
-            cfg = ModelConfig(**{**spec["config"], "slstm_at": tuple(spec["config"]["slstm_at"]),
-                                 "backend": "vanilla"})
             try:
-                models[name] = load_exported(cfg, load_tensors(blobs[f"model_{name}.safetensors"]))
-            except Exception as exc:  # noqa: BLE001 - any mismatch means the bundle is unusable
-                raise BundleError(f"{path}: model {name.upper()} weights do not fit its config ({exc})") from None
-            scalers[name] = Scaler.from_dict(spec["scaler"])
-        return cls(manifest, models, scalers)
+                tensors = load_tensors(blobs[name])
+                cfg = ModelConfig.from_dict({**spec["config"], "slstm_at": tuple(spec["config"]["slstm_at"]),
+                                             "backend": "vanilla"})
+                bad = sorted(k for k, t in tensors.items() if str(t.dtype) != "torch.float32")
+                if bad:
+                    raise BundleError(f"tensors {bad[:3]} are not float32")
+                if cfg.n_features != len(spec["features"]) or cfg.seq_len != manifest["seq_len"]:
+                    raise BundleError("the config disagrees with the features or seq_len")
+                models[name] = load_exported(cfg, tensors)
+                scalers[name] = Scaler.from_dict(spec["scaler"])
+            except Exception as exc:  # noqa: BLE001 - safetensors, config or shape mismatch: unusable
+                raise BundleError(f"{path}: model {name.upper()} cannot be rebuilt ({exc})") from None
+        _warn_on_versions(manifest.get("versions", {}), path)
+        bundle = cls(manifest, models, scalers)
+        if verify:
+            bundle.verify()
+        return bundle
+
+    # -- properties ----------------------------------------------------------------------------
 
     @property
     def min_bars(self) -> int:
+        """Bars of history the first decision needs (longest warm-up + window)."""
         return int(self.manifest["min_bars"])
 
-    def decide(self, bars, last: int = 1) -> list[Decision]:
-        """Decisions for the last ``last`` bars of ``bars`` (canonical frame), oldest first.
+    @property
+    def tail_bars(self) -> int:
+        """Bars the live stream keeps (:mod:`evo.stream`)."""
+        return int(self.manifest["tail_bars"])
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.manifest["seq_len"])
+
+    @property
+    def risk(self) -> dict[str, Any]:
+        """What the bot must apply around each signal: ``size`` (fraction of equity per position),
+        ``stop_loss``/``take_profit`` (fractions from the entry, None = none), ``breaker`` (stop
+        trading after this drawdown; 0 = off), costs in bps per side, the fill rule."""
+        return dict(self.manifest.get("risk", {}))
+
+    # -- batch decisions -----------------------------------------------------------------------
+
+    def probabilities(self, bars, last: int = 1) -> Probabilities:
+        """Probabilities and signals for the last ``last`` bars of ``bars`` (canonical frame).
 
         Features are computed from ``bars`` alone; the value at bar t uses bars <= t, so each
-        decision equals the one the same bars would give in a live run.
+        decision equals the one the same bars give in a live run.
         """
         from backtest.consensus import consensus_signal
         from features import compute_features
         from models import make_windows, predict_proba
 
+        if last < 1:
+            raise DataError(f"asked for {last} decisions; ask for at least 1")
+        need = self.min_bars + last - 1
+        if len(bars) < need:
+            raise DataError(f"needs at least {need} bars for {last} decision(s) (warm-up and window), "
+                            f"got {len(bars)}")
         m = self.manifest
-        seq_len = int(m["seq_len"])
-        if len(bars) < self.min_bars + last - 1:
-            raise BundleError(f"needs at least {self.min_bars + last - 1} bars for {last} decision(s), "
-                              f"got {len(bars)}")
         feats = compute_features(bars)
         ends = np.arange(len(bars) - last, len(bars))
         probs = {}
-        for name in ("a", "b"):
-            cols = m["models"][name]["features"]
-            X = self.scalers[name].transform(feats[cols].to_numpy(dtype=np.float64))
-            probs[name] = predict_proba(self.models[name], make_windows(X, ends, seq_len))
+        for name in MODELS:
+            values = feats[m["models"][name]["features"]].to_numpy(dtype=np.float64)
+            X = self.scalers[name].transform(values[len(bars) - last - self.seq_len + 1:])
+            probs[name] = predict_proba(self.models[name], make_windows(X, ends - ends[0] + self.seq_len - 1,
+                                                                         self.seq_len))
         c = m["consensus"]
         signal = consensus_signal(probs["a"], probs["b"], rule=c["rule"], threshold=float(c["threshold"]),
-                                  allow_short=bool(c.get("allow_short", False)))
-        return [Decision(time=bars.index[t].isoformat(), signal=SIGNAL_NAMES[int(s)],
-                         p_a=float(pa[2]), p_b=float(pb[2]))
-                for t, s, pa, pb in zip(ends, signal, probs["a"], probs["b"])]
+                                  weight=float(c.get("weight", 0.5)), allow_short=bool(c.get("allow_short", False)))
+        return Probabilities(ends=ends, p_a=probs["a"], p_b=probs["b"], signal=np.asarray(signal))
+
+    def decide(self, bars, last: int = 1) -> list[Decision]:
+        """Decisions for the last ``last`` bars of ``bars`` (canonical frame), oldest first.
+
+        Each is made at its bar's close and traded at the next bar's open. Raises
+        :class:`DataError` when ``bars`` holds fewer than ``min_bars + last - 1`` bars.
+        """
+        p = self.probabilities(bars, last)
+        return [Decision(time=bars.index[t].isoformat(), signal=SIGNAL_NAMES[int(s)], p_a=float(pa[2]),
+                         p_b=float(pb[2]))
+                for t, s, pa, pb in zip(p.ends, p.signal, p.p_a, p.p_b)]
+
+    def verify(self) -> float:
+        """Recompute the golden probabilities stored at export from the stored bars; return the
+        largest difference. Raises :class:`BundleError` when it exceeds 1e-6 or a signal differs:
+        this runtime does not reproduce the models that were judged."""
+        g = self.manifest["golden"]
+        try:
+            bars = golden_frame(g)
+            want_a, want_b = np.asarray(g["p_a"], dtype=np.float64), np.asarray(g["p_b"], dtype=np.float64)
+            got = self.probabilities(bars, last=len(want_a))
+        except (KeyError, TypeError, ValueError, DataError) as exc:
+            raise BundleError(f"golden block unusable ({exc})") from None
+        diff = float(max(np.abs(got.p_a - want_a).max(), np.abs(got.p_b - want_b).max()))
+        tol = float(g.get("tolerance", GOLDEN_TOLERANCE))
+        if not diff <= tol:
+            raise BundleError(f"this machine does not reproduce the exported models: probabilities differ by "
+                              f"{diff:.2e} (> {tol:g}) on the golden bars; versions {library_versions()} vs "
+                              f"the bundle's {self.manifest.get('versions')}")
+        if [int(s) for s in got.signal] != [int(s) for s in g["signal"]]:
+            raise BundleError("this machine does not reproduce the exported signals on the golden bars")
+        return diff
+
+    # -- live stream ---------------------------------------------------------------------------
+
+    @property
+    def bars_seen(self) -> int:
+        """Bars fed to the stream (:meth:`prime` and :meth:`step`) since the last :meth:`reset`."""
+        return self._tail.seen
+
+    @property
+    def settled(self) -> bool:
+        """True once the stream has seen ``tail_bars`` bars: its decisions no longer depend on
+        where it started (within the tail's tolerance). Before that they equal :meth:`decide`
+        on the bars it has seen, exactly, but a longer history may give slightly different ones."""
+        return self._tail.seen >= self.tail_bars
+
+    def reset(self) -> None:
+        """Forget the stream's bars."""
+        self._tail.clear()
+
+    def prime(self, bars) -> None:
+        """Feed a canonical frame of past closed bars (e.g. the last ``tail_bars`` from a file or
+        a broker) without deciding on them; only the last ``tail_bars`` are kept."""
+        self._tail.extend(bars)
+
+    def step(self, bar) -> Decision | None:
+        """Take one closed bar and return the decision made at its close (trade at the next
+        bar's open), or ``None`` while the stream holds fewer than ``min_bars`` bars.
+
+        ``bar``: a mapping or ``pandas.Series`` with ``time, open, high, low, close, volume``
+        (:func:`evo.stream.parse_bar`). Bars must come in time order, each once; a bad bar raises
+        :class:`DataError` and leaves the stream as it was.
+        """
+        from evo.stream import parse_bar
+
+        time, values = parse_bar(bar)
+        self._tail.append(time, values)
+        if len(self._tail) < self.min_bars:
+            return None
+        return self.decide(self._tail.frame(), last=1)[0]
 
 
-__all__ = ["Bundle", "Decision", "ENTRIES", "library_versions", "read_bundle", "write_bundle"]
+def _warn_on_versions(saved: dict[str, Any], path: Path) -> None:
+    here = library_versions()
+    differ = [f"{k} {saved[k]} -> {here[k]}" for k in ("torch", "xlstm", "ta-lib", "ta")
+              if k in saved and saved[k] != here.get(k)]
+    if differ:
+        log.warning("%s: made with other library versions (%s); Bundle.verify() checks that the numbers "
+                    "still match", path, ", ".join(differ))
+
+
+__all__ = [
+    "ENTRIES",
+    "FORMAT",
+    "GOLDEN_TOLERANCE",
+    "VERSION",
+    "Bundle",
+    "Decision",
+    "Probabilities",
+    "golden_frame",
+    "library_versions",
+    "read_bundle",
+    "write_bundle",
+]

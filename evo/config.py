@@ -14,7 +14,7 @@ from typing import Any
 
 from evo.errors import ConfigError
 
-CONSENSUS_RULES = ("both", "either", "mean")  # mirrors backtest.consensus (kept import-free here)
+CONSENSUS_RULES = ("both", "either", "weighted")  # mirrors backtest.consensus (kept import-free here)
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -88,23 +88,57 @@ class TrainBudget:
 
 @dataclass(frozen=True)
 class EvalBudget:
-    """Walk-forward layout and trading costs. Fees and slippage are per side, in basis points
-    (5 bps = 0.05 % of the traded value)."""
+    """Walk-forward layout, holdout, costs and risk rules.
+
+    Fees and slippage are per side, in basis points (5 bps = 0.05 % of the traded value).
+    ``holdout_fraction`` of the bars at the end (0.2 = the last 20 %) is never seen by the search;
+    front members are traded on it once the search ends. ``walk_forward`` is ``anchored`` (each
+    fold trains on everything before it) or ``rolling`` (the last ``rolling_bars`` decision bars).
+    ``embargo`` adds bars to the purge gap (which is at least the longest label horizon).
+    ``risk_trials`` nevergrad evaluations tune threshold/weight (and stops if ``tune_stops``) on
+    validation segments; 0 keeps the genome's own threshold. ``sizing`` is ``fixed`` (``size`` of
+    equity per position) or ``kelly`` (in-sample Kelly fraction capped at ``kelly_cap``).
+    ``breaker`` is the drawdown circuit breaker (0.25 = stop trading after a 25 % fall; 0 = off).
+    """
 
     folds: int = 3
     test_fraction: float = 0.3
     val_fraction: float = 0.15
+    holdout_fraction: float = 0.2
+    walk_forward: str = "anchored"
+    rolling_bars: int = 0
+    embargo: int = 0
     fees_bps: float = 5.0
     slippage_bps: float = 5.0
     min_trades: int = 3
     allow_short: bool = False
+    risk_trials: int = 20
+    tune_stops: bool = False
+    sizing: str = "fixed"
+    size: float = 1.0
+    kelly_cap: float = 0.5
+    breaker: float = 0.0
 
     def __post_init__(self) -> None:
         _check(self.folds >= 1, "evaluate.folds must be >= 1")
         _check(0.05 <= self.test_fraction <= 0.8, "evaluate.test_fraction must lie in [0.05, 0.8]")
         _check(0.05 <= self.val_fraction <= 0.5, "evaluate.val_fraction must lie in [0.05, 0.5]")
+        _check(0.0 <= self.holdout_fraction <= 0.5, "evaluate.holdout_fraction must lie in [0, 0.5]")
+        _check(self.walk_forward in ("anchored", "rolling"), "evaluate.walk_forward is 'anchored' or 'rolling'")
+        _check(self.walk_forward == "anchored" or self.rolling_bars >= 64,
+               "evaluate.rolling_bars must be >= 64 with walk_forward = 'rolling'")
+        _check(self.embargo >= 0, "evaluate.embargo must be >= 0 bars")
         _check(self.fees_bps >= 0 and self.slippage_bps >= 0, "evaluate fees_bps/slippage_bps must be >= 0")
         _check(self.min_trades >= 0, "evaluate.min_trades must be >= 0")
+        _check(self.risk_trials >= 0, "evaluate.risk_trials must be >= 0")
+        _check(self.sizing in ("fixed", "kelly"), "evaluate.sizing is 'fixed' or 'kelly'")
+        _check(0.0 < self.size <= 1.0 and 0.0 < self.kelly_cap <= 1.0,
+               "evaluate.size and evaluate.kelly_cap are fractions of equity in (0, 1]")
+        _check(0.0 <= self.breaker < 1.0, "evaluate.breaker is a drawdown fraction in [0, 1); 0 = off")
+
+    @property
+    def breaker_or_none(self) -> float | None:
+        return self.breaker if self.breaker > 0 else None
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -74,16 +74,74 @@ def prepare_dataset(bars: pd.DataFrame, label: str, budget: Budget, *, cache_dir
     first_bar = worst_warmup + max(space.seq_len) - 1
     ev = budget.evaluate
     need = bars_needed(n_folds=ev.folds, horizon=max(space.horizon), first_bar=first_bar,
-                       test_fraction=ev.test_fraction, val_fraction=ev.val_fraction)
-    if len(bars) < need:
+                       test_fraction=ev.test_fraction, val_fraction=ev.val_fraction, embargo=ev.embargo)
+    search_bars = len(bars) - holdout_bars(len(bars), ev.holdout_fraction)
+    if search_bars < need:
+        total = need if ev.holdout_fraction == 0 else math.ceil(need / (1.0 - ev.holdout_fraction)) + 1
         raise DataError(
             f"{label}: {len(bars)} bars are too few for budget {budget.name!r} "
             f"(windows up to {max(space.seq_len)}, horizon up to {max(space.horizon)}, {ev.folds} folds, "
-            f"{worst_warmup} bars of indicator warm-up): needs at least {need}"
+            f"{worst_warmup} bars of indicator warm-up, {ev.holdout_fraction:.0%} holdout): "
+            f"needs at least {total}"
         )
     feats = F.load_or_compute(bars, cache_dir)
     return Dataset(bars=bars, features=feats, label=label, data_hash=F.data_hash(bars)[:16], pools=pools,
                    warmup=warmup, first_bar=first_bar, periods_per_year=periods_per_year(bars.index))
+
+
+def holdout_bars(n_bars: int, fraction: float) -> int:
+    """Bars at the end kept for the holdout (0 when ``fraction`` is 0)."""
+    return int(round(n_bars * fraction)) if fraction > 0 else 0
+
+
+def head(ds: Dataset, n: int) -> Dataset:
+    """The dataset of the first ``n`` bars (copies: nothing after them stays reachable). Features
+    at bar t use bars <= t, so slicing equals recomputing on the shorter data."""
+    from backtest import periods_per_year
+
+    return replace(ds, bars=ds.bars.iloc[:n].copy(), features=ds.features.iloc[:n].copy(),
+                   periods_per_year=periods_per_year(ds.bars.index[:n]))
+
+
+class HoldoutSealed(RuntimeError):
+    """The holdout was read before the search ended: a bug, never a user error."""
+
+
+class Holdout:
+    """The untouched end of the data, sealed while the search runs.
+
+    ``dataset`` (all bars, the holdout included) raises :class:`HoldoutSealed` until
+    :meth:`unseal` is called after the last generation; the search itself only ever holds the
+    dataset of the bars before ``cut``.
+    """
+
+    def __init__(self, full: Dataset, cut: int):
+        self._full, self.cut, self.sealed = full, cut, True
+        self.start = full.bars.index[cut].isoformat()
+        self.end = full.bars.index[-1].isoformat()
+
+    def unseal(self) -> None:
+        self.sealed = False
+
+    @property
+    def dataset(self) -> Dataset:
+        if self.sealed:
+            raise HoldoutSealed("the holdout is sealed until the search has ended")
+        return self._full
+
+
+def prepare_run_data(bars: pd.DataFrame, label: str, budget: Budget, *,
+                     cache_dir=None) -> tuple[Dataset, Holdout | None]:
+    """The search's dataset (the bars before the holdout) and the sealed holdout."""
+    full = prepare_dataset(bars, label, budget, cache_dir=cache_dir)
+    n_hold = holdout_bars(full.n_bars, budget.evaluate.holdout_fraction)
+    if n_hold == 0:
+        return full, None
+    if n_hold < 32 + max(budget.search.horizon):
+        raise DataError(f"{label}: the {budget.evaluate.holdout_fraction:.0%} holdout is only {n_hold} bars; "
+                        "give more data or set evaluate.holdout_fraction = 0")
+    cut = full.n_bars - n_hold
+    return head(full, cut), Holdout(full, cut)
 
 
 @dataclass(frozen=True)
@@ -106,6 +164,16 @@ class EvalResult:
     test_bars: int
     seconds: float
     returns: list[float] = field(repr=False)   # per-bar out-of-sample strategy returns
+    f1_a: float = 0.0             # macro F1 over down/flat/up of model A on the test folds
+    f1_b: float = 0.0
+    sortino: float = 0.0
+    calmar: float = 0.0
+    win_rate: float = 0.0
+    profit_factor: float = 0.0
+    turnover: float = 0.0
+    risk: dict[str, Any] = field(default_factory=dict)    # RiskParams used on the test folds
+    val_sharpe: float = 0.0       # on the validation segments the risk parameters were tuned on
+    holdout: dict[str, Any] | None = None   # filled once the search ends (see evaluate_holdout)
 
     def objectives(self) -> tuple[float, float]:
         """(Sharpe ↑, max drawdown ↓) for NSGA-II. A genome with too few trades keeps its own
@@ -119,7 +187,8 @@ class EvalResult:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EvalResult:
-        return cls(**d)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 @dataclass(frozen=True)
@@ -206,21 +275,37 @@ def predict_segment(run: ModelRun, ds: Dataset, ends: np.ndarray, seq_len: int,
 
 @dataclass(frozen=True)
 class WalkForward:
-    """Out-of-sample predictions of both models over the concatenated test folds."""
+    """Both models' predictions: out of sample over the concatenated test folds, and on each
+    fold's validation segment (for tuning the consensus and risk parameters)."""
 
     folds: list
-    ends: np.ndarray          # decision bars, (N,) int
+    ends: np.ndarray          # test decision bars, (N,) int
     p_a: np.ndarray           # (N, 3) float64, class order down/flat/up
     p_b: np.ndarray
     y_a: np.ndarray           # (N,) true labels under each fold's dead zone, -1 where unknown
     y_b: np.ndarray
     lr_a: float
     lr_b: float
+    val_segments: list        # one evo.risk.Segment per fold: its validation bars
+    train_segment: Any = None  # fold 0's training bars, in-sample (only for Kelly sizing)
+
+
+def fold_layout(ds: Dataset, budget: Budget) -> list:
+    """The walk-forward folds of ``ds`` (the same for every genome of the budget's space)."""
+    from backtest import walk_forward_folds
+
+    ev = budget.evaluate
+    folds = walk_forward_folds(ds.n_bars, n_folds=ev.folds, horizon=max(budget.search.horizon),
+                               first_bar=ds.first_bar, test_fraction=ev.test_fraction,
+                               val_fraction=ev.val_fraction, embargo=ev.embargo)
+    if ev.walk_forward == "rolling":
+        folds = [replace(f, train=(max(f.train[0], f.train[1] - ev.rolling_bars), f.train[1])) for f in folds]
+    return folds
 
 
 def walk_forward_predictions(g: Genome, ds: Dataset, budget: Budget, *, seed: int = 0, device: str = "cpu",
                              progress: ProgressFn | None = None) -> WalkForward:
-    """Train both models on each fold's training rows and predict its test bars.
+    """Train both models on each fold's training rows and predict its validation and test bars.
 
     Fold k's predictions depend only on bars before its test segment (training, validation,
     scaler, dead zone) and on the windows ending at each test bar: bars after a test bar never
@@ -228,15 +313,15 @@ def walk_forward_predictions(g: Genome, ds: Dataset, budget: Budget, *, seed: in
     """
     import torch
 
-    from backtest import walk_forward_folds
+    from evo.risk import Segment
 
-    ev = budget.evaluate
-    folds = walk_forward_folds(ds.n_bars, n_folds=ev.folds, horizon=max(budget.search.horizon),
-                               first_bar=ds.first_bar, test_fraction=ev.test_fraction,
-                               val_fraction=ev.val_fraction)
+    folds = fold_layout(ds, budget)
     lrs: dict[str, float | None] = {"a": None, "b": None}
     probs: dict[str, list] = {"a": [], "b": []}
     labels: dict[str, list] = {"a": [], "b": []}
+    val_probs: dict[str, list] = {"a": [], "b": []}
+    train_probs: dict[str, Any] = {}
+    kelly = budget.evaluate.sizing == "kelly"
     for k, fold in enumerate(folds):
         for name, genes in (("a", g.model_a), ("b", g.model_b)):
             if progress:
@@ -249,34 +334,65 @@ def walk_forward_predictions(g: Genome, ds: Dataset, budget: Budget, *, seed: in
             p, y = predict_segment(run, ds, np.arange(*fold.test), g.seq_len, g.horizon)
             probs[name].append(p)
             labels[name].append(y)
+            val_probs[name].append(predict_segment(run, ds, np.arange(*fold.val), g.seq_len, g.horizon)[0])
+            if kelly and k == 0:
+                start = max(fold.train[0], fold.train[1] - budget.train.max_train_windows)
+                train_probs[name] = (start, predict_segment(run, ds, np.arange(start, fold.train[1]),
+                                                            g.seq_len, g.horizon)[0])
     wf = WalkForward(
         folds=folds, ends=np.concatenate([np.arange(*f.test) for f in folds]),
         p_a=np.concatenate(probs["a"]), p_b=np.concatenate(probs["b"]),
         y_a=np.concatenate(labels["a"]), y_b=np.concatenate(labels["b"]),
         lr_a=float(lrs["a"]), lr_b=float(lrs["b"]),
+        val_segments=[Segment(f.val[0], f.val[1], pa, pb)
+                      for f, pa, pb in zip(folds, val_probs["a"], val_probs["b"])],
+        train_segment=(Segment(train_probs["a"][0], folds[0].train[1], train_probs["a"][1], train_probs["b"][1])
+                       if kelly else None),
     )
     if not (np.isfinite(wf.p_a).all() and np.isfinite(wf.p_b).all()):
         raise GenomeError("a model produced non-finite probabilities")
     return wf
 
 
+def risk_for(g: Genome, ds: Dataset, budget: Budget, wf: WalkForward, *, seed: int):
+    """Tune the consensus/risk parameters on the validation segments and size positions."""
+    from backtest import CostModel, backtest_signals
+    from evo.risk import RiskParams, kelly_fraction, signal_for, tune_risk
+
+    ev = budget.evaluate
+    risk = tune_risk(g, ds.bars, wf.val_segments, budget.search, ev, ds.periods_per_year, seed=seed)
+    if ev.sizing == "kelly" and wf.train_segment is not None:
+        in_sample = RiskParams(**{**risk.to_dict(), "size": 1.0})
+        seg = wf.train_segment
+        span = ds.bars.iloc[seg.start: seg.stop + 1]
+        signal = np.concatenate([signal_for(seg.p_a, seg.p_b, g, in_sample, ev.allow_short), np.zeros(1, np.int8)])
+        bt = backtest_signals(span, signal[: len(span)], costs=CostModel(ev.fees_bps, ev.slippage_bps),
+                              periods_per_year=ds.periods_per_year, risk=in_sample.rules(None))
+        return replace(risk, size=kelly_fraction(bt.trade_returns, ev.kelly_cap))
+    return replace(risk, size=ev.size)
+
+
 def evaluate_genome(g: Genome, ds: Dataset, budget: Budget, *, seed: int = 0, device: str = "cpu",
                     progress: ProgressFn | None = None) -> EvalResult:
     """Train and backtest ``g`` walk-forward. Raises GenomeError when the genome cannot be
     evaluated (the caller records it and the run goes on)."""
-    from backtest import CostModel, backtest_signals, consensus_signal
+    from backtest import CostModel, backtest_signals, sharpe_ratio
+    from evo.risk import segment_returns, signal_for
 
     t0 = time.perf_counter()
     ev = budget.evaluate
     wf = walk_forward_predictions(g, ds, budget, seed=seed, device=device, progress=progress)
-    signal = consensus_signal(wf.p_a, wf.p_b, rule=g.consensus, threshold=g.threshold,
-                              allow_short=ev.allow_short)
+    if progress:
+        progress("tuning consensus and risk parameters on validation")
+    risk = risk_for(g, ds, budget, wf, seed=seed)
+    val_returns, _ = segment_returns(ds.bars, wf.val_segments, g, risk, ev, ds.periods_per_year)
+    signal = signal_for(wf.p_a, wf.p_b, g, risk, ev.allow_short)
     start, stop = wf.folds[0].test[0], wf.folds[-1].test[1]
     # Bars start..stop inclusive: the signal at the last test bar would fill at bar `stop`.
     span = ds.bars.iloc[start: stop + 1]
     full_signal = np.concatenate([signal, np.zeros(len(span) - len(signal), dtype=signal.dtype)])
     bt = backtest_signals(span, full_signal, costs=CostModel(fees_bps=ev.fees_bps, slippage_bps=ev.slippage_bps),
-                          periods_per_year=ds.periods_per_year)
+                          periods_per_year=ds.periods_per_year, risk=risk.rules(ev.breaker_or_none))
     values = [bt.sharpe, bt.max_drawdown, bt.total_return]
     if not all(math.isfinite(v) for v in values):
         raise GenomeError(f"backtest produced non-finite figures {values}")
@@ -285,13 +401,84 @@ def evaluate_genome(g: Genome, ds: Dataset, budget: Budget, *, seed: int = 0, de
         trades=int(bt.trades), exposure=float(bt.exposure), traded=bool(bt.traded),
         enough_trades=int(bt.trades) >= ev.min_trades,
         accuracy_a=_accuracy(wf.p_a, wf.y_a), accuracy_b=_accuracy(wf.p_b, wf.y_b),
+        f1_a=_macro_f1(wf.p_a, wf.y_a), f1_b=_macro_f1(wf.p_b, wf.y_b),
         lr_a=wf.lr_a, lr_b=wf.lr_b,
         test_start=span.index[0].isoformat(), test_end=span.index[-1].isoformat(),
         test_bars=int(len(span)), seconds=round(time.perf_counter() - t0, 3),
         returns=[float(x) for x in np.asarray(bt.returns, dtype=np.float64)],
+        sortino=float(bt.sortino), calmar=float(bt.calmar), win_rate=float(bt.win_rate),
+        profit_factor=float(bt.profit_factor), turnover=float(bt.turnover),
+        risk=risk.to_dict(), val_sharpe=float(sharpe_ratio(val_returns, ds.periods_per_year)),
     )
+
+
+def holdout_segments(ds: Dataset, cut: int, budget: Budget) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(train, val) decision bars for the holdout fit: everything before the holdout, the last
+    ``val_fraction`` of it for early stopping, purge gaps of the longest horizon (+ embargo)."""
+    ev = budget.evaluate
+    gap = max(budget.search.horizon) + ev.embargo
+    last = cut - gap
+    val_len = max(16, int((last - ds.first_bar) * ev.val_fraction))
+    val = (last - val_len, last)
+    train = (ds.first_bar, val[0] - gap)
+    if ev.walk_forward == "rolling":
+        train = (max(train[0], train[1] - ev.rolling_bars), train[1])
+    return train, val
+
+
+def evaluate_holdout(g: Genome, result: dict[str, Any], holdout: Holdout, budget: Budget, *, seed: int = 0,
+                     device: str = "cpu") -> dict[str, Any]:
+    """Train ``g``'s models on everything before the holdout (with the learning rates and risk
+    parameters the search found) and trade the untouched holdout bars once."""
+    from backtest import CostModel, backtest_signals
+    from evo.risk import RiskParams, signal_for
+
+    full = holdout.dataset
+    ev = budget.evaluate
+    train, val = holdout_segments(full, holdout.cut, budget)
+    ends = np.arange(holdout.cut, full.n_bars - 1)
+    probs = {}
+    for name, genes, lr in (("a", g.model_a, result["lr_a"]), ("b", g.model_b, result["lr_b"])):
+        run, _ = train_pair_model(genes, g, full, train, val, budget, lr=lr, seed=seed, device=device)
+        probs[name] = predict_segment(run, full, ends, g.seq_len, g.horizon)[0]
+    risk = RiskParams.from_dict(result["risk"]) if result.get("risk") else RiskParams(threshold=g.threshold)
+    signal = np.concatenate([signal_for(probs["a"], probs["b"], g, risk, ev.allow_short), np.zeros(1, np.int8)])
+    span = full.bars.iloc[holdout.cut:]
+    costs = CostModel(fees_bps=ev.fees_bps, slippage_bps=ev.slippage_bps)
+    bt = backtest_signals(span, signal, costs=costs, periods_per_year=full.periods_per_year,
+                          risk=risk.rules(ev.breaker_or_none))
+    return {"sharpe": float(bt.sharpe), "max_drawdown": float(bt.max_drawdown),
+            "total_return": float(bt.total_return), "trades": int(bt.trades),
+            "start": span.index[0].isoformat(), "end": span.index[-1].isoformat(),
+            "returns": [float(x) for x in bt.returns]}
+
+
+def buy_and_hold(bars: pd.DataFrame, budget: Budget, periods_per_year: float) -> dict[str, Any]:
+    """Buy at the first bar's open after the first decision, hold to the end, same costs."""
+    from backtest import CostModel, backtest_signals
+
+    ev = budget.evaluate
+    bt = backtest_signals(bars, np.ones(len(bars), dtype=np.int8), costs=CostModel(ev.fees_bps, ev.slippage_bps),
+                          periods_per_year=periods_per_year)
+    return {"sharpe": float(bt.sharpe), "max_drawdown": float(bt.max_drawdown),
+            "total_return": float(bt.total_return), "start": bars.index[0].isoformat(),
+            "end": bars.index[-1].isoformat()}
 
 
 def _accuracy(p: np.ndarray, y: np.ndarray) -> float:
     ok = y >= 0
     return float((p[ok].argmax(axis=1) == y[ok]).mean()) if ok.any() else 0.0
+
+
+def _macro_f1(p: np.ndarray, y: np.ndarray) -> float:
+    """Macro-averaged F1 over the three classes (a class never predicted nor present is skipped)."""
+    ok = y >= 0
+    pred, true = p[ok].argmax(axis=1), y[ok]
+    scores = []
+    for c in range(3):
+        tp = int(((pred == c) & (true == c)).sum())
+        fp = int(((pred == c) & (true != c)).sum())
+        fn = int(((pred != c) & (true == c)).sum())
+        if tp + fp + fn:
+            scores.append(2 * tp / (2 * tp + fp + fn))
+    return float(np.mean(scores)) if scores else 0.0

@@ -1,86 +1,291 @@
 """Export a front member: train its two models one last time and write the bundle.
 
-Final training uses every decision bar whose label is known, except the last ``val_fraction`` of
-them, which (after a purge gap of ``horizon`` bars) is the validation segment for early stopping.
-Each model trains with the learning rate the search found for it, with the run's seed.
+Two ways to train them (``evo export``'s ``--refit-all``):
+
+- **default** — the decision bars before the holdout (every bar with a known label when the run
+  has no holdout). The last ``val_fraction`` of them, after a purge gap of the longest horizon
+  (plus the embargo), is the validation segment for early stopping: exactly the fit whose trades
+  on the holdout are the manifest's ``holdout`` metrics, so the bundle is the judged model.
+- **refit_all** — every decision bar with a known label, the holdout included, for a fixed
+  number of epochs per model: the best epoch the default fit found on its validation segment
+  (``best_epoch + 1``). Nothing is left to validate on; the models have seen the holdout, so its
+  figures no longer measure them (the manifest says so). Without a holdout this differs from the
+  default only in also training on the last ``val_fraction`` of the bars.
+
+Either way each model uses the learning rate the search found for it and the run's seed; the
+scaler and the label dead zone are fitted on its training rows only; at most the last
+``max_train_windows`` windows of the training range are trained on, as in the search.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from evo.bundle import library_versions, write_bundle
+import numpy as np
+
+from evo.bundle import GOLDEN_TOLERANCE, Bundle, library_versions, write_bundle
 from evo.config import Budget
 from evo.errors import StoreError
-from evo.evaluate import Dataset, model_config, train_pair_model
-from evo.genome import Genome
+from evo.evaluate import Dataset, ModelRun, holdout_bars, holdout_segments, model_config
+from evo.genome import Genome, ModelGenes
 from evo.store import Record
 
 log = logging.getLogger(__name__)
 
-
-def final_segments(ds: Dataset, g: Genome, val_fraction: float) -> tuple[tuple[int, int], tuple[int, int]]:
-    """(train, val) decision-bar ranges for the final fit, purged by the horizon."""
-    last = ds.n_bars - g.horizon            # decision bars with a known label: < last
-    n = last - ds.first_bar
-    val_len = max(16, int(n * val_fraction))
-    val = (last - val_len, last)
-    train = (ds.first_bar, val[0] - g.horizon)
-    return train, val
+GOLDEN_BARS = 32             # decision bars whose probabilities the manifest stores (``golden``)
+TAIL_CHECKS = 16             # decision bars at which the export measures the stream tail's error
+TAIL_CHECK_TOLERANCE = 1e-6  # in units of a feature's fitted std; a larger error lengthens the tail
+WALK_FORWARD_KEYS = ("sharpe", "max_drawdown", "total_return", "trades", "exposure", "traded", "enough_trades",
+                     "accuracy_a", "accuracy_b", "f1_a", "f1_b", "sortino", "calmar", "win_rate", "profit_factor",
+                     "turnover", "val_sharpe", "test_start", "test_end", "test_bars")
 
 
-def export_member(record: Record, ds: Dataset, budget: Budget, out: Path, *, seed: int,
-                  device: str = "cpu", run_meta: dict | None = None) -> dict:
-    """Train the member's models and write the bundle to ``out``; return the manifest."""
-    import features
-    from models import state_dict_for_export
+@dataclass(frozen=True)
+class FinalModel:
+    """One model of the final fit. ``best_epoch`` is 0-based; ``best_loss`` is the validation
+    loss of that epoch (default fit) or its loss on the training windows (fixed-epoch refit)."""
 
+    run: ModelRun
+    lr: float
+    epochs_run: int
+    best_epoch: int
+    best_loss: float
+    windows: tuple[int, int]      # decision bars [start, stop) whose windows were trained on
+
+
+@dataclass(frozen=True)
+class FinalFit:
+    """Both models of the final fit and the segments they used (decision bars ``[start, stop)``)."""
+
+    genome: Genome
+    refit_all: bool
+    train: tuple[int, int]
+    val: tuple[int, int] | None
+    holdout: tuple[int, int] | None
+    models: dict[str, FinalModel]
+    seed: int
+    device: str
+
+
+def final_segments(ds: Dataset, budget: Budget) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int] | None]:
+    """(train, val, holdout) decision-bar ranges of the default fit: everything before the
+    holdout (``holdout_fraction`` of the bars at the end; None when 0), the last ``val_fraction``
+    of it for early stopping, purge gaps of the longest horizon plus the embargo."""
+    n_hold = holdout_bars(ds.n_bars, budget.evaluate.holdout_fraction)
+    cut = ds.n_bars - n_hold
+    train, val = holdout_segments(ds, cut, budget)
+    return train, val, ((cut, ds.n_bars) if n_hold else None)
+
+
+def fit_final_model(genes: ModelGenes, g: Genome, ds: Dataset, train: tuple[int, int], val: tuple[int, int] | None,
+                    budget: Budget, *, lr: float, seed: int, device: str, epochs: int | None = None) -> FinalModel:
+    """Train one model on decision bars ``train`` as :func:`evo.evaluate.train_pair_model` does
+    (same windows, scaler, dead zone, config and seed), keeping the epoch bookkeeping.
+
+    With ``epochs`` set, ``val`` is ignored: the model trains exactly that many epochs (no early
+    stopping) and keeps the epoch with the lowest loss on its training windows (normally the
+    last; the same loss drives the learning-rate schedule).
+    """
+    from models import TrainConfig, fit_dead_zone, fit_scaler, forward_returns, make_labels, make_windows, train_model
+
+    tb = budget.train
+    values = ds.features[list(genes.features)].to_numpy(dtype=np.float64)
+    close = ds.bars["close"].to_numpy()
+    ends_train = np.arange(max(train[0], train[1] - tb.max_train_windows), train[1])
+    scaler = fit_scaler(values[ends_train[0] - g.seq_len + 1: ends_train[-1] + 1])
+    dead_zone = fit_dead_zone(forward_returns(close, ends_train, g.horizon))
+    scaled = scaler.transform(values)
+
+    def segment(ends: np.ndarray):
+        r = forward_returns(close, ends, g.horizon)
+        return make_windows(scaled, ends, g.seq_len), make_labels(r, dead_zone), r
+
+    tr = segment(ends_train)
+    va = tr if epochs is not None else segment(np.arange(*val))
+    cfg = model_config(genes, g.seq_len, device)
+    tcfg = TrainConfig(lr=lr, max_epochs=epochs or tb.max_epochs, patience=epochs or tb.patience,
+                       batch_size=tb.batch_size, weight_decay=tb.weight_decay, grad_clip=tb.grad_clip,
+                       return_loss_weight=tb.return_loss_weight, seed=seed, device=device)
+    result = train_model(cfg, tcfg, tr, va)
+    run = ModelRun(genes=genes, scaler=scaler, model=result.model, dead_zone=dead_zone)
+    return FinalModel(run=run, lr=float(lr), epochs_run=result.epochs_run, best_epoch=result.best_epoch,
+                      best_loss=float(result.best_val_loss), windows=(int(ends_train[0]), int(ends_train[-1]) + 1))
+
+
+def train_final(record: Record, ds: Dataset, budget: Budget, *, seed: int, device: str = "cpu",
+                refit_all: bool = False) -> FinalFit:
+    """Train the member's two models for export (module docstring: default or ``refit_all``)."""
     if not record.ok:
         raise StoreError(f"member {record.key} failed during the search ({record.error}); pick another")
     g = Genome.from_dict(record.genome)
     result = record.result
-    train, val = final_segments(ds, g, budget.evaluate.val_fraction)
-    runs, tensors = {}, {}
-    for name, genes, lr in (("a", g.model_a, result["lr_a"]), ("b", g.model_b, result["lr_b"])):
-        log.info("training model %s on bars %s..%s", name.upper(), *train)
-        run, _ = train_pair_model(genes, g, ds, train, val, budget, lr=lr, seed=seed, device=device)
-        runs[name] = run
-        tensors[name] = state_dict_for_export(run.model)
-    warmup = max(ds.warmup[f] for f in g.model_a.features + g.model_b.features)
+    train, val, holdout = final_segments(ds, budget)
+    labelled = (ds.first_bar, ds.n_bars - g.horizon)
+    if budget.evaluate.walk_forward == "rolling":
+        labelled = (max(labelled[0], labelled[1] - budget.evaluate.rolling_bars), labelled[1])
+    models = {}
+    for name, genes in (("a", g.model_a), ("b", g.model_b)):
+        lr = float(result[f"lr_{name}"])
+        log.info("training model %s on decision bars %d..%d (validation %d..%d)", name.upper(), *train, *val)
+        fm = fit_final_model(genes, g, ds, train, val, budget, lr=lr, seed=seed, device=device)
+        if refit_all:
+            log.info("refitting model %s on decision bars %d..%d for %d epochs", name.upper(), *labelled,
+                     fm.best_epoch + 1)
+            fm = fit_final_model(genes, g, ds, labelled, None, budget, lr=lr, seed=seed, device=device,
+                                 epochs=fm.best_epoch + 1)
+        models[name] = fm
+    return FinalFit(genome=g, refit_all=refit_all, train=labelled if refit_all else train,
+                    val=None if refit_all else val, holdout=holdout, models=models, seed=seed, device=device)
+
+
+def _span(ds: Dataset, seg: tuple[int, int] | None) -> list[str] | None:
+    if seg is None:
+        return None
+    return [ds.bars.index[seg[0]].isoformat(), ds.bars.index[seg[1] - 1].isoformat()]
+
+
+def _choose_tail(ds: Dataset, fit: FinalFit) -> tuple[int, dict[str, Any]]:
+    """The stream's tail length (:mod:`evo.stream`), checked on this data at up to TAIL_CHECKS
+    decision bars: lengthened (doubled) while a feature row differs by more than
+    TAIL_CHECK_TOLERANCE of its std."""
+    from evo.stream import SEED_TOLERANCE, tail_bars_for, tail_difference
+
+    g = fit.genome
+    names = list(g.model_a.features) + list(g.model_b.features)
+    tail = tail_bars_for(names, g.seq_len)
+    worst, checked = None, 0
+    while tail <= ds.n_bars:
+        ends = np.unique(np.linspace(tail - 1, ds.n_bars - 1, TAIL_CHECKS).astype(np.int64))
+        worst = max(tail_difference(ds.bars, ds.features, list(fm.run.genes.features),
+                                    fm.run.scaler.scale.astype(np.float64), g.seq_len, tail, ends)
+                    for fm in fit.models.values())
+        checked = len(ends)
+        if worst <= TAIL_CHECK_TOLERANCE:
+            break
+        log.warning("a stream tail of %d bars leaves a feature error of %.2e std; doubling it", tail, worst)
+        tail *= 2
+    else:
+        log.warning("the data (%d bars) are too short to check a stream tail of %d bars", ds.n_bars, tail)
+        worst = None
+    return tail, {"seed_tolerance": SEED_TOLERANCE, "checked_decisions": checked,
+                  "max_feature_diff_std": worst, "check_tolerance": TAIL_CHECK_TOLERANCE}
+
+
+def write_member_bundle(fit: FinalFit, record: Record, ds: Dataset, budget: Budget, out: Path, *,
+                        run_meta: dict | None = None) -> dict[str, Any]:
+    """Write the bundle of a final fit to ``out`` (temp file, then rename); return its manifest.
+
+    The golden block holds the last GOLDEN_BARS decision bars the models were fitted on (with the
+    ``tail_bars`` of history each needs) and the probabilities the exported weights give there,
+    computed the way the trading PC will (CPU, vanilla sLSTM, features from those bars alone).
+    """
+    import features
+    from models import EXPORT_LAYOUT, load_exported, make_windows, predict_proba, state_dict_for_export
+
+    g, result, ev = fit.genome, record.result, budget.evaluate
+    tensors = {name: state_dict_for_export(fm.run.model) for name, fm in fit.models.items()}
+    specs = {s.name: s for s in features.catalog()}
+    risk = dict(result.get("risk") or {"threshold": g.threshold, "weight": 0.5, "stop_loss": None,
+                                       "take_profit": None, "size": ev.size})
+    tail_bars, tail_info = _choose_tail(ds, fit)
     idx = ds.bars.index
-    manifest = {
+    manifest: dict[str, Any] = {
         "catalog_version": features.CATALOG_VERSION,
+        "export_layout": EXPORT_LAYOUT,
         "member": record.key,
         "genome": g.to_dict(),
         "seq_len": g.seq_len,
         "horizon": g.horizon,
-        "min_bars": warmup + g.seq_len,
-        "consensus": {"rule": g.consensus, "threshold": g.threshold,
-                      "allow_short": budget.evaluate.allow_short},
+        "min_bars": max(specs[f].warmup_bars for f in g.model_a.features + g.model_b.features) + g.seq_len,
+        "tail_bars": tail_bars,
+        "tail": tail_info,
         "models": {
             name: {
-                "config": {**asdict(model_config(genes, g.seq_len, "cpu")), "backend": "vanilla"},
+                "config": model_config(genes, g.seq_len, fit.device).to_dict(),
                 "features": list(genes.features),
-                "scaler": runs[name].scaler.to_dict(),
-                "dead_zone": float(runs[name].dead_zone),
-                "lr": float(lr),
+                "feature_specs": [
+                    {"name": f, "kind": specs[f].kind, "source": specs[f].source,
+                     "warmup_bars": specs[f].warmup_bars, "needs_volume": specs[f].needs_volume}
+                    for f in genes.features
+                ],
+                "scaler": fm.run.scaler.to_dict(),
+                "dead_zone": float(fm.run.dead_zone),
+                "lr": fm.lr,
+                "fit": {"epochs_run": fm.epochs_run, "best_epoch": fm.best_epoch, "best_loss": fm.best_loss,
+                        "loss_on": "training windows" if fit.refit_all else "validation",
+                        "windows": _span(ds, fm.windows), "n_windows": fm.windows[1] - fm.windows[0]},
             }
-            for name, genes, lr in (("a", g.model_a, result["lr_a"]), ("b", g.model_b, result["lr_b"]))
+            for (name, fm), genes in zip(fit.models.items(), (g.model_a, g.model_b))
+        },
+        "consensus": {"rule": g.consensus, "threshold": float(risk["threshold"]),
+                      "weight": float(risk.get("weight", 0.5)), "allow_short": bool(ev.allow_short)},
+        "risk": {**risk, "sizing": ev.sizing, "breaker": ev.breaker, "fees_bps": ev.fees_bps,
+                 "slippage_bps": ev.slippage_bps, "allow_short": bool(ev.allow_short),
+                 "fill": "a decision at bar t's close trades at bar t+1's open"},
+        "training": {
+            "mode": "refit_all" if fit.refit_all else "default",
+            "train": _span(ds, fit.train), "val": _span(ds, fit.val), "holdout": _span(ds, fit.holdout),
+            "holdout_seen": bool(fit.refit_all and fit.holdout is not None),
+            "seed": fit.seed, "device": fit.device,
         },
         "trained_on": {
-            "data": ds.label, "data_hash": ds.data_hash,
-            "train": [idx[train[0]].isoformat(), idx[train[1] - 1].isoformat()],
-            "val": [idx[val[0]].isoformat(), idx[val[1] - 1].isoformat()],
-            "seed": seed, "device": device,
+            "data": ds.label, "data_hash": ds.data_hash, "n_bars": ds.n_bars,
+            "bars": [idx[0].isoformat(), idx[-1].isoformat()],
+            "train": _span(ds, fit.train), "val": _span(ds, fit.val),
         },
-        "metrics": {
-            "walk_forward_oos": {k: result[k] for k in ("sharpe", "max_drawdown", "total_return", "trades",
-                                                         "exposure", "test_start", "test_end")},
-        },
+        "metrics": {"walk_forward_oos": {k: result[k] for k in WALK_FORWARD_KEYS if k in result}},
         "run": run_meta or {},
         "versions": library_versions(),
+        "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    write_bundle(out, manifest, tensors["a"], tensors["b"])
-    return manifest
+    if isinstance(result.get("holdout"), dict):
+        manifest["metrics"]["holdout"] = {k: v for k, v in result["holdout"].items() if k != "returns"}
+        if fit.refit_all:
+            manifest["metrics"]["holdout"]["note"] = "measured before the refit; these models trained on the holdout"
+
+    # Golden: the runtime's models (CPU, vanilla) on the last fitted decision bars.
+    cpu_models, scalers = {}, {}
+    for name, fm in fit.models.items():
+        cfg = model_config(fm.run.genes, g.seq_len, "cpu")
+        cpu_models[name] = load_exported(cfg, tensors[name])
+        scalers[name] = fm.run.scaler
+    runtime = Bundle({**manifest, "golden": None}, cpu_models, scalers)
+    stop = (fit.val or fit.train)[1]
+    first = max(0, stop - GOLDEN_BARS - tail_bars + 1)
+    bars = ds.bars.iloc[first:stop]
+    p = runtime.probabilities(bars, last=GOLDEN_BARS)
+    # The in-memory models (on the training device) at the same bars, features from the full history.
+    ends = np.arange(stop - GOLDEN_BARS, stop)
+    in_memory = {}
+    for name, fm in fit.models.items():
+        X = fm.run.scaler.transform(ds.features[list(fm.run.genes.features)].to_numpy(dtype=np.float64))
+        in_memory[name] = predict_proba(fm.run.model, make_windows(X, ends, g.seq_len))
+    drift = float(max(np.abs(in_memory["a"] - p.p_a).max(), np.abs(in_memory["b"] - p.p_b).max()))
+    if drift > 1e-5:
+        log.warning("the exported CPU models differ from the trained ones by %.2e in probability "
+                    "(device %s)", drift, fit.device)
+    manifest["golden"] = {
+        "bars": {"time": [t.isoformat() for t in bars.index],
+                 "ohlcv": bars[["open", "high", "low", "close", "volume"]].to_numpy(dtype=np.float64).tolist()},
+        "decisions": [idx[ends[0]].isoformat(), idx[ends[-1]].isoformat()],
+        "p_a": p.p_a.tolist(), "p_b": p.p_b.tolist(), "signal": [int(s) for s in p.signal],
+        "tolerance": GOLDEN_TOLERANCE,
+        "trained_model_max_diff": drift,
+    }
+    return write_bundle(out, manifest, tensors["a"], tensors["b"])
+
+
+def export_member(record: Record, ds: Dataset, budget: Budget, out: Path, *, seed: int, device: str = "cpu",
+                  refit_all: bool = False, run_meta: dict | None = None) -> dict[str, Any]:
+    """Train the member's models (:func:`train_final`) and write the bundle to ``out``; return
+    the manifest. ``ds`` holds all of the run's bars, the holdout included."""
+    fit = train_final(record, ds, budget, seed=seed, device=device, refit_all=refit_all)
+    return write_member_bundle(fit, record, ds, budget, out, run_meta=run_meta)
+
+
+__all__ = ["FinalFit", "FinalModel", "export_member", "final_segments", "fit_final_model", "train_final",
+           "write_member_bundle"]

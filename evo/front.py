@@ -9,6 +9,7 @@ import numpy as np
 from evo.store import Record
 
 SAMPLE_NOTE = "walk-forward out-of-sample (concatenated test folds, after fees and slippage)"
+HOLDOUT_NOTE = "untouched holdout (never seen by the search; traded once, after it ended)"
 
 
 def _per_bar_sharpe(returns: np.ndarray) -> float:
@@ -45,10 +46,17 @@ def front_payload(records: Mapping[str, Record], meta: Mapping[str, Any], run: s
         if not r.ok:
             cause = (r.error or "unknown").split(":")[0]
             failures[cause] = failures.get(cause, 0) + 1
-    keys = ("sharpe", "max_drawdown", "total_return", "trades", "exposure", "accuracy_a", "accuracy_b",
-            "lr_a", "lr_b")
-    members = [{"id": r.key, **{k: r.result[k] for k in keys}, "dsr": dsr[r.key],
-                "generation": r.generation, "genome": r.genome} for r in front]
+    keys = ("sharpe", "max_drawdown", "total_return", "trades", "exposure", "sortino", "calmar", "win_rate",
+            "profit_factor", "turnover", "accuracy_a", "accuracy_b", "f1_a", "f1_b", "lr_a", "lr_b", "val_sharpe")
+    members = []
+    for r in front:
+        hold = r.result.get("holdout") or {}
+        members.append({
+            "id": r.key, **{k: r.result.get(k) for k in keys}, "dsr": dsr[r.key],
+            "holdout_sharpe": hold.get("sharpe"), "holdout_max_drawdown": hold.get("max_drawdown"),
+            "holdout_total_return": hold.get("total_return"), "holdout_trades": hold.get("trades"),
+            "risk": r.result.get("risk", {}), "generation": r.generation, "genome": r.genome,
+        })
     return {
         "run": run,
         "data": meta.get("data_label"),
@@ -61,5 +69,36 @@ def front_payload(records: Mapping[str, Record], meta: Mapping[str, Any], run: s
         "failed": sum(1 for r in records.values() if not r.ok),
         "failures": failures,
         "too_few_trades": sum(1 for r in records.values() if r.ok and not r.result["enough_trades"]),
+        "holdout": meta.get("holdout"),
+        "baselines": baselines(records, meta),
         "members": members,
     }
+
+
+def baselines(records: Mapping[str, Record], meta: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """What the front should beat, on the same test span and costs: buy-and-hold, the median
+    genome of the random first generation, and the user's seed genomes."""
+    out = []
+    bh = (meta.get("baselines") or {}).get("buy_and_hold")
+    if bh:
+        wf, hold = bh.get("walk_forward_oos", {}), bh.get("holdout") or {}
+        out.append({"name": "buy_and_hold", "sharpe": wf.get("sharpe"), "max_drawdown": wf.get("max_drawdown"),
+                    "total_return": wf.get("total_return"), "holdout_sharpe": hold.get("sharpe"),
+                    "holdout_max_drawdown": hold.get("max_drawdown")})
+    seeds = meta.get("seed_genomes") or {}
+    first = [r for r in records.values() if r.ok and r.generation == 0 and r.key not in seeds]
+    if first:
+        order = sorted(first, key=lambda r: r.result["sharpe"])
+        median = order[(len(order) - 1) // 2]
+        out.append({"name": "median_random_genome", "id": median.key, "sharpe": median.result["sharpe"],
+                    "max_drawdown": median.result["max_drawdown"], "total_return": median.result["total_return"],
+                    "holdout_sharpe": None, "holdout_max_drawdown": None})
+    for key, entry in seeds.items():
+        r = records.get(key)
+        if r is None or not r.ok:
+            continue
+        hold = r.result.get("holdout") or {}
+        out.append({"name": f"seed:{entry['name']}", "id": key, "sharpe": r.result["sharpe"],
+                    "max_drawdown": r.result["max_drawdown"], "total_return": r.result["total_return"],
+                    "holdout_sharpe": hold.get("sharpe"), "holdout_max_drawdown": hold.get("max_drawdown")})
+    return out

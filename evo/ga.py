@@ -97,11 +97,12 @@ class Search:
 
     def __init__(self, ds: Dataset, budget: Budget, store: RunStore, *, seed: int, device: str = "cpu",
                  map_fn: Callable[..., Iterable[Record]] | None = None,
-                 progress: ProgressFn | None = None):
+                 progress: ProgressFn | None = None, seed_genomes: Iterable[Genome] = ()):
         self.ds, self.budget, self.store = ds, budget, store
         self.seed, self.device = seed, device
         self.space, self.pools = budget.search, ds.pools
         self.map_fn = map_fn
+        self.seed_genomes = list(seed_genomes)
         self.progress = progress or (lambda event: None)
         self.records: dict[str, Record] = store.records()
         self.rng = np.random.default_rng(seed)
@@ -140,12 +141,13 @@ class Search:
 
     def initial_population(self) -> list[Genome]:
         mu = self.budget.ga.population
-        genomes: dict[str, Genome] = {}
+        # The user's own genomes (today's bot, say) enter first, so evolution starts from them.
+        genomes: dict[str, Genome] = {g.key(): g for g in self.seed_genomes[:mu]}
         for _ in range(mu * 20):
+            if len(genomes) >= mu:
+                break
             g = random_genome(self.space, self.pools, self.rng)
             genomes.setdefault(g.key(), g)
-            if len(genomes) == mu:
-                break
         return list(genomes.values())
 
     def _tournament(self, ranks: dict[int, int]) -> Individual:

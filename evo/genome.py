@@ -302,3 +302,43 @@ def validate_for_space(g: Genome, space: SearchSpace, pools: FeaturePools) -> No
     fixed = repair(g, space, pools, np.random.default_rng(0))
     if fixed != replace(g):
         raise ConfigError(f"genome {g.key()} is outside the search space (nearest valid: {fixed.key()})")
+
+
+def load_genome_file(path) -> list[tuple[str, Genome]]:
+    """Genomes from a TOML or JSON file, as ``(name, genome)``.
+
+    Accepted shapes: one genome (``model_a``, ``model_b``, ``seq_len``, ...); ``{"name": ...,
+    "genome": {...}}``; a list of those under ``genomes``; or the output of
+    ``evo front --json`` (every member). Genomes are taken as given (they may lie outside the
+    budget's ranges: today's bot need not fit the search space); features are checked against the
+    data when the run starts.
+    """
+    import tomllib
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: no such genome file")
+    text = path.read_text()
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'JSON'} ({exc})") from None
+    if "members" in data:
+        entries = [{"name": m.get("id", "member"), "genome": m["genome"]} for m in data["members"]]
+    elif "genomes" in data:
+        entries = data["genomes"]
+    elif "genome" in data:
+        entries = [data]
+    else:
+        entries = [{"name": path.stem, "genome": data}]
+    out = []
+    for i, entry in enumerate(entries):
+        name = str(entry.get("name", f"{path.stem}-{i}"))
+        try:
+            out.append((name, Genome.from_dict(entry["genome"])))
+        except (ConfigError, KeyError) as exc:
+            raise ConfigError(f"{path}: genome {name!r}: {exc}") from None
+    if not out:
+        raise ConfigError(f"{path}: holds no genome")
+    return out

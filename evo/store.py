@@ -84,7 +84,10 @@ class RunStore:
         return cls(path, meta)
 
     @classmethod
-    def open(cls, path: Path) -> RunStore:
+    def open(cls, path: Path, *, writable: bool = False) -> RunStore:
+        """Open a run directory. Readers (``front``, ``report``) leave the files alone, so a
+        run still being written is never disturbed; a writer (``--resume``) first drops a torn
+        last journal line so its records start on a line of their own."""
         path = Path(path)
         run_json = path / "run.json"
         if not run_json.exists():
@@ -96,7 +99,8 @@ class RunStore:
         if meta.get("format") != FORMAT:
             raise StoreError(f"{path}: run format {meta.get('format')!r}, this evo reads {FORMAT}")
         store = cls(path, meta)
-        store._cut_torn_tail()
+        if writable:
+            store._cut_torn_tail()
         return store
 
     def _cut_torn_tail(self) -> None:

@@ -19,6 +19,9 @@ __all__ = ["LR_HIGH", "LR_LOW", "tune_learning_rate"]
 LR_LOW, LR_HIGH = 1e-5, 1e-2  # log-uniform search range of the AdamW learning rate
 
 
+DEFAULT_LR = 1e-3
+
+
 def tune_learning_rate(
     cfg: ModelConfig,
     tcfg: TrainConfig,
@@ -70,6 +73,10 @@ def tune_learning_rate(
             study_name=study_name,
             load_if_exists=study_name is not None,
         )
+        if not study.trials:
+            # The first trial is AdamW's usual default, so a budget of one or two trials is not a
+            # blind draw from five decades of learning rates; TPE explores from the second on.
+            study.enqueue_trial({"lr": DEFAULT_LR})
         study.optimize(objective, n_trials=n_trials, catch=(GenomeError,))
     finally:
         optuna.logging.set_verbosity(verbosity)

@@ -189,7 +189,7 @@ def _p(*rows: tuple[float, float, float]) -> np.ndarray:
 
 # Rows (down, flat, up). Per bar: model A, model B, expected signal for each rule at threshold 0.5.
 _CASES = [
-    # a                  b                    both either mean
+    # a                  b                    both either weighted(w=0.5)
     ((0.1, 0.3, 0.6), (0.2, 0.25, 0.55), 1, 1, 1),  # both confident up
     ((0.1, 0.3, 0.6), (0.3, 0.4, 0.3), 0, 1, 0),  # one up, other undecided; mean up 0.45
     ((0.1, 0.1, 0.8), (0.3, 0.4, 0.3), 0, 1, 1),  # mean up 0.55 > 0.5
@@ -229,7 +229,7 @@ def test_consensus_low_threshold_ties_between_up_and_down_stay_flat() -> None:
     # 'either' with threshold 0.3: A up 0.45, B down 0.35 -> B vetoes the long and A vetoes the short.
     a, b = _p((0.2, 0.35, 0.45)), _p((0.35, 0.35, 0.3))
     assert bt.consensus_signal(a, b, rule="either", threshold=0.3, allow_short=True).tolist() == [0]
-    assert bt.consensus_signal(a, b, rule="mean", threshold=0.3, allow_short=True).tolist() == [1]
+    assert bt.consensus_signal(a, b, rule="weighted", threshold=0.3, allow_short=True).tolist() == [1]
 
 
 def test_consensus_validates_its_inputs() -> None:
@@ -512,3 +512,12 @@ def test_backtest_validates_inputs_with_helpful_messages(nvda: pd.DataFrame) -> 
         bt.backtest_signals(bars, ok, periods_per_year=0)
     with pytest.raises(ConfigError, match="CostModel"):
         bt.backtest_signals(bars, ok, costs=5, periods_per_year=252)
+
+
+def test_weighted_consensus_follows_the_weight() -> None:
+    a, b = _p((0.1, 0.1, 0.8)), _p((0.3, 0.4, 0.3))
+    assert bt.consensus_signal(a, b, rule="weighted", threshold=0.5, weight=0.5).tolist() == [1]   # 0.55
+    assert bt.consensus_signal(a, b, rule="weighted", threshold=0.5, weight=0.2).tolist() == [0]   # 0.40
+    assert bt.consensus_signal(a, b, rule="weighted", threshold=0.5, weight=1.0).tolist() == [1]   # A alone
+    with pytest.raises(ConfigError):
+        bt.consensus_signal(a, b, rule="weighted", threshold=0.5, weight=1.5)

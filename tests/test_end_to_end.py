@@ -28,7 +28,7 @@ dropout = [0.0, 0.2]
 seq_len = [8, 12]
 horizon = [1, 3]
 threshold = [0.34, 0.45]
-consensus = ["both", "either", "mean"]
+consensus = ["both", "either", "weighted"]
 max_features_a = 5
 max_features_b = 4
 [train]

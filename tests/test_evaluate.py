@@ -34,7 +34,7 @@ def genome(slstm: bool = False) -> Genome:
     return Genome(
         model_a=ModelGenes(("cdl_engulfing", "body_range", "gap", "close_pos"), 8, 1, 2, (0,) if slstm else (), 0.0),
         model_b=ModelGenes(("rsi_14", "macd_hist_12_26_9", "bb_pctb_20_2"), 8, 1, 2, (), 0.0),
-        seq_len=8, horizon=2, consensus="mean", threshold=0.36,
+        seq_len=8, horizon=2, consensus="weighted", threshold=0.36,
     )
 
 

@@ -66,6 +66,8 @@ def test_reopening_cuts_a_torn_tail_so_new_records_land_on_their_own_line(tmp_pa
     store.append(rec("a"))
     with open(store.journal_path, "a") as fh:
         fh.write('{"key": "b", "geno')
-    reopened = RunStore.open(tmp_path / "run")
+    RunStore.open(tmp_path / "run")          # a reader leaves a live journal alone
+    assert store.journal_path.read_text().endswith('"geno')
+    reopened = RunStore.open(tmp_path / "run", writable=True)
     reopened.append(rec("c"))
     assert list(RunStore.open(tmp_path / "run").records()) == ["a", "c"]

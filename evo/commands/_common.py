@@ -35,6 +35,20 @@ def load_dataset(spec: str | None, budget, expected_hash: str | None = None):
     return ds
 
 
+def load_run_data(spec: str | None, budget, expected_hash: str | None = None):
+    """(search dataset, sealed holdout) for a run: the holdout is the last part of the bars."""
+    from evo.data import default_cache_dir, load_bars
+    from evo.errors import StoreError
+    from evo.evaluate import prepare_run_data
+
+    bars, label = load_bars(spec)
+    ds, holdout = prepare_run_data(bars, label, budget, cache_dir=default_cache_dir() / "features")
+    if expected_hash is not None and ds.data_hash != expected_hash:
+        raise StoreError(f"{label}: the data changed since the run started (hash {ds.data_hash}, "
+                         f"run has {expected_hash})")
+    return ds, holdout
+
+
 def budget_of(meta: dict):
     from evo.config import budget_from_dict
 

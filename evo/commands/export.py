@@ -15,13 +15,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--member", required=True, help="member id (a unique prefix is enough)")
     p.add_argument("--out", default=None, help="bundle file (default RUN_DIR/member-ID.evo)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--refit-all", action="store_true",
+                   help="train on every labelled bar, the holdout included, for the best epoch count the "
+                        "default fit found (default: train on the bars before the holdout, early-stopped on "
+                        "their last val_fraction: the models whose holdout figures the run reports)")
 
 
 def main(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
+    from evo.bundle import Bundle
     from evo.config import check_device
     from evo.errors import StoreError
-    from evo.export import export_member
+    from evo.export import export_member, final_segments
     from evo.store import RunStore
 
     store = RunStore.open(Path(args.run_dir))
@@ -35,8 +40,16 @@ def main(args: argparse.Namespace) -> int:
     if device == "cuda":
         check_device(budget)
     ds = load_dataset(store.meta["data"], budget, store.meta["data_hash"])
+    holdout = final_segments(ds, budget)[2]
+    recorded = (store.meta.get("holdout") or {}).get("start")
+    start = None if holdout is None else ds.bars.index[holdout[0]].isoformat()
+    if recorded != start and "holdout" in store.meta:
+        raise StoreError(f"{store.path}: the run's holdout starts at {recorded}, this data and budget put it at "
+                         f"{start}; the bars changed since the run")
     out = Path(args.out) if args.out else store.path / f"member-{matches[0].key[:8]}.evo"
-    export_member(matches[0], ds, budget, out, seed=int(store.meta["seed"]), device=device,
-                  run_meta={"run": str(store.path), "budget": budget.name})
-    print(f"wrote {out}")
+    manifest = export_member(matches[0], ds, budget, out, seed=int(store.meta["seed"]), device=device,
+                             refit_all=args.refit_all, run_meta={"run": str(store.path), "budget": budget.name})
+    diff = Bundle.load(out).verify()  # read back as the trading PC will: CPU, vanilla sLSTM
+    print(f"wrote {out} ({manifest['training']['mode']} fit; golden probabilities reproduced within "
+          f"{diff:.1e}; live stream keeps {manifest['tail_bars']} bars)")
     return 0

@@ -40,19 +40,25 @@ def print_front(store, *, as_json: bool, top: int | None, sort: str = "sharpe") 
 
     from evo.genome import Genome
 
-    table = Table(title=f"Pareto front: {payload['run']}  ({payload['sample']})", title_justify="left")
-    numeric = ("Sharpe", "DSR", "max DD", "return", "trades")
+    table = Table(title=f"Pareto front: {payload['run']}", title_justify="left",
+                  caption="WF = walk-forward out-of-sample (test folds, after costs); HO = untouched holdout; "
+                          "DSR = deflated Sharpe (probability of skill)", caption_justify="left")
+    numeric = ("WF Sharpe", "DSR", "WF maxDD", "WF return", "trades", "HO Sharpe", "HO maxDD")
     for col in ("id", *numeric, "acc A/B", "model A", "model B", "window/h", "consensus"):
         table.add_column(col, justify="right" if col in numeric else "left")
     for m in payload["members"]:
         g = Genome.from_dict(m["genome"])
+        risk = m.get("risk") or {}
+        rule = f"{g.consensus}>{risk.get('threshold', g.threshold):.2f}"
+        if g.consensus == "weighted":
+            rule += f" w{risk.get('weight', 0.5):.2f}"
         table.add_row(
             m["id"][:8], f"{m['sharpe']:+.2f}", f"{m['dsr']:.2f}", f"{m['max_drawdown']:.1%}",
-            f"{m['total_return']:+.1%}",
-            str(m["trades"]), f"{m['accuracy_a']:.2f}/{m['accuracy_b']:.2f}",
+            f"{m['total_return']:+.1%}", str(m["trades"]), _fmt(m["holdout_sharpe"], "{:+.2f}"),
+            _fmt(m["holdout_max_drawdown"], "{:.1%}"), f"{m['accuracy_a']:.2f}/{m['accuracy_b']:.2f}",
             f"{g.model_a.describe()}\n{_abbrev(list(g.model_a.features))}",
             f"{g.model_b.describe()}\n{_abbrev(list(g.model_b.features))}",
-            f"{g.seq_len}/{g.horizon}", f"{g.consensus}>{g.threshold:.2f}",
+            f"{g.seq_len}/{g.horizon}", rule,
         )
     # Not a terminal (a pipe, a log file): rich would assume 80 columns and squeeze the table.
     console = Console() if sys.stdout.isatty() else Console(width=160)
@@ -66,8 +72,17 @@ def print_front(store, *, as_json: bool, top: int | None, sort: str = "sharpe") 
     console.print(f"selection bias: {payload['trials']} trials; DSR = probability the Sharpe beats the best of "
                   f"that many lucky tries (< 0.95: no evidence of skill); "
                   f"PBO = {'n/a' if pbo is None else f'{pbo:.2f}'} (0.5 = what noise gives)")
+    for b in payload["baselines"]:
+        console.print(f"baseline {b['name']}: WF Sharpe {_fmt(b['sharpe'], '{:+.2f}')}, "
+                      f"WF maxDD {_fmt(b['max_drawdown'], '{:.1%}')}, HO Sharpe {_fmt(b['holdout_sharpe'], '{:+.2f}')}")
+    if payload["holdout"] and all(m["holdout_sharpe"] is None for m in payload["members"]):
+        console.print("holdout: not traded yet (it is, once the last generation has finished)")
     if not payload["members"]:
         console.print("[yellow]no genome traded enough to enter the front[/]")
+
+
+def _fmt(value, pattern: str) -> str:
+    return "-" if value is None else pattern.format(value)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -1,36 +1,82 @@
 """``evo predict``: the trading-PC runtime. Imports no search library (deap, optuna, nevergrad,
-vectorbt)."""
+vectorbt).
+
+Two modes:
+
+- default: the features over every bar of ``--data``, then the decisions for its last ``--bars``
+  bars (one JSON object with ``--json``, a list when ``--bars`` > 1);
+- ``--stream``: replays ``--data`` bar by bar through ``Bundle.step`` as a live bot would, keeping
+  only the bundle's ``tail_bars``; one line (one JSON object per line with ``--json``) per bar
+  from the first bar with enough history on.
+
+Every decision is made at its bar's close and is traded at the next bar's open. Before deciding,
+the bundle's golden probabilities are recomputed (``--no-verify`` skips it): a runtime that does
+not reproduce the exported models stops with exit code 2.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 
 from evo.commands._common import setup_logging
 
-HELP = "decide on the latest bar with a bundle (CPU, light)"
+HELP = "decide on the latest bar(s) with a bundle (CPU, light); --stream replays bar by bar"
+
+log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bundle", required=True)
-    p.add_argument("--data", required=True, help="PATH.csv with recent bars")
-    p.add_argument("--bars", type=int, default=1, help="decisions for the last K bars")
+    p.add_argument("--data", required=True, help="PATH.csv with recent bars (or yf:TICKER)")
+    p.add_argument("--bars", type=int, default=None,
+                   help="decisions for the last K bars (default 1; with --stream every bar, the earlier "
+                        "ones primed without deciding)")
+    p.add_argument("--stream", action="store_true",
+                   help="replay the file bar by bar through the live stream (Bundle.step)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip recomputing the bundle's golden probabilities before deciding")
+
+
+def _line(d: dict) -> str:
+    return (f"{d['time']}  {d['signal']:<5}  p_up A={d['p_a']:.3f}  B={d['p_b']:.3f}  "
+            "(decided at this bar's close; trade at the next bar's open)")
 
 
 def main(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
     from evo.bundle import Bundle
     from evo.data import load_bars
+    from evo.errors import DataError
 
-    bundle = Bundle.load(Path(args.bundle))
-    bars, _ = load_bars(args.data)
-    decisions = [d.to_dict() for d in bundle.decide(bars, last=args.bars)]
+    bundle = Bundle.load(Path(args.bundle), verify=not args.no_verify)
+    bars, label = load_bars(args.data)
+    if args.bars is not None and args.bars < 1:
+        raise DataError(f"--bars must be >= 1, got {args.bars}")
+    if args.stream:
+        if len(bars) < bundle.min_bars:
+            raise DataError(f"{label}: {len(bars)} bars are too few for one decision; the bundle needs "
+                            f"{bundle.min_bars}")
+        start = 0 if args.bars is None else max(0, len(bars) - args.bars)
+        bundle.prime(bars.iloc[:start])
+        columns = ["open", "high", "low", "close", "volume"]
+        for time, values in zip(bars.index[start:], bars[columns].to_numpy()[start:]):
+            decision = bundle.step({"time": time, **dict(zip(columns, values))})
+            if decision is not None:
+                d = decision.to_dict()
+                print(json.dumps(d, allow_nan=False) if args.json else _line(d), flush=True)
+        return 0
+    last = args.bars or 1
+    if len(bars) < bundle.tail_bars + last - 1:
+        log.warning("%s: %d bars; with fewer than %d bars of history before a decision, its indicators may "
+                    "differ slightly from those of a longer history", label, len(bars), bundle.tail_bars)
+    decisions = [d.to_dict() for d in bundle.decide(bars, last=last)]
     if args.json:
-        print(json.dumps(decisions[0] if args.bars == 1 else decisions, allow_nan=False))
+        print(json.dumps(decisions[0] if last == 1 else decisions, allow_nan=False))
     else:
         for d in decisions:
-            print(f"{d['time']}  {d['signal']:<5}  p_up A={d['p_a']:.3f}  B={d['p_b']:.3f}  "
-                  "(decided at this bar's close; trade at the next bar's open)")
+            print(_line(d))
     return 0

@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from evo.commands._common import budget_of, load_dataset, setup_logging
+from evo.commands._common import budget_of, load_run_data, setup_logging
 
 HELP = "evolve a consensus pair of xLSTM models"
 
@@ -19,6 +19,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="run directory (default runs/<time>-<budget>)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run")
+    p.add_argument("--seed-genome", action="append", default=[], metavar="FILE",
+                   help="a genome to start from (TOML or JSON; e.g. experiments/seeds/todays_bot.toml); "
+                        "it enters the first generation and is reported as a baseline; repeatable")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -30,21 +33,24 @@ def main(args: argparse.Namespace) -> int:
     from evo.store import RunStore
 
     if args.resume:
-        store = RunStore.open(Path(args.resume))
+        store = RunStore.open(Path(args.resume), writable=True)
         meta = store.meta
         budget = budget_of(meta)
         device = check_device(budget)
         generations = args.generations if args.generations is not None else int(meta["generations"])
         if generations != meta["generations"]:
             store.update_meta(generations=generations)
-        ds = load_dataset(meta["data"], budget, meta["data_hash"])
+        ds, holdout = load_run_data(meta["data"], budget, meta["data_hash"])
         seed = int(meta["seed"])
+        seeds = _seed_genomes(meta.get("seed_genomes", {}), ds)
     else:
         budget = load_budget(args.budget)
         device = check_device(budget)
         generations = args.generations if args.generations is not None else budget.ga.generations
-        ds = load_dataset(args.data, budget)  # bad input fails here, before any run dir exists
+        # Bad input fails here, before any run directory exists.
+        ds, holdout = load_run_data(args.data, budget)
         seed = args.seed
+        seeds = _seed_genomes(_read_seed_files(args.seed_genome), ds)
         out = Path(args.out) if args.out else Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{budget.name}"
         import evo
         import features
@@ -55,10 +61,16 @@ def main(args: argparse.Namespace) -> int:
             "evo_version": evo.__version__, "catalog_version": features.CATALOG_VERSION,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "pools": {"a": list(ds.pools.a), "b": list(ds.pools.b)},
+            "holdout": None if holdout is None else {"start": holdout.start, "end": holdout.end,
+                                                     "fraction": budget.evaluate.holdout_fraction},
+            "baselines": _buy_and_hold(ds, budget),
+            "seed_genomes": {g.key(): {"name": name, "genome": g.to_dict()} for name, g in seeds},
         })
     console.print(f"[bold]evo run[/] {store.path}  budget={budget.name} device={device} "
                   f"data={ds.label} ({ds.n_bars} bars) generations={generations} seed={seed}")
-    _search(store, ds, budget, generations, seed, device, console)
+    finished = _search(store, ds, budget, generations, seed, device, console, [g for _, g in seeds])
+    if finished and holdout is not None:
+        _trade_holdout(store, holdout, budget, seed, device, console)
     from evo.commands.front import print_front
 
     print_front(store, as_json=False, top=None)
@@ -67,7 +79,72 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _search(store, ds, budget, generations, seed, device, console) -> None:
+def _read_seed_files(paths: list[str]) -> dict:
+    from evo.genome import load_genome_file
+
+    out = {}
+    for path in paths:
+        for name, g in load_genome_file(Path(path)):
+            out[g.key()] = {"name": name, "genome": g.to_dict()}
+    return out
+
+
+def _seed_genomes(entries: dict, ds) -> list:
+    """The seed genomes as (name, Genome), checked against the data's feature pools."""
+    from evo.errors import ConfigError
+    from evo.genome import Genome
+
+    seeds = []
+    for entry in entries.values():
+        g = Genome.from_dict(entry["genome"])
+        for model, pool in (("model_a", ds.pools.a), ("model_b", ds.pools.b)):
+            unknown = [f for f in getattr(g, model).features if f not in pool]
+            if unknown:
+                raise ConfigError(f"seed genome {entry['name']!r}: {model} uses features this data cannot "
+                                  f"give it: {unknown} (see python -m evo features --list)")
+        seeds.append((entry["name"], g))
+    return seeds
+
+
+def _buy_and_hold(ds, budget) -> dict:
+    """Buy-and-hold on the walk-forward test span, with the same costs (the holdout's is added
+    when the holdout is traded)."""
+    from evo.evaluate import buy_and_hold, fold_layout
+
+    folds = fold_layout(ds, budget)
+    span = ds.bars.iloc[folds[0].test[0]: folds[-1].test[1] + 1]
+    return {"buy_and_hold": {"walk_forward_oos": buy_and_hold(span, budget, ds.periods_per_year)}}
+
+
+def _trade_holdout(store, holdout, budget, seed, device, console) -> None:
+    """After the last generation: unseal the holdout and trade each front member on it once."""
+    from dataclasses import replace as dc_replace
+
+    from evo.evaluate import buy_and_hold, evaluate_holdout
+    from evo.ga import pareto_front
+    from evo.genome import Genome
+
+    holdout.unseal()
+    full = holdout.dataset
+    baselines = dict(store.meta.get("baselines", {}))
+    bh = dict(baselines.get("buy_and_hold", {}))
+    if "holdout" not in bh:
+        bh["holdout"] = buy_and_hold(full.bars.iloc[holdout.cut:], budget, full.periods_per_year)
+        store.update_meta(baselines={**baselines, "buy_and_hold": bh})
+    records = store.records()
+    members = [r for r in pareto_front(records.values()) if r.result.get("holdout") is None]
+    seeds = [records[k] for k in store.meta.get("seed_genomes", {}) if k in records and records[k].ok
+             and records[k].result.get("holdout") is None]
+    for i, rec in enumerate(members + seeds):
+        console.print(f"holdout {i + 1}/{len(members) + len(seeds)}: training {rec.key[:8]} on the bars before "
+                      f"{holdout.start[:10]} and trading it on {holdout.start[:10]}..{holdout.end[:10]}")
+        result = dict(rec.result)
+        result["holdout"] = evaluate_holdout(Genome.from_dict(rec.genome), result, holdout, budget,
+                                             seed=seed, device=device)
+        store.append(dc_replace(rec, result=result))
+
+
+def _search(store, ds, budget, generations, seed, device, console, seed_genomes=()) -> bool:
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -103,12 +180,14 @@ def _search(store, ds, budget, generations, seed, device, console) -> None:
                 done = (event["generation"] + 1) * budget.ga.population
                 bar.update(total, completed=max(done, bar.tasks[0].completed))
 
-        search = Search(ds, budget, store, seed=seed, device=device, progress=progress)
+        search = Search(ds, budget, store, seed=seed, device=device, progress=progress, seed_genomes=seed_genomes)
         try:
             search.run(generations)
         except KeyboardInterrupt:
             console.print("[yellow]interrupted: the journal and last checkpoint are saved; "
                           f"continue with python -m evo run --resume {store.path}[/]")
+            return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------------
