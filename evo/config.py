@@ -76,6 +76,7 @@ class TrainBudget:
     max_train_windows: int = 1200
     lr_trials: int = 2
     lr_trial_epochs: int = 2
+    seeds: int = 1                  # training seeds averaged per genome (common to all genomes)
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     return_loss_weight: float = 0.1
@@ -84,6 +85,7 @@ class TrainBudget:
         _check(self.max_epochs >= 1 and self.patience >= 1, "train.max_epochs and train.patience must be >= 1")
         _check(self.batch_size >= 1 and self.max_train_windows >= 16, "train.batch_size >= 1, max_train_windows >= 16")
         _check(self.lr_trials >= 1 and self.lr_trial_epochs >= 1, "train.lr_trials and lr_trial_epochs must be >= 1")
+        _check(1 <= self.seeds <= 16, "train.seeds must lie in 1..16")
 
 
 @dataclass(frozen=True)

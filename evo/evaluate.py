@@ -174,6 +174,8 @@ class EvalResult:
     risk: dict[str, Any] = field(default_factory=dict)    # RiskParams used on the test folds
     val_sharpe: float = 0.0       # on the validation segments the risk parameters were tuned on
     holdout: dict[str, Any] | None = None   # filled once the search ends (see evaluate_holdout)
+    sharpe_sd: float = 0.0        # spread of the Sharpe over the training seeds (0 with one seed)
+    seeds: int = 1                # training seeds averaged
 
     def objectives(self) -> tuple[float, float]:
         """(Sharpe ↑, max drawdown ↓) for NSGA-II. A genome with too few trades keeps its own
@@ -222,11 +224,13 @@ def _segment(values: np.ndarray, close: np.ndarray, ends: np.ndarray, seq_len: i
 
 def train_pair_model(genes: ModelGenes, g: Genome, ds: Dataset, train: tuple[int, int],
                      val: tuple[int, int], budget: Budget, *, lr: float | None, seed: int,
-                     device: str) -> tuple[ModelRun, float]:
+                     device: str, study: tuple[str, str] | None = None) -> tuple[ModelRun, float]:
     """Train one model of the pair on decision bars ``train`` (early-stopped on ``val``).
 
     The scaler and the label dead zone are fitted on the training rows only. With ``lr=None``
-    an Optuna study picks the learning rate on ``val``. Returns the run and the lr used.
+    an Optuna study picks the learning rate on ``val``; ``study = (storage URL, name)`` keeps it
+    (an older study of that name, from an interrupted evaluation, is replaced so a resumed run
+    decides as an uninterrupted one). Returns the run and the lr used.
     """
     from models import TrainConfig, fit_dead_zone, fit_scaler, forward_returns, train_model
 
@@ -249,11 +253,31 @@ def train_pair_model(genes: ModelGenes, g: Genome, ds: Dataset, train: tuple[int
 
         from models.tuning import tune_learning_rate
 
+        storage, name = _fresh_study(*study) if study else (None, None)
         lr, _ = tune_learning_rate(cfg, replace(base, max_epochs=tb.lr_trial_epochs), tr, va,
-                                   n_trials=tb.lr_trials, seed=seed)
+                                   n_trials=tb.lr_trials, seed=seed, storage=storage, study_name=name)
         base = replace(base, lr=lr)
     result = train_model(cfg, base, tr, va)
     return ModelRun(genes=genes, scaler=scaler, model=result.model, dead_zone=dead_zone), float(lr)
+
+
+def study_storage_url(run_dir) -> str:
+    """The run's Optuna studies: one SQLite file that ``optuna-dashboard`` opens."""
+    from pathlib import Path
+
+    return f"sqlite:///{Path(run_dir).resolve() / 'studies.db'}"
+
+
+def _fresh_study(url: str, name: str):
+    import optuna
+
+    # Several worker processes may write at once: wait for SQLite's lock instead of failing.
+    storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 120}})
+    try:
+        optuna.delete_study(study_name=name, storage=storage)
+    except KeyError:
+        pass
+    return storage, name
 
 
 def predict_segment(run: ModelRun, ds: Dataset, ends: np.ndarray, seq_len: int,
@@ -304,7 +328,7 @@ def fold_layout(ds: Dataset, budget: Budget) -> list:
 
 
 def walk_forward_predictions(g: Genome, ds: Dataset, budget: Budget, *, seed: int = 0, device: str = "cpu",
-                             progress: ProgressFn | None = None) -> WalkForward:
+                             progress: ProgressFn | None = None, study_storage: str | None = None) -> WalkForward:
     """Train both models on each fold's training rows and predict its validation and test bars.
 
     Fold k's predictions depend only on bars before its test segment (training, validation,
@@ -327,8 +351,9 @@ def walk_forward_predictions(g: Genome, ds: Dataset, budget: Budget, *, seed: in
             if progress:
                 progress(f"fold {k + 1}/{len(folds)} model {name.upper()}")
             try:
+                study = (study_storage, f"{g.key()}-{name}-seed{seed}") if study_storage else None
                 run, lrs[name] = train_pair_model(genes, g, ds, fold.train, fold.val, budget,
-                                                  lr=lrs[name], seed=seed, device=device)
+                                                  lr=lrs[name], seed=seed, device=device, study=study)
             except torch.cuda.OutOfMemoryError as exc:
                 raise GenomeError(f"out of memory: {exc}") from None
             p, y = predict_segment(run, ds, np.arange(*fold.test), g.seq_len, g.horizon)
@@ -373,15 +398,49 @@ def risk_for(g: Genome, ds: Dataset, budget: Budget, wf: WalkForward, *, seed: i
 
 
 def evaluate_genome(g: Genome, ds: Dataset, budget: Budget, *, seed: int = 0, device: str = "cpu",
-                    progress: ProgressFn | None = None) -> EvalResult:
+                    progress: ProgressFn | None = None, study_storage: str | None = None) -> EvalResult:
     """Train and backtest ``g`` walk-forward. Raises GenomeError when the genome cannot be
-    evaluated (the caller records it and the run goes on)."""
+    evaluated (the caller records it and the run goes on).
+
+    Fitness is noisy (one seed's Sharpe can swing by more than the genome's distance to
+    buy-and-hold), so with ``budget.train.seeds = k`` the genome is trained with k seeds and the
+    objectives are the seeds' means; every genome of a run uses the same seeds (common random
+    numbers), so genomes differ by their genes, not by their luck. ``sharpe_sd`` is the spread.
+    """
+    t0 = time.perf_counter()
+    runs = [_evaluate_once(g, ds, budget, seed=seed + 1000 * i, device=device, progress=progress,
+                           study_storage=study_storage) for i in range(budget.train.seeds)]
+    if len(runs) == 1:
+        return replace(runs[0], seconds=round(time.perf_counter() - t0, 3))
+    return _mean_of_seeds(runs, budget, seconds=round(time.perf_counter() - t0, 3))
+
+
+def _mean_of_seeds(runs: list[EvalResult], budget: Budget, *, seconds: float) -> EvalResult:
+    """One result from several seeds: means of the figures, per-bar mean of the returns (the
+    equal-weight blend of the seeds' strategies, used for DSR and PBO), the Sharpe's spread."""
+    sharpes = np.array([r.sharpe for r in runs])
+    mean = {name: float(np.mean([getattr(r, name) for r in runs]))
+            for name in ("sharpe", "max_drawdown", "total_return", "exposure", "accuracy_a", "accuracy_b",
+                         "f1_a", "f1_b", "sortino", "calmar", "win_rate", "profit_factor", "turnover",
+                         "val_sharpe")}
+    trades = int(round(np.mean([r.trades for r in runs])))
+    return replace(
+        runs[0], **mean, trades=trades, traded=any(r.traded for r in runs),
+        enough_trades=trades >= budget.evaluate.min_trades,
+        returns=[float(x) for x in np.mean([r.returns for r in runs], axis=0)],
+        sharpe_sd=float(sharpes.std(ddof=1)), seeds=len(runs), seconds=seconds,
+    )
+
+
+def _evaluate_once(g: Genome, ds: Dataset, budget: Budget, *, seed: int, device: str,
+                   progress: ProgressFn | None, study_storage: str | None) -> EvalResult:
     from backtest import CostModel, backtest_signals, sharpe_ratio
     from evo.risk import segment_returns, signal_for
 
     t0 = time.perf_counter()
     ev = budget.evaluate
-    wf = walk_forward_predictions(g, ds, budget, seed=seed, device=device, progress=progress)
+    wf = walk_forward_predictions(g, ds, budget, seed=seed, device=device, progress=progress,
+                                  study_storage=study_storage)
     if progress:
         progress("tuning consensus and risk parameters on validation")
     risk = risk_for(g, ds, budget, wf, seed=seed)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -10,6 +10,38 @@ from evo.store import Record
 
 SAMPLE_NOTE = "walk-forward out-of-sample (concatenated test folds, after fees and slippage)"
 HOLDOUT_NOTE = "untouched holdout (never seen by the search; traded once, after it ended)"
+
+
+def hypervolume_2d(points: Sequence[Sequence[float]], ref: Sequence[float]) -> float:
+    """Exact hypervolume of 2-D points under minimisation of both coordinates: the area
+    dominated by ``points`` and bounded by ``ref``. Points not strictly better than ``ref`` in
+    both coordinates add nothing.
+
+    Sweep: sort by the first coordinate; every point that lowers the best second coordinate so
+    far adds the rectangle ``(ref0 - x) * (best_y - y)``. O(N log N).
+    Worked value: points (1, 3), (2, 2), (3, 1) with ref (4, 4) cover 3 + 2 + 1 = 6.
+    (DEAP 1.4's ``tools.hypervolume`` needs the ``moocore`` package, so evo computes it here.)
+    """
+    r0, r1 = float(ref[0]), float(ref[1])
+    pts = sorted((float(x), float(y)) for x, y in points if x < r0 and y < r1)
+    area, best_y = 0.0, r1
+    for x, y in pts:
+        if y < best_y:
+            area += (r0 - x) * (best_y - y)
+            best_y = y
+    return area
+
+
+# Fixed reference point for hypervolumes logged per generation, in (Sharpe, max drawdown):
+# the area dominated between the front and (Sharpe -3, drawdown 100 %). Fixed, so generations
+# (and optimisers) compare on one scale.
+HV_REFERENCE = (-3.0, 1.0)
+
+
+def front_hypervolume(objectives: Iterable[tuple[float, float]]) -> float:
+    """Hypervolume of (Sharpe ↑, max drawdown ↓) points against :data:`HV_REFERENCE`."""
+    ref_sharpe, ref_dd = HV_REFERENCE
+    return hypervolume_2d([(-s, d) for s, d in objectives], (-ref_sharpe, ref_dd))
 
 
 def _per_bar_sharpe(returns: np.ndarray) -> float:
@@ -47,7 +79,8 @@ def front_payload(records: Mapping[str, Record], meta: Mapping[str, Any], run: s
             cause = (r.error or "unknown").split(":")[0]
             failures[cause] = failures.get(cause, 0) + 1
     keys = ("sharpe", "max_drawdown", "total_return", "trades", "exposure", "sortino", "calmar", "win_rate",
-            "profit_factor", "turnover", "accuracy_a", "accuracy_b", "f1_a", "f1_b", "lr_a", "lr_b", "val_sharpe")
+            "profit_factor", "turnover", "accuracy_a", "accuracy_b", "f1_a", "f1_b", "lr_a", "lr_b", "val_sharpe",
+            "sharpe_sd", "seeds")
     members = []
     for r in front:
         hold = r.result.get("holdout") or {}

@@ -27,7 +27,7 @@ import numpy as np
 from deap import base, tools
 
 from evo.config import Budget
-from evo.errors import GenomeError
+from evo.errors import ConfigError, GenomeError
 from evo.evaluate import Dataset, EvalResult, evaluate_genome
 from evo.genome import Genome, cx_uniform, mut_genome, random_genome
 from evo.store import Record, RunStore
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 # Objectives of a genome that could not be evaluated: dominated by every real result.
 FAILED_OBJECTIVES = (-99.0, 1.0)
+OPTIMIZERS = ("nsga2", "random")
 
 
 class PairFitness(base.Fitness):
@@ -71,11 +72,12 @@ class EvalTask:
 
 
 def evaluate_task(task: EvalTask, ds: Dataset, budget: Budget, seed: int, device: str,
-                  progress: Callable[[str], None] | None = None) -> Record:
+                  progress: Callable[[str], None] | None = None, study_storage: str | None = None) -> Record:
     """Evaluate one genome and turn any failure into a recorded error (the run goes on)."""
     g = task.genome
     try:
-        result = evaluate_genome(g, ds, budget, seed=seed, device=device, progress=progress)
+        result = evaluate_genome(g, ds, budget, seed=seed, device=device, progress=progress,
+                                 study_storage=study_storage)
         return Record(g.key(), g.to_dict(), task.generation, result.to_dict())
     except GenomeError as exc:
         log.warning("genome %s failed: %s", g.key(), exc)
@@ -97,7 +99,11 @@ class Search:
 
     def __init__(self, ds: Dataset, budget: Budget, store: RunStore, *, seed: int, device: str = "cpu",
                  map_fn: Callable[..., Iterable[Record]] | None = None,
-                 progress: ProgressFn | None = None, seed_genomes: Iterable[Genome] = ()):
+                 progress: ProgressFn | None = None, seed_genomes: Iterable[Genome] = (),
+                 optimizer: str = "nsga2", study_storage: str | None = None):
+        if optimizer not in OPTIMIZERS:
+            raise ConfigError(f"unknown optimizer {optimizer!r}; use one of {OPTIMIZERS}")
+        self.optimizer, self.study_storage = optimizer, study_storage
         self.ds, self.budget, self.store = ds, budget, store
         self.seed, self.device = seed, device
         self.space, self.pools = budget.search, ds.pools
@@ -125,7 +131,8 @@ class Search:
         tasks = [EvalTask(g, generation) for g in todo]
         if self.map_fn is None:
             results = (evaluate_task(t, self.ds, self.budget, self.seed, self.device,
-                                     progress=lambda msg, t=t: self.progress({"kind": "detail", "message": msg}))
+                                     progress=lambda msg, t=t: self.progress({"kind": "detail", "message": msg}),
+                                     study_storage=self.study_storage)
                        for t in tasks)
         else:
             results = self.map_fn(tasks)
@@ -159,8 +166,19 @@ class Search:
 
     def offspring(self) -> list[Genome]:
         """mu children by tournament, crossover and mutation; none equal to a genome already
-        evaluated or to a sibling (mutated again up to a few times)."""
+        evaluated or to a sibling (mutated again up to a few times). With ``optimizer="random"``
+        the children are fresh random genomes instead: random search on the same budget, the
+        baseline NSGA-II must beat."""
         ga = self.budget.ga
+        if self.optimizer == "random":
+            children: dict[str, Genome] = {}
+            for _ in range(ga.population * 20):
+                g = random_genome(self.space, self.pools, self.rng)
+                if g.key() not in self.records:
+                    children.setdefault(g.key(), g)
+                if len(children) == ga.population:
+                    break
+            return list(children.values())
         fronts = tools.sortNondominated(self.population, len(self.population))
         ranks = {id(ind): r for r, front in enumerate(fronts) for ind in front}
         for front in fronts:
@@ -190,11 +208,20 @@ class Search:
     def select(self, individuals: list[Individual]) -> list[Individual]:
         return tools.selNSGA2(individuals, min(self.budget.ga.population, len(individuals)))
 
+    def hypervolume(self) -> float:
+        """Hypervolume of the front of everything evaluated so far (fixed reference point)."""
+        from evo.front import front_hypervolume
+
+        return front_hypervolume(objectives(r) for r in pareto_front(self.records.values()))
+
     def checkpoint(self) -> None:
+        history = dict((self.store.load_checkpoint() or {}).get("hypervolume", {}))
+        history[str(self.generation)] = self.hypervolume()
         self.store.save_checkpoint({
             "generation": self.generation,
             "population": [ind.genome.key() for ind in self.population],
             "rng_state": self.rng.bit_generator.state,
+            "hypervolume": history,
         })
 
     def step(self) -> None:
@@ -207,7 +234,8 @@ class Search:
             self.population = self.select(self.population + kids)
         self.generation = gen
         self.checkpoint()
-        self.progress({"kind": "checkpoint", "generation": gen, "evaluated": len(self.records)})
+        self.progress({"kind": "checkpoint", "generation": gen, "evaluated": len(self.records),
+                       "hypervolume": self.store.load_checkpoint()["hypervolume"][str(gen)]})
 
     def run(self, generations: int, should_stop: Callable[[], bool] = lambda: False) -> None:
         """Run until ``generations`` generations after the initial one are done."""

@@ -23,11 +23,12 @@ import html
 import logging
 import math
 from dataclasses import dataclass, field
-from itertools import groupby
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
+from evo.front import hypervolume_2d
+from evo.ga import pareto_front
 from evo.store import Record
 
 if TYPE_CHECKING:
@@ -91,47 +92,9 @@ class Report:
 # small pure helpers
 
 
-def hypervolume_2d(points: Sequence[Sequence[float]], ref: Sequence[float]) -> float:
-    """Exact hypervolume of 2-D points under minimisation of both coordinates: the area
-    dominated by ``points`` and bounded by ``ref``. Points not strictly better than ``ref`` in
-    both coordinates add nothing.
-
-    Sweep: sort by the first coordinate; every point that lowers the best second coordinate so
-    far adds the rectangle ``(ref0 - x) * (best_y - y)``. O(N log N).
-    Worked value: points (1, 3), (2, 2), (3, 1) with ref (4, 4) cover 3 + 2 + 1 = 6.
-    (DEAP 1.4's ``tools.hypervolume`` needs the ``moocore`` package, so evo computes it here.)
-    """
-    r0, r1 = float(ref[0]), float(ref[1])
-    pts = sorted((float(x), float(y)) for x, y in points if x < r0 and y < r1)
-    area, best_y = 0.0, r1
-    for x, y in pts:
-        if y < best_y:
-            area += (r0 - x) * (best_y - y)
-            best_y = y
-    return area
-
-
 def eligible(record: Record) -> bool:
     """Evaluated successfully with enough trades: may enter the front (as in evo.ga)."""
     return record.ok and bool(record.result.get("enough_trades"))
-
-
-def pareto_front(records: Sequence[Record]) -> list[Record]:
-    """The non-dominated eligible records under (Sharpe ↑, max drawdown ↓), best Sharpe first:
-    the same set and order as :func:`evo.ga.pareto_front`, computed from the journal's numbers
-    alone so that a journal written by an older evo still gets its report."""
-    cands = sorted((r for r in records if eligible(r)),
-                   key=lambda r: (-r.result["sharpe"], r.result["max_drawdown"], r.key))
-    # Sweep from the best Sharpe down: a record is non-dominated when no record of higher Sharpe
-    # has a drawdown as low, and none of equal Sharpe a lower one (equal points all stay).
-    front: list[Record] = []
-    best_dd = math.inf                  # lowest drawdown among records of strictly higher Sharpe
-    for _, same in groupby(cands, key=lambda r: r.result["sharpe"]):
-        group = list(same)
-        lowest = group[0].result["max_drawdown"]
-        front += [r for r in group if r.result["max_drawdown"] == lowest and lowest < best_dd]
-        best_dd = min(best_dd, lowest)
-    return front
 
 
 def holdout_of(record: Record) -> dict[str, Any] | None:

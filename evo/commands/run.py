@@ -19,6 +19,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="run directory (default runs/<time>-<budget>)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run")
+    p.add_argument("--optimizer", choices=("nsga2", "random"), default="nsga2",
+                   help="nsga2 (default) or random search on the same evaluation budget")
+    p.add_argument("--time-limit", default=None, metavar="DURATION",
+                   help="stop after the generation that crosses it, e.g. 8h, 45m, 1h30m; the front is complete")
     p.add_argument("--seed-genome", action="append", default=[], metavar="FILE",
                    help="a genome to start from (TOML or JSON; e.g. experiments/seeds/todays_bot.toml); "
                         "it enters the first generation and is reported as a baseline; repeatable")
@@ -65,10 +69,13 @@ def main(args: argparse.Namespace) -> int:
                                                      "fraction": budget.evaluate.holdout_fraction},
             "baselines": _buy_and_hold(ds, budget),
             "seed_genomes": {g.key(): {"name": name, "genome": g.to_dict()} for name, g in seeds},
+            "optimizer": args.optimizer,
         })
     console.print(f"[bold]evo run[/] {store.path}  budget={budget.name} device={device} "
                   f"data={ds.label} ({ds.n_bars} bars) generations={generations} seed={seed}")
-    finished = _search(store, ds, budget, generations, seed, device, console, [g for _, g in seeds])
+    limit_s = parse_duration(args.time_limit) if args.time_limit else None
+    finished = _search(store, ds, budget, generations, seed, device, console, [g for _, g in seeds],
+                       optimizer=store.meta.get("optimizer", "nsga2"), time_limit_s=limit_s)
     if finished and holdout is not None:
         _trade_holdout(store, holdout, budget, seed, device, console)
     from evo.commands.front import print_front
@@ -144,7 +151,21 @@ def _trade_holdout(store, holdout, budget, seed, device, console) -> None:
         store.append(dc_replace(rec, result=result))
 
 
-def _search(store, ds, budget, generations, seed, device, console, seed_genomes=()) -> bool:
+def parse_duration(text: str) -> float:
+    """Seconds in ``8h``, ``45m``, ``90s``, ``1h30m`` or a plain number of seconds."""
+    import re
+
+    from evo.errors import ConfigError
+
+    parts = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", text)
+    if not text.strip() or parts is None or not any(parts.groups()):
+        raise ConfigError(f"--time-limit {text!r}: use a duration such as 8h, 45m, 1h30m or 600")
+    h, m, sec = (float(x) if x else 0.0 for x in parts.groups())
+    return h * 3600 + m * 60 + sec
+
+
+def _search(store, ds, budget, generations, seed, device, console, seed_genomes=(), *, optimizer="nsga2",
+            time_limit_s: float | None = None) -> bool:
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -180,9 +201,20 @@ def _search(store, ds, budget, generations, seed, device, console, seed_genomes=
                 done = (event["generation"] + 1) * budget.ga.population
                 bar.update(total, completed=max(done, bar.tasks[0].completed))
 
-        search = Search(ds, budget, store, seed=seed, device=device, progress=progress, seed_genomes=seed_genomes)
+        from evo.evaluate import study_storage_url
+
+        search = Search(ds, budget, store, seed=seed, device=device, progress=progress, seed_genomes=seed_genomes,
+                        optimizer=optimizer, study_storage=study_storage_url(store.path))
+        started = time.monotonic()
+
+        def out_of_time() -> bool:
+            if time_limit_s is not None and time.monotonic() - started >= time_limit_s:
+                console.print(f"time limit reached after generation {search.generation}: stopping with its front")
+                return True
+            return False
+
         try:
-            search.run(generations)
+            search.run(generations, should_stop=out_of_time)
         except KeyboardInterrupt:
             console.print("[yellow]interrupted: the journal and last checkpoint are saved; "
                           f"continue with python -m evo run --resume {store.path}[/]")

@@ -1,0 +1,88 @@
+"""The search engine: noisy-fitness seeds, random-search baseline, Optuna studies on disk,
+hypervolume per generation, time limit. Real training on a slice of real data."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import optuna
+import pytest
+
+from evo.config import budget_from_dict
+from evo.evaluate import evaluate_genome, prepare_dataset, study_storage_url
+from evo.ga import Search
+from evo.store import RunStore
+
+pytestmark = pytest.mark.slow
+
+TINY = {
+    "search": {"embedding_dim": [8], "num_blocks": [1, 1], "num_heads": [2], "seq_len": [8],
+               "horizon": [2], "threshold": [0.34, 0.5], "max_features_a": 4, "max_features_b": 3},
+    "train": {"max_epochs": 2, "patience": 1, "max_train_windows": 300, "lr_trials": 2, "lr_trial_epochs": 1},
+    "evaluate": {"folds": 2, "min_trades": 1, "risk_trials": 4, "holdout_fraction": 0.0},
+    "ga": {"population": 3, "generations": 1},
+}
+
+
+@pytest.fixture(scope="module")
+def ds(nvda):
+    return prepare_dataset(nvda.iloc[-1200:].copy(), "nvda", budget_from_dict("tiny", TINY))
+
+
+def test_several_seeds_average_and_report_their_spread(ds):
+    from tests.test_evaluate import genome
+
+    two = budget_from_dict("tiny", {**TINY, "train": {**TINY["train"], "seeds": 2}})
+    one = budget_from_dict("tiny", TINY)
+    r2 = evaluate_genome(genome(), ds, two, seed=7)
+    a = evaluate_genome(genome(), ds, one, seed=7)
+    b = evaluate_genome(genome(), ds, one, seed=1007)
+    assert r2.seeds == 2 and r2.sharpe == pytest.approx((a.sharpe + b.sharpe) / 2)
+    assert r2.sharpe_sd == pytest.approx(float(np.std([a.sharpe, b.sharpe], ddof=1)))
+    np.testing.assert_allclose(r2.returns, (np.array(a.returns) + np.array(b.returns)) / 2)
+
+
+def test_studies_are_kept_in_sqlite_and_hypervolume_is_logged(ds, tmp_path):
+    budget = budget_from_dict("tiny", TINY)
+    store = RunStore.create(tmp_path / "run", {})
+    search = Search(ds, budget, store, seed=0, study_storage=study_storage_url(store.path))
+    search.run(1)
+    summaries = optuna.get_all_study_summaries(storage=study_storage_url(store.path))
+    keys = {r.key for r in store.records().values() if r.ok}
+    assert {s.study_name.split("-")[0] for s in summaries} == keys
+    assert all(s.n_trials == TINY["train"]["lr_trials"] for s in summaries)
+    hv = store.load_checkpoint()["hypervolume"]
+    assert set(hv) == {"0", "1"} and hv["1"] >= hv["0"] >= 0.0   # the archive's front only improves
+
+
+def test_random_search_draws_fresh_genomes(ds, tmp_path):
+    budget = budget_from_dict("tiny", TINY)
+    store = RunStore.create(tmp_path / "run", {})
+    search = Search(ds, budget, store, seed=0, optimizer="random")
+    search.step()
+    kids = search.offspring()
+    assert len(kids) == budget.ga.population and not {g.key() for g in kids} & set(search.records)
+
+
+def test_time_limit_ends_after_the_crossing_generation_with_a_front(tmp_path, shared_data):
+    budget = tmp_path / "tiny.toml"
+    budget.write_text(
+        '[search]\nembedding_dim = [8]\nnum_blocks = [1, 1]\nnum_heads = [2]\nseq_len = [8]\nhorizon = [2]\n'
+        'max_features_a = 3\nmax_features_b = 3\nthreshold = [0.34, 0.45]\n'
+        '[train]\nmax_epochs = 1\npatience = 1\nmax_train_windows = 200\nlr_trials = 1\nlr_trial_epochs = 1\n'
+        '[evaluate]\nfolds = 2\nmin_trades = 0\nrisk_trials = 2\n[ga]\npopulation = 2\n')
+    env = {**os.environ, "EVO_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "evo", "run", "--budget", str(budget), "--generations", "5",
+                           "--time-limit", "1s", "--out", str(tmp_path / "run"),
+                           "--data", str(shared_data / "ORCL_1d_1995_2014.csv")],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "time limit reached after generation 0" in proc.stderr
+    assert json.loads((tmp_path / "run" / "checkpoint.json").read_text())["generation"] == 0
+    front = json.loads(subprocess.run([sys.executable, "-m", "evo", "front", str(tmp_path / "run"), "--json"],
+                                      env=env, capture_output=True, text=True, timeout=120).stdout)
+    assert front["members"] and all(m["holdout_sharpe"] is not None for m in front["members"])
