@@ -74,6 +74,18 @@ def periods_per_year(index: pd.DatetimeIndex) -> float:
     return (len(index) - 1) / (span_s / _SECONDS_PER_YEAR)
 
 
+def check_periods_per_year(periods_per_year: object) -> None:
+    """Raise ConfigError unless ``periods_per_year`` is a finite number > 0 (bars per year)."""
+    if isinstance(periods_per_year, bool) or not (
+        isinstance(periods_per_year, (int, float, np.floating, np.integer))
+        and math.isfinite(periods_per_year)
+        and periods_per_year > 0
+    ):
+        raise ConfigError(
+            f"periods_per_year must be a finite number > 0 (e.g. 252), got {periods_per_year!r}"
+        )
+
+
 def sharpe_ratio(returns: np.ndarray, periods_per_year: float) -> float:
     """Annualised Sharpe ratio: ``mean(r) / std(r, ddof=1) * sqrt(periods_per_year)``.
 
@@ -89,14 +101,7 @@ def sharpe_ratio(returns: np.ndarray, periods_per_year: float) -> float:
         periods_per_year: bars per year (> 0), e.g. from :func:`periods_per_year`.
     """
     r = _returns_array(returns)
-    if isinstance(periods_per_year, bool) or not (
-        isinstance(periods_per_year, (int, float, np.floating, np.integer))
-        and math.isfinite(periods_per_year)
-        and periods_per_year > 0
-    ):
-        raise ConfigError(
-            f"periods_per_year must be a finite number > 0 (e.g. 252), got {periods_per_year!r}"
-        )
+    check_periods_per_year(periods_per_year)
     if r.size < 2:
         return 0.0
     std = float(np.std(r, ddof=1))

@@ -16,6 +16,7 @@ from evo.errors import ConfigError, DataError
 
 from .metrics import (
     calmar_ratio,
+    check_periods_per_year,
     max_drawdown,
     profit_factor,
     sharpe_ratio,
@@ -307,14 +308,7 @@ def backtest_signals(
         raise ConfigError(
             f"costs must be a CostModel (e.g. CostModel(fees_bps=5, slippage_bps=5)), got {costs!r}"
         )
-    if isinstance(periods_per_year, bool) or not (
-        isinstance(periods_per_year, (int, float, np.integer, np.floating))
-        and math.isfinite(periods_per_year)
-        and periods_per_year > 0
-    ):
-        raise ConfigError(
-            f"periods_per_year must be a finite number > 0 (e.g. 252), got {periods_per_year!r}"
-        )
+    check_periods_per_year(periods_per_year)
     open_, close = _check_ohlcv(ohlcv)
     target = _check_signal(signal, ohlcv)
 

@@ -15,7 +15,7 @@ import sys
 
 from evo.errors import EvoError
 
-COMMANDS = ("run", "front", "export", "predict", "features", "report", "bench-bundle")
+COMMANDS = ("run", "front", "export", "predict", "features", "report", "bench-bundle", "calibrate")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -71,7 +71,8 @@ def front_payload(records: Mapping[str, Record], meta: Mapping[str, Any], run: s
     """What ``evo front --json`` prints."""
     from evo.ga import pareto_front
 
-    front = pareto_front(records.values())
+    names = tuple(meta.get("objectives") or ("sharpe", "drawdown"))
+    front = pareto_front(records.values(), names)
     dsr, pbo, trials = selection_bias(records.values())
     failures: dict[str, int] = {}
     for r in records.values():
@@ -88,6 +89,7 @@ def front_payload(records: Mapping[str, Record], meta: Mapping[str, Any], run: s
             "id": r.key, **{k: r.result.get(k) for k in keys}, "dsr": dsr[r.key],
             "holdout_sharpe": hold.get("sharpe"), "holdout_max_drawdown": hold.get("max_drawdown"),
             "holdout_total_return": hold.get("total_return"), "holdout_trades": hold.get("trades"),
+            "latency_ms": r.result.get("latency_ms"),
             "risk": r.result.get("risk", {}), "generation": r.generation, "genome": r.genome,
         })
     return {
@@ -95,6 +97,7 @@ def front_payload(records: Mapping[str, Record], meta: Mapping[str, Any], run: s
         "data": meta.get("data_label"),
         "budget": meta.get("budget", {}).get("name"),
         "sample": SAMPLE_NOTE,
+        "objectives": list(names),
         "test_span": [front[0].result["test_start"], front[0].result["test_end"]] if front else None,
         "evaluated": trials,
         "trials": trials,

@@ -34,9 +34,13 @@ from evo.store import Record, RunStore
 
 log = logging.getLogger(__name__)
 
-# Objectives of a genome that could not be evaluated: dominated by every real result.
-FAILED_OBJECTIVES = (-99.0, 1.0)
 OPTIMIZERS = ("nsga2", "random")
+
+
+# The objectives a run may optimise, with DEAP's weight (+1 maximise, -1 minimise) and the value
+# a failed genome gets (dominated by every real result).
+OBJECTIVES = {"sharpe": (1.0, -99.0), "drawdown": (-1.0, 1.0), "latency": (-1.0, 1e9)}
+DEFAULT_OBJECTIVES = ("sharpe", "drawdown")
 
 
 class PairFitness(base.Fitness):
@@ -45,23 +49,43 @@ class PairFitness(base.Fitness):
     weights = (1.0, -1.0)
 
 
+_FITNESS: dict[tuple[str, ...], type] = {DEFAULT_OBJECTIVES: PairFitness}
+
+
+def fitness_class(names: tuple[str, ...]) -> type:
+    """A DEAP Fitness class for these objectives (``sharpe``, ``drawdown``, ``latency``)."""
+    names = tuple(names)
+    unknown = [n for n in names if n not in OBJECTIVES]
+    if unknown or len(set(names)) != len(names) or not {"sharpe", "drawdown"} <= set(names):
+        raise ConfigError(f"objectives {names}: use sharpe,drawdown[,latency]")
+    if names not in _FITNESS:
+        weights = tuple(OBJECTIVES[n][0] for n in names)
+        _FITNESS[names] = type(f"Fitness_{'_'.join(names)}", (base.Fitness,), {"weights": weights})
+    return _FITNESS[names]
+
+
 @dataclass
 class Individual:
     """What DEAP's selection operators need: a ``fitness`` attribute."""
 
     genome: Genome
-    fitness: PairFitness
+    fitness: base.Fitness
 
 
-def objectives(record: Record) -> tuple[float, float]:
+def objectives(record: Record, names: tuple[str, ...] = DEFAULT_OBJECTIVES) -> tuple[float, ...]:
+    """The record's objective values in ``names`` order. A genome with too few trades keeps its
+    own non-positive Sharpe and the worst drawdown; a failed one the worst of everything."""
     if not record.ok:
-        return FAILED_OBJECTIVES
-    return EvalResult.from_dict(record.result).objectives()
+        return tuple(OBJECTIVES[n][1] for n in names)
+    sharpe, drawdown = EvalResult.from_dict(record.result).objectives()
+    values = {"sharpe": sharpe, "drawdown": drawdown,
+              "latency": float(record.result.get("latency_ms") or OBJECTIVES["latency"][1])}
+    return tuple(values[n] for n in names)
 
 
-def _individual(g: Genome, record: Record) -> Individual:
-    fit = PairFitness()
-    fit.values = objectives(record)
+def _individual(g: Genome, record: Record, names: tuple[str, ...] = DEFAULT_OBJECTIVES) -> Individual:
+    fit = fitness_class(names)()
+    fit.values = objectives(record, names)
     return Individual(g, fit)
 
 
@@ -71,14 +95,38 @@ class EvalTask:
     generation: int
 
 
+@dataclass(frozen=True)
+class Hardware:
+    """The trading PC's limits: its calibration profile (``evo calibrate``), hard limits on the
+    estimated per-decision latency and on the parameter count. A genome over a hard limit is
+    recorded as failed (cause ``HardLimit``) without being trained."""
+
+    profile: dict | None = None
+    max_latency_ms: float | None = None
+    max_params: int | None = None
+
+
 def evaluate_task(task: EvalTask, ds: Dataset, budget: Budget, seed: int, device: str,
-                  progress: Callable[[str], None] | None = None, study_storage: str | None = None) -> Record:
+                  progress: Callable[[str], None] | None = None, study_storage: str | None = None,
+                  hardware: Hardware | None = None) -> Record:
     """Evaluate one genome and turn any failure into a recorded error (the run goes on)."""
     g = task.genome
     try:
+        latency = None
+        if hardware is not None:
+            from evo.hardware import estimate_latency_ms, hard_limit_violation
+
+            reason = hard_limit_violation(g, hardware.profile, hardware.max_latency_ms, hardware.max_params)
+            if reason:
+                return Record(g.key(), g.to_dict(), task.generation, None, f"HardLimit: {reason}")
+            if hardware.profile is not None:
+                latency = float(estimate_latency_ms(g, hardware.profile))
         result = evaluate_genome(g, ds, budget, seed=seed, device=device, progress=progress,
                                  study_storage=study_storage)
-        return Record(g.key(), g.to_dict(), task.generation, result.to_dict())
+        payload = result.to_dict()
+        if latency is not None:
+            payload["latency_ms"] = latency
+        return Record(g.key(), g.to_dict(), task.generation, payload)
     except GenomeError as exc:
         log.warning("genome %s failed: %s", g.key(), exc)
         return Record(g.key(), g.to_dict(), task.generation, None, f"GenomeError: {exc}")
@@ -100,7 +148,13 @@ class Search:
     def __init__(self, ds: Dataset, budget: Budget, store: RunStore, *, seed: int, device: str = "cpu",
                  map_fn: Callable[..., Iterable[Record]] | None = None,
                  progress: ProgressFn | None = None, seed_genomes: Iterable[Genome] = (),
-                 optimizer: str = "nsga2", study_storage: str | None = None):
+                 optimizer: str = "nsga2", study_storage: str | None = None,
+                 objective_names: tuple[str, ...] = DEFAULT_OBJECTIVES, hardware: Hardware | None = None):
+        self.objective_names = tuple(objective_names)
+        fitness_class(self.objective_names)  # validates
+        if "latency" in self.objective_names and (hardware is None or hardware.profile is None):
+            raise ConfigError("the latency objective needs --target PROFILE.json (made by evo calibrate)")
+        self.hardware = hardware
         if optimizer not in OPTIMIZERS:
             raise ConfigError(f"unknown optimizer {optimizer!r}; use one of {OPTIMIZERS}")
         self.optimizer, self.study_storage = optimizer, study_storage
@@ -118,8 +172,10 @@ class Search:
         if ckpt is not None:
             self.generation = int(ckpt["generation"])
             self.rng.bit_generator.state = ckpt["rng_state"]
-            self.population = [_individual(Genome.from_dict(self.records[k].genome), self.records[k])
-                               for k in ckpt["population"]]
+            self.population = [
+                _individual(Genome.from_dict(self.records[k].genome), self.records[k], self.objective_names)
+                for k in ckpt["population"]
+            ]
             log.info("resuming after generation %d with %d evaluated genomes", self.generation, len(self.records))
 
     # -- evaluation ----------------------------------------------------------------------------
@@ -132,7 +188,7 @@ class Search:
         if self.map_fn is None:
             results = (evaluate_task(t, self.ds, self.budget, self.seed, self.device,
                                      progress=lambda msg, t=t: self.progress({"kind": "detail", "message": msg}),
-                                     study_storage=self.study_storage)
+                                     study_storage=self.study_storage, hardware=self.hardware)
                        for t in tasks)
         else:
             results = self.map_fn(tasks)
@@ -142,7 +198,7 @@ class Search:
             done += 1
             self.progress({"kind": "genome", "generation": generation, "done": done, "total": len(genomes),
                            "record": record})
-        return [_individual(g, self.records[g.key()]) for g in genomes]
+        return [_individual(g, self.records[g.key()], self.objective_names) for g in genomes]
 
     # -- generations ---------------------------------------------------------------------------
 
@@ -247,13 +303,13 @@ class Search:
 # the Pareto front of a run
 
 
-def pareto_front(records: Iterable[Record]) -> list[Record]:
+def pareto_front(records: Iterable[Record], names: tuple[str, ...] = DEFAULT_OBJECTIVES) -> list[Record]:
     """Non-dominated records over every successful evaluation with enough trades, sorted by
     Sharpe (highest first). Genomes with too few trades or that failed never enter it."""
     candidates = [r for r in records if r.ok and r.result.get("enough_trades")]
     if not candidates:
         return []
-    inds = [_individual(Genome.from_dict(r.genome), r) for r in candidates]
+    inds = [_individual(Genome.from_dict(r.genome), r, tuple(names)) for r in candidates]
     by_id = {id(ind): r for ind, r in zip(inds, candidates)}
     first = tools.sortNondominated(inds, len(inds), first_front_only=True)[0]
     front = [by_id[id(ind)] for ind in first]

@@ -22,12 +22,13 @@ def setup_logging(verbose: bool, console=None) -> None:
         logging.getLogger(name).setLevel(level)
 
 
-def load_dataset(spec: str | None, budget, expected_hash: str | None = None):
+def load_dataset(spec: str | None, budget, expected_hash: str | None = None, *, fmt: str = "auto",
+                 interval: str = "1d", period: str = "max"):
     from evo.data import default_cache_dir, load_bars
     from evo.errors import StoreError
     from evo.evaluate import prepare_dataset
 
-    bars, label = load_bars(spec)
+    bars, label = load_bars(spec, fmt=fmt, interval=interval, period=period)
     ds = prepare_dataset(bars, label, budget, cache_dir=default_cache_dir() / "features")
     if expected_hash is not None and ds.data_hash != expected_hash:
         raise StoreError(f"{label}: the data changed since the run started (hash {ds.data_hash}, "
@@ -35,13 +36,14 @@ def load_dataset(spec: str | None, budget, expected_hash: str | None = None):
     return ds
 
 
-def load_run_data(spec: str | None, budget, expected_hash: str | None = None):
+def load_run_data(spec: str | None, budget, expected_hash: str | None = None, *, fmt: str = "auto",
+                  interval: str = "1d", period: str = "max"):
     """(search dataset, sealed holdout) for a run: the holdout is the last part of the bars."""
     from evo.data import default_cache_dir, load_bars
     from evo.errors import StoreError
     from evo.evaluate import prepare_run_data
 
-    bars, label = load_bars(spec)
+    bars, label = load_bars(spec, fmt=fmt, interval=interval, period=period)
     ds, holdout = prepare_run_data(bars, label, budget, cache_dir=default_cache_dir() / "features")
     if expected_hash is not None and ds.data_hash != expected_hash:
         raise StoreError(f"{label}: the data changed since the run started (hash {ds.data_hash}, "

@@ -39,7 +39,7 @@ def main(args: argparse.Namespace) -> int:
     device = "cuda" if args.device == "cuda" else "cpu"
     if device == "cuda":
         check_device(budget)
-    ds = load_dataset(store.meta["data"], budget, store.meta["data_hash"])
+    ds = load_dataset(store.meta["data"], budget, store.meta["data_hash"], **store.meta.get("source", {}))
     holdout = final_segments(ds, budget)[2]
     recorded = (store.meta.get("holdout") or {}).get("start")
     start = None if holdout is None else ds.bars.index[holdout[0]].isoformat()

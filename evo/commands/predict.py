@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bundle", required=True)
     p.add_argument("--data", required=True, help="PATH.csv with recent bars (or yf:TICKER)")
+    p.add_argument("--format", default="auto", choices=("auto", "yahoo", "generic", "mt5", "klines"),
+                   help="how to read the CSV (default: detected from its header)")
     p.add_argument("--bars", type=int, default=None,
                    help="decisions for the last K bars (default 1; with --stream every bar, the earlier "
                         "ones primed without deciding)")
@@ -53,7 +55,7 @@ def main(args: argparse.Namespace) -> int:
     from evo.errors import DataError
 
     bundle = Bundle.load(Path(args.bundle), verify=not args.no_verify)
-    bars, label = load_bars(args.data)
+    bars, label = load_bars(args.data, fmt=args.format)
     if args.bars is not None and args.bars < 1:
         raise DataError(f"--bars must be >= 1, got {args.bars}")
     if args.stream:

@@ -10,7 +10,6 @@ when they cannot be made the HTML is still written and says so.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 from pathlib import Path
@@ -30,31 +29,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-png", action="store_true", help="skip the PNG copies")
 
 
-def open_run(path: Path):
-    """The run store, opened read-only: unlike ``RunStore.open`` this never cuts a torn tail,
-    which may be a line that a live run is writing right now."""
-    from evo.errors import StoreError
-    from evo.store import FORMAT, RunStore
-
-    run_json = path / "run.json"
-    if not run_json.exists():
-        raise StoreError(f"{path}: not an evo run directory (no run.json)")
-    try:
-        meta = json.loads(run_json.read_text())
-    except json.JSONDecodeError as exc:
-        raise StoreError(f"{run_json}: unreadable ({exc})") from None
-    if meta.get("format") != FORMAT:
-        raise StoreError(f"{path}: run format {meta.get('format')!r}, this evo reads {FORMAT}")
-    return RunStore(path, meta)
-
-
 def load_run_bars(meta: dict):
     """(bars, note): the run's bars, or None and why not."""
     from evo.data import load_bars
     from evo.errors import EvoError
 
     try:
-        bars, label = load_bars(meta.get("data"))
+        bars, label = load_bars(meta.get("data"), **meta.get("source", {}))
     except (EvoError, OSError) as exc:
         log.warning("no buy-and-hold line: %s", exc)
         return None, str(exc)
@@ -111,7 +92,9 @@ def main(args: argparse.Namespace) -> int:
     from evo.report import build_report, render_html
 
     run_dir = Path(args.run_dir)
-    store = open_run(run_dir)
+    from evo.store import RunStore
+
+    store = RunStore.open(run_dir)  # read-only: a live run's torn last line is left alone
     out = Path(args.out) if args.out else run_dir / "report.html"
     log.info("reading the journal of %s", run_dir)
     records = store.records()

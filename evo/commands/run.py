@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from evo.commands._common import budget_of, load_run_data, setup_logging
+from evo.commands._data_args import add_data_arguments
 
 HELP = "evolve a consensus pair of xLSTM models"
 
@@ -14,8 +15,7 @@ HELP = "evolve a consensus pair of xLSTM models"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--generations", type=int, default=None, help="generations after the initial one")
     p.add_argument("--budget", default="smoke", help="smoke | cpu | gpu | PATH.toml (default smoke)")
-    p.add_argument("--data", default=None,
-                   help="PATH.csv or yf:TICKER (default: the NVDA daily data shipped with evo)")
+    add_data_arguments(p, multiple=False)
     p.add_argument("--out", default=None, help="run directory (default runs/<time>-<budget>)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run")
@@ -23,6 +23,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="nsga2 (default) or random search on the same evaluation budget")
     p.add_argument("--time-limit", default=None, metavar="DURATION",
                    help="stop after the generation that crosses it, e.g. 8h, 45m, 1h30m; the front is complete")
+    p.add_argument("--target", default=None, metavar="PROFILE.json",
+                   help="the trading PC's profile from `evo calibrate`: estimates each genome's latency there")
+    p.add_argument("--objectives", default="sharpe,drawdown",
+                   help="sharpe,drawdown (default) or sharpe,drawdown,latency (needs --target)")
+    p.add_argument("--max-latency-ms", type=float, default=None,
+                   help="hard limit on the estimated per-decision latency on --target; such genomes are never trained")
+    p.add_argument("--max-params", type=int, default=None, help="hard limit on the pair's parameter count")
     p.add_argument("--seed-genome", action="append", default=[], metavar="FILE",
                    help="a genome to start from (TOML or JSON; e.g. experiments/seeds/todays_bot.toml); "
                         "it enters the first generation and is reported as a baseline; repeatable")
@@ -44,7 +51,8 @@ def main(args: argparse.Namespace) -> int:
         generations = args.generations if args.generations is not None else int(meta["generations"])
         if generations != meta["generations"]:
             store.update_meta(generations=generations)
-        ds, holdout = load_run_data(meta["data"], budget, meta["data_hash"])
+        source = meta.get("source", {})
+        ds, holdout = load_run_data(meta["data"], budget, meta["data_hash"], **source)
         seed = int(meta["seed"])
         seeds = _seed_genomes(meta.get("seed_genomes", {}), ds)
     else:
@@ -52,7 +60,8 @@ def main(args: argparse.Namespace) -> int:
         device = check_device(budget)
         generations = args.generations if args.generations is not None else budget.ga.generations
         # Bad input fails here, before any run directory exists.
-        ds, holdout = load_run_data(args.data, budget)
+        source = {"fmt": args.format, "interval": args.interval, "period": args.period}
+        ds, holdout = load_run_data(args.data, budget, **source)
         seed = args.seed
         seeds = _seed_genomes(_read_seed_files(args.seed_genome), ds)
         out = Path(args.out) if args.out else Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{budget.name}"
@@ -70,12 +79,17 @@ def main(args: argparse.Namespace) -> int:
             "baselines": _buy_and_hold(ds, budget),
             "seed_genomes": {g.key(): {"name": name, "genome": g.to_dict()} for name, g in seeds},
             "optimizer": args.optimizer,
+            "source": source,
+            "objectives": _objective_names(args.objectives),
+            "hardware": _hardware_meta(args),
         })
     console.print(f"[bold]evo run[/] {store.path}  budget={budget.name} device={device} "
                   f"data={ds.label} ({ds.n_bars} bars) generations={generations} seed={seed}")
     limit_s = parse_duration(args.time_limit) if args.time_limit else None
     finished = _search(store, ds, budget, generations, seed, device, console, [g for _, g in seeds],
-                       optimizer=store.meta.get("optimizer", "nsga2"), time_limit_s=limit_s)
+                       optimizer=store.meta.get("optimizer", "nsga2"), time_limit_s=limit_s,
+                       objective_names=tuple(store.meta.get("objectives") or ("sharpe", "drawdown")),
+                       hardware=_hardware(store.meta.get("hardware")))
     if finished and holdout is not None:
         _trade_holdout(store, holdout, budget, seed, device, console)
     from evo.commands.front import print_front
@@ -139,7 +153,8 @@ def _trade_holdout(store, holdout, budget, seed, device, console) -> None:
         bh["holdout"] = buy_and_hold(full.bars.iloc[holdout.cut:], budget, full.periods_per_year)
         store.update_meta(baselines={**baselines, "buy_and_hold": bh})
     records = store.records()
-    members = [r for r in pareto_front(records.values()) if r.result.get("holdout") is None]
+    names = tuple(store.meta.get("objectives") or ("sharpe", "drawdown"))
+    members = [r for r in pareto_front(records.values(), names) if r.result.get("holdout") is None]
     seeds = [records[k] for k in store.meta.get("seed_genomes", {}) if k in records and records[k].ok
              and records[k].result.get("holdout") is None]
     for i, rec in enumerate(members + seeds):
@@ -149,6 +164,39 @@ def _trade_holdout(store, holdout, budget, seed, device, console) -> None:
         result["holdout"] = evaluate_holdout(Genome.from_dict(rec.genome), result, holdout, budget,
                                              seed=seed, device=device)
         store.append(dc_replace(rec, result=result))
+
+
+def _objective_names(text: str) -> list[str]:
+    from evo.ga import fitness_class
+
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    fitness_class(names)  # raises ConfigError for an unknown or incomplete list
+    return list(names)
+
+
+def _hardware_meta(args) -> dict | None:
+    """The hardware limits as stored in run.json (the profile itself, so a resume needs no file)."""
+    import json
+
+    from evo.errors import ConfigError
+
+    if not (args.target or args.max_latency_ms or args.max_params):
+        return None
+    profile = None
+    if args.target:
+        try:
+            profile = json.loads(Path(args.target).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"--target {args.target}: not a readable profile ({exc})") from None
+    if args.max_latency_ms and profile is None:
+        raise ConfigError("--max-latency-ms needs --target PROFILE.json (made by python -m evo calibrate)")
+    return {"profile": profile, "max_latency_ms": args.max_latency_ms, "max_params": args.max_params}
+
+
+def _hardware(meta: dict | None):
+    from evo.ga import Hardware
+
+    return None if not meta else Hardware(**meta)
 
 
 def parse_duration(text: str) -> float:
@@ -165,7 +213,7 @@ def parse_duration(text: str) -> float:
 
 
 def _search(store, ds, budget, generations, seed, device, console, seed_genomes=(), *, optimizer="nsga2",
-            time_limit_s: float | None = None) -> bool:
+            time_limit_s: float | None = None, objective_names=("sharpe", "drawdown"), hardware=None) -> bool:
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -204,7 +252,8 @@ def _search(store, ds, budget, generations, seed, device, console, seed_genomes=
         from evo.evaluate import study_storage_url
 
         search = Search(ds, budget, store, seed=seed, device=device, progress=progress, seed_genomes=seed_genomes,
-                        optimizer=optimizer, study_storage=study_storage_url(store.path))
+                        optimizer=optimizer, study_storage=study_storage_url(store.path),
+                        objective_names=tuple(objective_names), hardware=hardware)
         started = time.monotonic()
 
         def out_of_time() -> bool:

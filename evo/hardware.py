@@ -1,0 +1,575 @@
+"""Hardware-aware search: what a genome costs on the trading PC, before it is ever trained.
+
+The winner runs on a CPU-only trading PC, one decision per closed bar: the features over the
+stream's tail of bars (:mod:`evo.stream`), then model A and model B on ONE window each (batch 1).
+``python -m evo calibrate --out PROFILE.json`` measures that PC once; the search machine then
+estimates any genome's per-decision latency from the profile (:func:`estimate_latency_ms`) and
+skips genomes over a hard limit (:func:`hard_limit_violation`) without training them.
+
+Profile (JSON, ``format`` = :data:`PROFILE_FORMAT`)::
+
+    {"format": "evo-hardware-profile/1", "name": "tradingpc", "created": "2025-01-01T12:00:00Z",
+     "threads": 1, "quick": false, "seconds": 21.4,
+     "machine": {"platform": ..., "machine": ..., "processor": ..., "cpu_count": 4, "python": ...,
+                 "torch": "2.13.0+cpu", "xlstm": "2.0.6", "torch_threads": 1},
+     "models": [{"embedding_dim": 64, "num_blocks": 4, "num_heads": 4, "slstm_at": [1], "seq_len": 64,
+                 "n_features": 16, "params": 171207, "ms": 3.91, "min_ms": 3.80, "repeats": 15}, ...],
+     "features": [{"tail_bars": 800, "ms": 6.2, "min_ms": 6.0, "repeats": 9}, ...],
+     "fit": {...}}       # informational: the coefficients and ratios below, as fitted at calibration
+
+``models`` holds one entry per reference model: the median wall time in milliseconds of one
+forward pass (``models.predict_proba`` on one window, batch 1, ``threads`` torch threads, random
+weights; the same call ``evo predict`` makes). ``features`` holds the median time of
+``features.compute_features`` over the last ``tail_bars`` bars of real data. The measurements are
+the facts; the fit is recomputed from them whenever a profile is loaded.
+
+Latency model (milliseconds, per decision)::
+
+    latency(genome)   = model(A) + model(B) + features(tail_bars)
+    model(m)          = c0 + sum over mLSTM blocks of (m0 + m1 * S * P_m / 1e6 + m2 * S^2 * Ei / 1e6)
+                           + sum over sLSTM blocks of (s0 + s1 * S + s2 * S * P_s / 1e6)
+    features(n)       = f0 + f1 * n
+
+with ``S`` = seq_len, ``P_m``/``P_s`` the block's parameter count (each weight is one
+multiply-add per time step, so ``S * P`` is the block's matmul work), ``Ei`` the mLSTM cell width
+(the parallel mLSTM forms an S x S matrix per head: ``S^2 * Ei``), and ``n`` the stream's tail
+(:func:`evo.stream.tail_bars_for` of the pair's features and window). The constant terms are
+what dominates at batch 1 on a CPU: every block launches a few dozen small kernels. The sLSTM
+``s1 * S`` term is the vanilla backend's Python loop over the time steps, which makes sLSTM
+blocks seq_len-bound. The seven model coefficients (and the two feature ones) are non-negative
+least squares on the relative error (each row divided by its measurement), so the fit minimises
+the ratio estimated / measured rather than the absolute milliseconds of the largest models.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from evo.errors import ConfigError
+from evo.genome import Genome, ModelGenes
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "MODEL_TERMS",
+    "PROFILE_FORMAT",
+    "HardwareProfile",
+    "RefModel",
+    "calibrate",
+    "count_params",
+    "estimate_features_ms",
+    "estimate_latency_ms",
+    "estimate_model_ms",
+    "genome_params",
+    "hard_limit_violation",
+    "load_profile",
+    "measure_latencies_ms",
+    "measure_latency_ms",
+    "model_measurement",
+    "reference_models",
+    "save_profile",
+    "time_forwards_ms",
+]
+
+PROFILE_FORMAT = "evo-hardware-profile/1"
+
+MODEL_TERMS = ("c0", "m0", "m1", "m2", "s0", "s1", "s2")
+"""Coefficients of the per-model latency (ms): see the module docstring."""
+
+FEATURE_TERMS = ("f0", "f1")
+
+WARMUP_CALLS = 3        # untimed calls per model first (allocator, lazy init, caches)
+DEFAULT_TAIL_BARS = 600  # tail used when a genome names a feature outside the catalog
+
+
+# --------------------------------------------------------------------------------------------
+# parameter count (exact, analytic)
+
+
+def _ffn_inner_dim(embedding_dim: int) -> int:
+    from models.config import FFN_PROJ_FACTOR, MLSTM_ROUND_TO
+
+    # xlstm's UpProjConfigMixin: proj_factor * E rounded up to a multiple of 64, same arithmetic.
+    return int(math.ceil(FFN_PROJ_FACTOR * embedding_dim / MLSTM_ROUND_TO) * MLSTM_ROUND_TO)
+
+
+def _mlstm_block_params(E: int, H: int) -> int:
+    from models.config import CONV1D_KERNEL_SIZE as K
+    from models.config import QKV_PROJ_BLOCKSIZE as B
+    from models.config import mlstm_inner_dim
+
+    Ei = mlstm_inner_dim(E)
+    return (E                       # pre-norm weight
+            + Ei                    # learnable skip
+            + 2 * Ei * E            # proj_up (no bias)
+            + 3 * Ei * B            # q, k, v: block-diagonal (Ei/B blocks of B x B)
+            + Ei * K + Ei           # causal conv1d, depthwise, with bias
+            + 2 * (3 * Ei * H + H)  # input and forget gates read q, k, v
+            + Ei                    # output norm
+            + E * Ei)               # proj_down
+
+
+def _slstm_block_params(E: int, H: int) -> int:
+    from models.config import CONV1D_KERNEL_SIZE as K
+
+    Fi = _ffn_inner_dim(E)
+    return (E                       # pre-norm weight
+            + E * K + E             # causal conv1d with bias
+            + 4 * E * E // H        # i, f, z, o input gates: head-wise (H blocks of E/H x E/H)
+            + 4 * E * E // H        # recurrent kernel (H, 4 * E/H, E/H)
+            + 4 * E                 # gate biases
+            + E                     # group norm
+            + E                     # ffn pre-norm
+            + 3 * Fi * E)           # gated ffn: proj_up (2 Fi x E) and proj_down (E x Fi)
+
+
+def count_params(genes: ModelGenes, n_features: int | None = None) -> int:
+    """Exact number of parameters of one :class:`models.DirectionModel` built from ``genes``
+    reading ``n_features`` columns (default: ``len(genes.features)``); computed from the layer
+    shapes, so it needs no model (tests pin it against built models)."""
+    F = len(genes.features) if n_features is None else int(n_features)
+    E, H = int(genes.embedding_dim), int(genes.num_heads)
+    n_s = len(genes.slstm_at)
+    n_m = int(genes.num_blocks) - n_s
+    return (F * E + E                       # input projection
+            + n_m * _mlstm_block_params(E, H)
+            + n_s * _slstm_block_params(E, H)
+            + E                             # post-blocks norm
+            + 3 * E + 3 + E + 1)            # class head and return head
+
+
+def genome_params(genome: Genome) -> int:
+    """Parameters of the pair (model A + model B), each reading its own features."""
+    return count_params(genome.model_a) + count_params(genome.model_b)
+
+
+# --------------------------------------------------------------------------------------------
+# the latency model
+
+
+def _model_row(E: int, H: int, num_blocks: int, n_slstm: int, S: int) -> np.ndarray:
+    """Design row (one per model) for the coefficients :data:`MODEL_TERMS`."""
+    from models.config import mlstm_inner_dim
+
+    n_m = num_blocks - n_slstm
+    Ei = mlstm_inner_dim(E)
+    return np.array([
+        1.0,
+        n_m,
+        n_m * S * _mlstm_block_params(E, H) / 1e6,
+        n_m * S * S * Ei / 1e6,
+        n_slstm,
+        n_slstm * S,
+        n_slstm * S * _slstm_block_params(E, H) / 1e6,
+    ], dtype=np.float64)
+
+
+def _nnls(A: np.ndarray, b: np.ndarray, max_iter: int = 200) -> np.ndarray:
+    """Non-negative least squares ``min ||A x - b||, x >= 0`` (Lawson and Hanson's active set).
+    numpy only: the trading PC has no scipy necessarily."""
+    m, n = A.shape
+    x = np.zeros(n)
+    passive = np.zeros(n, dtype=bool)
+    tol = 1e-10 * max(1.0, float(np.abs(A).max())) * max(1.0, float(np.abs(b).max()))
+    for _ in range(max_iter):
+        w = A.T @ (b - A @ x)
+        if passive.all() or w[~passive].max(initial=-np.inf) <= tol:
+            break
+        j = int(np.argmax(np.where(passive, -np.inf, w)))
+        passive[j] = True
+        while True:
+            z = np.zeros(n)
+            z[passive] = np.linalg.lstsq(A[:, passive], b, rcond=None)[0]
+            if (z[passive] > 0).all():
+                x = z
+                break
+            neg = passive & (z <= 0)
+            alpha = float(np.min(x[neg] / (x[neg] - z[neg])))
+            x = x + alpha * (z - x)
+            passive &= x > tol
+            x[~passive] = 0.0
+    return x
+
+
+def _fit_relative(rows: np.ndarray, ms: np.ndarray) -> np.ndarray:
+    """Non-negative coefficients minimising the sum of squared relative errors."""
+    scale = np.abs(rows).max(axis=0)
+    scale[scale == 0] = 1.0
+    A = rows / ms[:, None] / scale  # column scaling for conditioning; undone below
+    return _nnls(A, np.ones(len(ms))) / scale
+
+
+@dataclass(frozen=True)
+class RefModel:
+    """One reference model of the calibration grid (``n_features`` columns in, batch 1)."""
+
+    embedding_dim: int
+    num_blocks: int
+    num_heads: int
+    slstm_at: tuple[int, ...]
+    seq_len: int
+    n_features: int = 16
+
+    def genes(self) -> ModelGenes:
+        return ModelGenes(features=tuple(f"x{i}" for i in range(self.n_features)),
+                          embedding_dim=self.embedding_dim, num_blocks=self.num_blocks,
+                          num_heads=self.num_heads, slstm_at=tuple(self.slstm_at), dropout=0.0)
+
+
+def reference_models(quick: bool = False) -> list[RefModel]:
+    """The calibration grid: widths 16..256 (one 512), windows 16..128 bars, 1-4 blocks,
+    all-mLSTM, all-sLSTM and mixed stacks. ``quick`` is a 16-model subset for tests."""
+    if quick:
+        return [RefModel(E, nb, 4, sl, S) for E in (16, 128) for S in (16, 64)
+                for nb, sl in ((1, ()), (3, ()), (1, (0,)), (2, (0, 1)))]
+    grid = []
+    for E in (16, 64, 128, 256):
+        for S in (16, 64, 128):
+            grid.append(RefModel(E, 1, 4, (), S))
+            grid.append(RefModel(E, 4, 4, (), S))
+            grid.append(RefModel(E, 1, 4, (0,), S))
+        for S in (16, 64):
+            grid.append(RefModel(E, 2, 4, (0, 1), S))
+    grid += [RefModel(64, 4, 4, (1,), 64), RefModel(128, 2, 4, (0,), 32), RefModel(32, 3, 2, (0, 2), 48),
+             RefModel(512, 1, 8, (), 32), RefModel(512, 1, 8, (0,), 32)]
+    return grid
+
+
+def feature_tails(quick: bool = False) -> tuple[int, ...]:
+    """Tail lengths (bars) at which calibration times ``features.compute_features``."""
+    return (128, 800) if quick else (128, 400, 800, 1600)
+
+
+@dataclass(frozen=True)
+class HardwareProfile:
+    """A calibrated machine: its measurements and the latency model fitted to them.
+
+    Build with :meth:`from_dict` (or :func:`load_profile`); the coefficients are fitted there.
+    """
+
+    name: str
+    threads: int
+    machine: dict[str, Any]
+    models: tuple[dict[str, Any], ...]
+    features: tuple[dict[str, Any], ...]
+    raw: dict[str, Any] = field(repr=False, compare=False)
+    model_coef: np.ndarray = field(repr=False, compare=False)
+    feature_coef: np.ndarray = field(repr=False, compare=False)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], source: str = "profile") -> HardwareProfile:
+        """Check a profile dict (as :func:`calibrate` makes it) and fit its latency model.
+        Raises :class:`ConfigError` naming ``source`` and the problem."""
+        if not isinstance(d, Mapping) or d.get("format") != PROFILE_FORMAT:
+            got = d.get("format") if isinstance(d, Mapping) else type(d).__name__
+            raise ConfigError(f"{source}: not a hardware profile (format {got!r}, expected {PROFILE_FORMAT!r}); "
+                              "make one with `python -m evo calibrate --out PROFILE.json` on the trading PC")
+        try:
+            models = tuple(dict(m) for m in d["models"])
+            feats = tuple(dict(f) for f in d["features"])
+            rows = np.array([_model_row(int(m["embedding_dim"]), int(m["num_heads"]), int(m["num_blocks"]),
+                                        len(m["slstm_at"]), int(m["seq_len"])) for m in models])
+            ms = np.array([float(m["ms"]) for m in models])
+            f_rows = np.array([[1.0, float(f["tail_bars"])] for f in feats])
+            f_ms = np.array([float(f["ms"]) for f in feats])
+            name, threads = str(d["name"]), int(d["threads"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{source}: malformed hardware profile ({exc!r})") from None
+        if len(models) < len(MODEL_TERMS) or len(feats) < 1:
+            raise ConfigError(f"{source}: a profile needs at least {len(MODEL_TERMS)} model and 1 feature "
+                              f"measurements, has {len(models)} and {len(feats)}")
+        if not (np.isfinite(ms).all() and (ms > 0).all() and np.isfinite(f_ms).all() and (f_ms > 0).all()):
+            raise ConfigError(f"{source}: measurements must be finite times > 0 ms")
+        f_coef = _fit_relative(f_rows, f_ms) if len(feats) >= 2 else np.array([f_ms[0], 0.0])
+        return cls(name=name, threads=threads, machine=dict(d.get("machine", {})), models=models,
+                   features=feats, raw=dict(d), model_coef=_fit_relative(rows, ms), feature_coef=f_coef)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The profile as JSON-ready dict, with ``fit`` brought up to date."""
+        d = dict(self.raw)
+        d["fit"] = self.fit_report()
+        return d
+
+    def fit_report(self) -> dict[str, Any]:
+        """Coefficients and the ratios estimated / measured over the profile's own models."""
+        ratios = [estimate_model_ms(_genes_of(m), int(m["seq_len"]), self) / float(m["ms"]) for m in self.models]
+        logs = np.log(ratios)
+        return {
+            "form": "model = c0 + n_mlstm*(m0 + m1*S*P_m/1e6 + m2*S^2*Ei/1e6) "
+                    "+ n_slstm*(s0 + s1*S + s2*S*P_s/1e6); features = f0 + f1*tail_bars; "
+                    "latency = model(A) + model(B) + features (ms)",
+            "model_ms": {k: float(v) for k, v in zip(MODEL_TERMS, self.model_coef)},
+            "features_ms": {k: float(v) for k, v in zip(FEATURE_TERMS, self.feature_coef)},
+            "ratio_min": float(np.min(ratios)), "ratio_max": float(np.max(ratios)),
+            "rms_log_ratio": float(np.sqrt(np.mean(logs ** 2))),
+        }
+
+
+def _genes_of(m: Mapping[str, Any]) -> ModelGenes:
+    return RefModel(int(m["embedding_dim"]), int(m["num_blocks"]), int(m["num_heads"]),
+                    tuple(int(i) for i in m["slstm_at"]), int(m["seq_len"]), int(m.get("n_features", 16))).genes()
+
+
+def _as_profile(profile: HardwareProfile | Mapping[str, Any]) -> HardwareProfile:
+    return profile if isinstance(profile, HardwareProfile) else HardwareProfile.from_dict(profile)
+
+
+def estimate_model_ms(genes: ModelGenes, seq_len: int, profile: HardwareProfile | Mapping[str, Any]) -> float:
+    """Estimated forward time (ms) of one model on one window on the profiled machine."""
+    p = _as_profile(profile)
+    row = _model_row(int(genes.embedding_dim), int(genes.num_heads), int(genes.num_blocks),
+                     len(genes.slstm_at), int(seq_len))
+    return float(row @ p.model_coef)
+
+
+def _tail_bars(genome: Genome) -> int:
+    from evo.stream import tail_bars_for
+
+    try:
+        return tail_bars_for(genome.model_a.features + genome.model_b.features, genome.seq_len)
+    except KeyError:  # a name outside the catalog (a hand-made genome): assume a typical tail
+        return genome.seq_len + DEFAULT_TAIL_BARS
+
+
+def estimate_features_ms(genome: Genome, profile: HardwareProfile | Mapping[str, Any]) -> float:
+    """Estimated time (ms) of ``features.compute_features`` over the genome's stream tail
+    (:func:`evo.stream.tail_bars_for`): the whole catalog is computed, so only the tail matters."""
+    p = _as_profile(profile)
+    return float(p.feature_coef @ np.array([1.0, _tail_bars(genome)]))
+
+
+def estimate_latency_ms(genome: Genome, profile: HardwareProfile | Mapping[str, Any], *,
+                        include_features: bool = True) -> float:
+    """Estimated per-decision latency (ms) on the profiled machine: model A + model B on one
+    window each, plus (``include_features``) the feature computation over the stream's tail."""
+    p = _as_profile(profile)
+    ms = estimate_model_ms(genome.model_a, genome.seq_len, p) + estimate_model_ms(genome.model_b, genome.seq_len, p)
+    return ms + (estimate_features_ms(genome, p) if include_features else 0.0)
+
+
+def hard_limit_violation(genome: Genome, profile: HardwareProfile | Mapping[str, Any] | None,
+                         max_latency_ms: float | None, max_params: int | None) -> str | None:
+    """Why ``genome`` must not be trained, or ``None`` when it is within every given limit.
+
+    ``max_params`` bounds the pair (model A + model B, :func:`genome_params`); ``max_latency_ms``
+    bounds :func:`estimate_latency_ms` on ``profile`` (features included) and needs a profile.
+    """
+    if max_params is not None:
+        n = genome_params(genome)
+        if n > max_params:
+            return (f"{n:,} parameters > {int(max_params):,} (A {count_params(genome.model_a):,}, "
+                    f"B {count_params(genome.model_b):,})")
+    if max_latency_ms is not None:
+        if profile is None:
+            raise ConfigError("a latency limit needs a hardware profile: run `python -m evo calibrate --out "
+                              "PROFILE.json` on the trading PC and pass it with --target PROFILE.json")
+        p = _as_profile(profile)
+        ms = estimate_latency_ms(genome, p)
+        if ms > max_latency_ms:
+            return f"estimated latency {ms:.1f} ms > {max_latency_ms:g} ms on {p.name}"
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# measuring
+
+
+@contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    import torch
+
+    if int(threads) < 1:
+        raise ConfigError(f"threads must be >= 1, got {threads}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _model_config(genes: ModelGenes, seq_len: int, n_features: int):
+    from models import ModelConfig
+
+    return ModelConfig(n_features=int(n_features), embedding_dim=genes.embedding_dim, num_blocks=genes.num_blocks,
+                       num_heads=genes.num_heads, slstm_at=tuple(genes.slstm_at), dropout=genes.dropout,
+                       seq_len=int(seq_len), backend="vanilla")
+
+
+def _forward_call(genes: ModelGenes, seq_len: int, n_features: int, seed: int) -> Callable[[], object]:
+    """A call that runs what ``evo predict`` runs for one model: ``predict_proba`` on one window."""
+    import torch
+
+    from models import DirectionModel, predict_proba
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = DirectionModel(_model_config(genes, seq_len, n_features)).eval()
+    x = np.random.default_rng(seed).normal(size=(1, int(seq_len), int(n_features))).astype(np.float32)
+    return lambda: predict_proba(model, x)
+
+
+def _time_interleaved(calls: Sequence[Callable[[], object]], *, repeats: int, warmup: int = WARMUP_CALLS,
+                      deadline_s: float | None = None, min_repeats: int = 3) -> list[list[float]]:
+    """Wall times (s) of each call, ``repeats`` rounds after ``warmup`` untimed rounds. Each round
+    runs every call once, starting at a rotating position, so all calls meet the same machine
+    load. Stops early after ``min_repeats`` rounds once ``deadline_s`` (a perf_counter time) passed."""
+    for _ in range(warmup):
+        for call in calls:
+            call()
+    times: list[list[float]] = [[] for _ in calls]
+    n = len(calls)
+    for r in range(repeats):
+        for k in range(n):
+            i = (k + r) % n
+            t0 = time.perf_counter()
+            calls[i]()
+            times[i].append(time.perf_counter() - t0)
+        if deadline_s is not None and r + 1 >= min_repeats and time.perf_counter() > deadline_s:
+            break
+    return times
+
+
+def time_forwards_ms(specs: Sequence[tuple[ModelGenes, int, int]], *, threads: int = 1, repeats: int = 15,
+                     warmup: int = WARMUP_CALLS, deadline_s: float | None = None) -> list[list[float]]:
+    """Per-round wall times (ms) of one forward pass of each model ``(genes, seq_len, n_features)``
+    on THIS machine: ``models.predict_proba`` on one random window (batch 1), random weights
+    (seeded by position), ``threads`` torch threads, the global torch RNG left as it was.
+
+    The models are built first, then timed interleaved: ``warmup`` untimed rounds, then up to
+    ``repeats`` rounds that each run every model once (from a rotating start), so all meet the
+    same machine load; after 3 rounds it stops once ``deadline_s`` (a ``time.perf_counter``
+    value) has passed."""
+    with _torch_threads(threads):
+        calls = [_forward_call(genes, seq_len, n_features, seed=i)
+                 for i, (genes, seq_len, n_features) in enumerate(specs)]
+        times = _time_interleaved(calls, repeats=repeats, warmup=warmup, deadline_s=deadline_s)
+    return [[1e3 * t for t in ts] for ts in times]
+
+
+def measure_latencies_ms(genomes: Sequence[Genome], *, n_features: Sequence[tuple[int, int]] | None = None,
+                         threads: int = 1, repeats: int = 15, warmup: int = WARMUP_CALLS) -> list[float]:
+    """Measured per-decision model latency (ms) of each genome on THIS machine: the median over
+    ``repeats`` interleaved rounds of model A's plus model B's forward pass on one window each
+    (:func:`time_forwards_ms`). Features are not included. ``n_features``: (A, B) columns per
+    genome (default: the genes' feature counts)."""
+    if n_features is None:
+        n_features = [(len(g.model_a.features), len(g.model_b.features)) for g in genomes]
+    specs = []
+    for g, (fa, fb) in zip(genomes, n_features, strict=True):
+        specs += [(g.model_a, g.seq_len, int(fa)), (g.model_b, g.seq_len, int(fb))]
+    times = time_forwards_ms(specs, threads=threads, repeats=repeats, warmup=warmup)
+    return [float(np.median(np.add(times[2 * i], times[2 * i + 1]))) for i in range(len(genomes))]
+
+
+def measure_latency_ms(genome: Genome, n_features_a: int | None = None, n_features_b: int | None = None,
+                       threads: int = 1, repeats: int = 15) -> float:
+    """Measured per-decision model latency (ms) of one genome on THIS machine; see
+    :func:`measure_latencies_ms`."""
+    fa = len(genome.model_a.features) if n_features_a is None else n_features_a
+    fb = len(genome.model_b.features) if n_features_b is None else n_features_b
+    return measure_latencies_ms([genome], n_features=[(fa, fb)], threads=threads, repeats=repeats)[0]
+
+
+def model_measurement(ref: RefModel, times_ms: Sequence[float]) -> dict[str, Any]:
+    """A profile's ``models`` entry: the reference model and the median of its timings (ms)."""
+    return {"embedding_dim": ref.embedding_dim, "num_blocks": ref.num_blocks, "num_heads": ref.num_heads,
+            "slstm_at": list(ref.slstm_at), "seq_len": ref.seq_len, "n_features": ref.n_features,
+            "params": count_params(ref.genes()), "ms": round(statistics.median(times_ms), 4),
+            "min_ms": round(min(times_ms), 4), "repeats": len(times_ms)}
+
+
+def _machine(threads: int) -> dict[str, Any]:
+    import torch
+
+    try:
+        from importlib.metadata import version
+
+        xlstm_version = version("xlstm")
+    except Exception:  # noqa: BLE001 - informational only
+        xlstm_version = "unknown"
+    return {"platform": platform.platform(), "machine": platform.machine(), "processor": platform.processor(),
+            "node": platform.node(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
+            "torch": torch.__version__, "xlstm": xlstm_version, "torch_threads": int(threads)}
+
+
+def calibrate(*, threads: int = 1, quick: bool = False, bars=None, name: str | None = None,
+              budget_s: float = 45.0, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Measure this machine; return the profile dict (module docstring; no file written).
+
+    Times each :func:`reference_models` model (median of up to 15 interleaved rounds, 5 with
+    ``quick``; rounds stop early once ``budget_s`` seconds have passed, after at least 3) and
+    ``features.compute_features`` over the last :func:`feature_tails` bars of ``bars`` (default:
+    the embedded demo data). ``threads`` torch threads, as the trading PC will run.
+    """
+    from features import compute_features
+
+    say = progress or (lambda msg: None)
+    t_start = time.perf_counter()
+    if bars is None:
+        from evo.data import load_bars
+
+        bars, _ = load_bars(None)
+    tails = [n for n in feature_tails(quick) if n <= len(bars)] or [len(bars)]
+    refs = reference_models(quick)
+    repeats = 5 if quick else 15
+    say(f"timing {len(refs)} reference models, up to {repeats} interleaved rounds, {threads} torch thread(s)")
+    times = time_forwards_ms([(r.genes(), r.seq_len, r.n_features) for r in refs], threads=threads,
+                             repeats=repeats, warmup=2 if quick else WARMUP_CALLS, deadline_s=t_start + budget_s)
+    say(f"timing features.compute_features on tails of {tails} bars")
+    with _torch_threads(threads):
+        f_calls = [lambda tail=bars.iloc[-n:]: compute_features(tail) for n in tails]
+        f_times = _time_interleaved(f_calls, repeats=3 if quick else 9, warmup=1,
+                                    deadline_s=t_start + budget_s + 10.0)
+    models = [model_measurement(r, t) for r, t in zip(refs, times)]
+    feats = [{"tail_bars": int(n), "ms": round(1e3 * statistics.median(t), 4), "min_ms": round(1e3 * min(t), 4),
+              "repeats": len(t)} for n, t in zip(tails, f_times)]
+    profile = {
+        "format": PROFILE_FORMAT,
+        "name": name or platform.node() or "unnamed",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "threads": int(threads), "quick": bool(quick),
+        "machine": _machine(threads), "models": models, "features": feats,
+    }
+    profile["seconds"] = round(time.perf_counter() - t_start, 2)
+    return HardwareProfile.from_dict(profile).to_dict()
+
+
+# --------------------------------------------------------------------------------------------
+# files
+
+
+def save_profile(profile: HardwareProfile | Mapping[str, Any], path: Path | str) -> None:
+    """Check a profile, bring its ``fit`` up to date and write it as JSON via
+    temp-file-then-rename."""
+    from evo.store import write_json_atomic
+
+    write_json_atomic(Path(path), _as_profile(profile).to_dict())
+
+
+def load_profile(path: Path | str) -> HardwareProfile:
+    """Read and check a profile written by ``python -m evo calibrate``; fit its latency model.
+    Raises :class:`ConfigError` for a missing or malformed file."""
+    import json
+
+    path = Path(path)
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such hardware profile; make one with "
+                          "`python -m evo calibrate --out PROFILE.json` on the trading PC") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: not a readable JSON hardware profile ({exc})") from None
+    return HardwareProfile.from_dict(d, source=str(path))

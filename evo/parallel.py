@@ -1,0 +1,546 @@
+"""Evaluate genomes in parallel: in this process, in local worker processes, or on a Dask cluster.
+
+:func:`make_map` returns the ``map_fn`` that :class:`evo.ga.Search` takes: called with a list of
+:class:`~evo.ga.EvalTask`, it yields one :class:`~evo.store.Record` per task **as each finishes**,
+in any order, so the search journals every result the moment it lands. The three kinds::
+
+    make_map(workers=1, scheduler=None, ...)   # in this process, one genome after another
+    make_map(workers=4, scheduler=None, ...)   # 4 local worker processes
+    make_map(scheduler="tcp://10.0.0.5:8786", ...)   # the Dask workers attached to that scheduler
+
+Each is a context manager; keep it open for the whole run (worker start-up costs seconds)::
+
+    with make_map(workers=4, scheduler=None, ds=ds, budget=budget, seed=seed, device=device) as map_fn:
+        Search(ds, budget, store, seed=seed, device=device, map_fn=map_fn).run(generations)
+
+Determinism: a genome's evaluation depends only on (genome, data, budget, seed) when torch runs
+on one thread, so every kind runs torch single-threaded (the in-process kind too, for the
+duration of each evaluation) and the same seed gives the same records, hence the same front,
+whatever the number of workers. Results arriving out of order change only the order of the
+journal's lines: ``Search.evaluate`` builds its individuals in the order of the genomes it was
+given. Runs on different devices (CPU vs a GPU) are not bit-identical.
+
+Local workers (``workers=N``) are processes started with the ``spawn`` method (torch is not
+fork-safe). Each receives the Dataset and Budget once, at start-up, runs torch, OpenMP, MKL,
+OpenBLAS and numba on one thread, warms torch/xlstm, optuna and vectorbt's numba code with a
+tiny model and backtest, and then evaluates genomes one at a time. Their log records come back
+to this process's logging. A worker that dies (killed by the kernel's OOM killer, say) costs only
+the genome it held, recorded as failed with ``"WorkerError: ..."``; a fresh worker takes its
+place and the run goes on. Ctrl-C reaches only the parent (workers ignore SIGINT), which stops
+the workers on ``close``; the genomes in flight are re-evaluated by ``evo run --resume``.
+
+Several machines (Dask distributed; every machine needs the same evo, torch and data-library
+versions, e.g. the same ``requirements.txt`` in a virtual environment)::
+
+    # machine 1: the scheduler (port 8786; its dashboard needs bokeh, not needed here)
+    dask scheduler --port 8786
+    # each worker machine: one worker process per GPU, one thread each
+    CUDA_VISIBLE_DEVICES=0 dask worker tcp://machine1:8786 --nworkers 1 --nthreads 1 --name gpu0-$(hostname)
+    CUDA_VISIBLE_DEVICES=1 dask worker tcp://machine1:8786 --nworkers 1 --nthreads 1 --name gpu1-$(hostname)
+    # CPU-only worker machines: as many one-thread workers as cores
+    dask worker tcp://machine1:8786 --nworkers 8 --nthreads 1
+    # anywhere that reaches the scheduler and has the data:
+    python -m evo run --budget gpu --scheduler tcp://machine1:8786 --out runs/big
+
+``--nthreads 1`` matters: a worker runs that many genomes at once in threads of one process,
+and torch's thread setting is per process. Dask's nanny already starts workers with
+``OMP_NUM_THREADS=MKL_NUM_THREADS=OPENBLAS_NUM_THREADS=1``. The Dataset and Budget are sent to
+every worker once (``Client.scatter(broadcast=True)``); a worker that joins later fetches them
+from a peer. If a Dask worker dies mid-genome the scheduler retries that genome on another
+worker (``distributed.scheduler.allowed-failures``, default 3) before it is recorded as a
+``WorkerError`` (``KilledWorker``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import signal
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from evo.errors import ConfigError
+from evo.ga import EvalTask, evaluate_task
+from evo.store import Record
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+    from multiprocessing.process import BaseProcess
+
+    from evo.config import Budget
+    from evo.evaluate import Dataset
+
+__all__ = ["DaskMap", "EvalMap", "InProcessMap", "ProcessPoolMap", "failed_record", "make_map",
+           "prepare_process"]
+
+log = logging.getLogger(__name__)
+
+# One thread for every numeric library a worker loads (set before the worker imports them).
+THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+              "NUMBA_NUM_THREADS": "1"}
+
+# Test hook: a local worker handed the genome with this key exits at once, as a worker killed by
+# the OS would (tests/test_parallel.py). Read by the worker processes only.
+CRASH_ENV = "EVO_TEST_CRASH_GENOME"
+
+
+def failed_record(task: EvalTask, message: str) -> Record:
+    """The record of a genome whose worker failed (not the genome itself): ``"WorkerError: ..."``."""
+    g = task.genome
+    return Record(g.key(), g.to_dict(), task.generation, None, f"WorkerError: {message}")
+
+
+class EvalMap:
+    """A ``map_fn`` for :class:`evo.ga.Search`: ``map_fn(tasks)`` yields one Record per task, in
+    completion order. Close it (or use it as a context manager) when the run ends."""
+
+    kind = "?"
+    workers = 1
+
+    def __call__(self, tasks: list[EvalTask]) -> Iterator[Record]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop the workers (idempotent)."""
+
+    def __enter__(self) -> EvalMap:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def make_map(*, workers: int = 1, scheduler: str | None = None, ds: Dataset, budget: Budget, seed: int,
+             device: str, progress: Callable[[str], None] | None = None) -> EvalMap:
+    """The evaluation map for a run.
+
+    Args:
+        workers: local worker processes (>= 1); 1 evaluates in this process.
+        scheduler: address of a Dask scheduler (``tcp://host:8786``); its workers do the work,
+            so ``workers`` must stay 1.
+        ds, budget, seed, device: what every evaluation gets (``evo.ga.evaluate_task``).
+        progress: in-process only: receives evaluate_genome's "fold 1/3 model A" messages.
+
+    Raises ConfigError on a bad combination or an unreachable scheduler (before any work).
+    """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"--workers must be a whole number >= 1, got {workers!r}")
+    if scheduler:
+        if workers != 1:
+            raise ConfigError("--workers and --scheduler exclude each other: with a scheduler, the Dask workers "
+                              "attached to it do the work (start one per GPU or core with --nthreads 1)")
+        return DaskMap(scheduler, ds=ds, budget=budget, seed=seed, device=device)
+    if workers == 1:
+        return InProcessMap(ds=ds, budget=budget, seed=seed, device=device, progress=progress)
+    cores = os.cpu_count() or 1
+    if workers > cores:
+        log.warning("%d workers on %d CPU cores: they will compete for the cores", workers, cores)
+    return ProcessPoolMap(workers, ds=ds, budget=budget, seed=seed, device=device)
+
+
+# ------------------------------------------------------------------------------------------------
+# what every worker process does once
+
+
+_PREPARED: dict[str, float] = {}
+
+
+def prepare_process(device: str = "cpu") -> float:
+    """Make this process a single-threaded evaluator and warm its libraries, once per process.
+
+    Sets torch's intra- and inter-op threads to 1 (the thread environment variables must already
+    be set for OpenMP/BLAS, which read them at import), then trains a tiny xLSTM pair model for
+    one epoch and runs tiny vectorbt backtests (with and without stops), so the first genome
+    does not pay for imports and numba compilation. Returns the seconds it took (0 when done
+    before in this process).
+    """
+    if "seconds" in _PREPARED:
+        return 0.0
+    t0 = time.perf_counter()
+    for name, value in THREAD_ENV.items():
+        os.environ.setdefault(name, value)
+    import torch
+
+    torch.set_num_threads(1)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set, or inter-op work already ran in this process
+        pass
+    _warm_up(device)
+    _PREPARED["seconds"] = time.perf_counter() - t0
+    return _PREPARED["seconds"]
+
+
+def _warm_up(device: str) -> None:
+    """Import and run each heavy library once on synthetic data (results are discarded)."""
+    import numpy as np
+    import pandas as pd
+
+    import models.tuning  # noqa: F401 - optuna's import
+    from backtest import CostModel, RiskRules, backtest_signals
+    from models import ModelConfig, TrainConfig, train_model
+
+    rng = np.random.default_rng(0)
+    n, seq, feats = 48, 4, 2
+    X = rng.normal(size=(n, seq, feats)).astype(np.float32)
+    y = np.arange(n, dtype=np.int64) % 3
+    r = rng.normal(0, 0.01, n)
+    cfg = ModelConfig(n_features=feats, embedding_dim=8, num_blocks=2, num_heads=2, slstm_at=(0,), dropout=0.0,
+                      seq_len=seq)
+    train_model(cfg, TrainConfig(lr=1e-3, max_epochs=1, patience=1, batch_size=16, seed=0, device=device),
+                (X, y, r), (X[:16], y[:16], r[:16]))
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0, 0.01, 64)))
+    bars = pd.DataFrame({"open": close, "high": close * 1.01, "low": close * 0.99, "close": close,
+                         "volume": np.ones(64)}, index=pd.date_range("2020-01-01", periods=64, freq="D"))
+    signal_ = np.tile(np.array([0, 1, 1, 0, -1, -1, 0, 1], dtype=np.int8), 8)
+    for risk in (RiskRules(), RiskRules(size=0.5, stop_loss=0.02, take_profit=0.03, breaker=0.2)):
+        backtest_signals(bars, signal_, costs=CostModel(), periods_per_year=252.0, risk=risk)
+
+
+# ------------------------------------------------------------------------------------------------
+# in process
+
+
+class InProcessMap(EvalMap):
+    """One genome after another in this process, torch on one thread while each runs (restored
+    after), as :class:`evo.ga.Search` does without a map."""
+
+    kind = "in-process"
+
+    def __init__(self, *, ds: Dataset, budget: Budget, seed: int, device: str,
+                 progress: Callable[[str], None] | None = None):
+        self.ds, self.budget, self.seed, self.device, self.progress = ds, budget, seed, device, progress
+
+    def __call__(self, tasks: list[EvalTask]) -> Iterator[Record]:
+        import torch
+
+        for task in tasks:
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                record = evaluate_task(task, self.ds, self.budget, self.seed, self.device, progress=self.progress)
+            finally:
+                torch.set_num_threads(threads)
+            yield record
+
+
+# ------------------------------------------------------------------------------------------------
+# local worker processes
+
+
+@dataclass
+class _Worker:
+    process: BaseProcess
+    conn: Connection
+    ready: bool = False
+    task: EvalTask | None = None
+
+
+_SEND_LOCK = threading.Lock()   # in a worker: records and log records share one pipe
+
+
+def _send(conn: Connection, message: tuple[str, Any]) -> None:
+    with _SEND_LOCK:
+        conn.send(message)
+
+
+class _PipeLogHandler(logging.Handler):
+    """In a worker: send each log record to the parent, which hands it to its own handlers."""
+
+    def __init__(self, conn: Connection):
+        super().__init__()
+        self.conn = conn
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            msg = self.format(record) if record.exc_info else record.getMessage()
+            rec = logging.makeLogRecord({**record.__dict__, "msg": msg, "args": None, "exc_info": None,
+                                         "exc_text": None, "stack_info": None})
+            _send(self.conn, ("log", rec))
+        except Exception:  # noqa: BLE001 - logging must never break an evaluation
+            self.handleError(record)
+
+
+def _worker_main(conn: Connection, payload: bytes, log_level: int) -> None:
+    """A local worker: unpack the run's data once, prepare, then evaluate tasks until told to stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the parent's to handle
+    root = logging.getLogger()
+    root.handlers[:] = [_PipeLogHandler(conn)]
+    root.setLevel(log_level)
+    t0 = time.perf_counter()
+    ds, budget, seed, device = pickle.loads(payload)
+    prepare_process(device)
+    _send(conn, ("ready", time.perf_counter() - t0))
+    crash_key = os.environ.get(CRASH_ENV)
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):   # the parent is gone
+            return
+        if task is None:
+            return
+        if crash_key and task.genome.key() == crash_key:
+            os._exit(1)
+        record = evaluate_task(task, ds, budget, seed, device)
+        try:
+            _send(conn, ("record", record))
+        except (BrokenPipeError, OSError):
+            return
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (out of memory?)" if -code == signal.SIGKILL else ""
+        return f"killed by {name}{hint}"
+    return f"exit code {code}"
+
+
+class ProcessPoolMap(EvalMap):
+    """``workers`` long-lived local processes, each evaluating one genome at a time.
+
+    A worker gets a task only when it is idle, so a worker's death is charged to exactly the
+    genome it held (not to its neighbours, as ``concurrent.futures.ProcessPoolExecutor`` would:
+    one death there fails every pending future and stops every worker).
+
+    Attributes:
+        startup_seconds: per worker started, seconds from its launch to ready (imports,
+            unpickling the Dataset, warm-up), in the order they became ready.
+    """
+
+    kind = "processes"
+
+    def __init__(self, workers: int, *, ds: Dataset, budget: Budget, seed: int, device: str,
+                 start_timeout_s: float = 600.0):
+        import multiprocessing
+
+        if workers < 1:
+            raise ConfigError(f"workers must be >= 1, got {workers}")
+        self.workers = workers
+        self._ctx = multiprocessing.get_context("spawn")
+        self._payload = pickle.dumps((ds, budget, seed, device), protocol=pickle.HIGHEST_PROTOCOL)
+        self._launched: dict[int, float] = {}
+        self.startup_seconds: list[float] = []
+        self._closed = False
+        self._pool: list[_Worker] = []
+        try:
+            self._pool = [self._spawn() for _ in range(workers)]
+            self._wait_ready(start_timeout_s)
+        except BaseException:
+            self.close()
+            raise
+        log.info("%d worker processes ready (start-up %s s each)", workers,
+                 ", ".join(f"{s:.1f}" for s in self.startup_seconds))
+
+    # -- workers -------------------------------------------------------------------------------
+
+    def _spawn(self) -> _Worker:
+        parent, child = self._ctx.Pipe(duplex=True)
+        proc = self._ctx.Process(target=_worker_main, args=(child, self._payload, logging.getLogger().level),
+                                 name="evo-worker", daemon=True)
+        # The child reads the thread variables when it imports numpy/torch, before our code runs:
+        # set them in the environment it inherits, for the moment of the launch only.
+        saved = {k: os.environ.get(k) for k in THREAD_ENV}
+        os.environ.update(THREAD_ENV)
+        try:
+            proc.start()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        child.close()
+        self._launched[proc.pid] = time.perf_counter()
+        return _Worker(proc, parent)
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        from multiprocessing.connection import wait
+
+        deadline = time.perf_counter() + timeout_s
+        while not all(w.ready for w in self._pool):
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                raise RuntimeError(f"evo worker processes did not start within {timeout_s:.0f} s")
+            waiting = [w for w in self._pool if not w.ready]
+            wait([w.conn for w in waiting] + [w.process.sentinel for w in waiting], timeout=left)
+            for w in waiting:
+                for record in self._drain(w):   # no task is out yet: nothing to return
+                    raise AssertionError(f"unexpected record from a starting worker: {record.key}")
+
+    def _drain(self, w: _Worker) -> list[Record]:
+        """Read everything ``w`` has sent; if it died, replace it. Returns the records it finished
+        (a result, or the failure of the task it held when it died)."""
+        out: list[Record] = []
+        try:
+            while w.conn.poll():
+                kind, value = w.conn.recv()
+                if kind == "log":
+                    logging.getLogger(value.name).handle(value)
+                elif kind == "ready":
+                    w.ready = True
+                    self.startup_seconds.append(time.perf_counter() - self._launched.pop(w.process.pid))
+                elif kind == "record":
+                    out.append(value)
+                    w.task = None
+        except (EOFError, OSError):
+            pass
+        if not w.process.is_alive():
+            out.extend(self._replace(w))
+        return out
+
+    def _replace(self, w: _Worker) -> list[Record]:
+        w.process.join()
+        why = _describe_exit(w.process.exitcode)
+        w.conn.close()
+        if not w.ready:
+            raise RuntimeError(f"an evo worker process died while starting ({why}); its error is above")
+        self._pool[self._pool.index(w)] = self._spawn()
+        if w.task is None:
+            log.warning("worker process %d died (%s) while idle; started another", w.process.pid, why)
+            return []
+        log.warning("worker process %d died (%s) evaluating genome %s; recorded it as failed and started "
+                    "another worker", w.process.pid, why, w.task.genome.key())
+        return [failed_record(w.task, f"worker process died ({why}) while evaluating this genome")]
+
+    # -- map -----------------------------------------------------------------------------------
+
+    def __call__(self, tasks: list[EvalTask]) -> Iterator[Record]:
+        from multiprocessing.connection import wait
+
+        if self._closed:
+            raise RuntimeError("this evaluation map is closed")
+        todo = deque(tasks)
+        try:
+            while True:
+                for w in self._pool:
+                    if todo and w.ready and w.task is None and w.process.is_alive():
+                        task = todo.popleft()
+                        try:
+                            w.conn.send(task)
+                            w.task = task
+                        except OSError:   # it just died, idle: the task waits for its successor
+                            todo.appendleft(task)
+                live = list(self._pool)
+                if not todo and all(w.task is None for w in live):
+                    return
+                wait([w.conn for w in live] + [w.process.sentinel for w in live])
+                done = [r for w in live for r in self._drain(w)]
+                yield from done
+        finally:
+            self._abandon()
+
+    def _abandon(self) -> None:
+        """Stop workers still busy with tasks nobody will collect (the caller stopped early)."""
+        if self._closed:
+            return
+        for i, w in enumerate(self._pool):
+            if w.task is not None:
+                w.process.terminate()
+                w.process.join()
+                w.conn.close()
+                self._pool[i] = self._spawn()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for w in self._pool:
+            if w.process.is_alive() and w.task is None:
+                try:
+                    w.conn.send(None)
+                except OSError:
+                    pass
+        deadline = time.perf_counter() + 5.0
+        for w in self._pool:
+            w.process.join(max(0.0, deadline - time.perf_counter()))
+            if w.process.is_alive():
+                w.process.terminate()
+                w.process.join()
+            w.conn.close()
+
+
+# ------------------------------------------------------------------------------------------------
+# Dask distributed
+
+
+def _dask_evaluate(task: EvalTask, ds: Dataset, budget: Budget, seed: int, device: str) -> Record:
+    """What a Dask worker runs per genome (prepares its process on the first call)."""
+    prepare_process(device)
+    return evaluate_task(task, ds, budget, seed, device)
+
+
+class DaskMap(EvalMap):
+    """Genomes evaluated by the workers of a Dask scheduler (see the module docstring for the
+    commands that start them). The scheduler and workers are the user's: ``close`` disconnects
+    and cancels what is still running, and leaves them up."""
+
+    kind = "dask"
+
+    def __init__(self, address: str, *, ds: Dataset, budget: Budget, seed: int, device: str,
+                 connect_timeout_s: float = 30.0):
+        try:
+            from distributed import Client
+        except ImportError:
+            raise ConfigError("--scheduler needs Dask's 'distributed' package: pip install distributed") from None
+        self.address, self.seed, self.device = address, seed, device
+        self._token = uuid.uuid4().hex[:8]
+        self._pending: dict[Any, EvalTask] = {}
+        try:
+            self.client = Client(address, timeout=connect_timeout_s, set_as_default=False)
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise ConfigError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+        try:
+            n = len(self.client.scheduler_info().get("workers", {}))
+            if n == 0:
+                log.warning("no Dask worker is attached to %s yet; waiting for one "
+                            "(start it with: dask worker %s --nthreads 1)", address, address)
+                self.client.wait_for_workers(1)
+            self.workers = len(self.client.scheduler_info().get("workers", {}))
+            log.info("Dask scheduler %s with %d workers", address, self.workers)
+            self._ds, self._budget = self.client.scatter([ds, budget], broadcast=True, hash=False)
+        except BaseException:
+            self.client.close()
+            raise
+
+    def __call__(self, tasks: list[EvalTask]) -> Iterator[Record]:
+        from distributed import as_completed
+
+        for task in tasks:
+            key = f"evo-evaluate-{task.genome.key()[:16]}-{self._token}-{uuid.uuid4().hex[:6]}"
+            fut = self.client.submit(_dask_evaluate, task, self._ds, self._budget, self.seed, self.device,
+                                     key=key, pure=False)
+            self._pending[fut] = task
+        try:
+            for fut in as_completed(list(self._pending)):
+                task = self._pending.pop(fut)
+                try:
+                    record = fut.result()
+                except Exception as exc:  # noqa: BLE001 - a worker's failure must not end the run
+                    log.warning("genome %s failed on its Dask worker: %s: %s", task.genome.key(),
+                                type(exc).__name__, exc)
+                    record = failed_record(task, f"{type(exc).__name__}: {exc}")
+                fut.release()
+                yield record
+        finally:
+            if self._pending:
+                self.client.cancel(list(self._pending))
+                self._pending.clear()
+
+    def close(self) -> None:
+        if getattr(self, "client", None) is None:
+            return
+        try:
+            if self._pending:
+                self.client.cancel(list(self._pending))
+            self.client.close()
+        finally:
+            self.client = None
