@@ -9,40 +9,61 @@ skips genomes over a hard limit (:func:`hard_limit_violation`) without training 
 Profile (JSON, ``format`` = :data:`PROFILE_FORMAT`)::
 
     {"format": "evo-hardware-profile/1", "name": "tradingpc", "created": "2025-01-01T12:00:00Z",
-     "threads": 1, "quick": false, "seconds": 21.4,
-     "machine": {"platform": ..., "machine": ..., "processor": ..., "cpu_count": 4, "python": ...,
-                 "torch": "2.13.0+cpu", "xlstm": "2.0.6", "torch_threads": 1},
+     "threads": 1, "quick": false, "seconds": 10.9,
+     "machine": {"platform": "Linux-6.8...", "machine": "x86_64", "processor": "...", "node": "tradingpc",
+                 "cpu_count": 4, "python": "3.11.9", "torch": "2.13.0+cpu", "xlstm": "2.0.6",
+                 "torch_threads": 1},
      "models": [{"embedding_dim": 64, "num_blocks": 4, "num_heads": 4, "slstm_at": [1], "seq_len": 64,
-                 "n_features": 16, "params": 171207, "ms": 3.91, "min_ms": 3.80, "repeats": 15}, ...],
-     "features": [{"tail_bars": 800, "ms": 6.2, "min_ms": 6.0, "repeats": 9}, ...],
-     "fit": {...}}       # informational: the coefficients and ratios below, as fitted at calibration
+                 "n_features": 16, "params": 125404, "ms": 10.01, "min_ms": 9.40, "cpu_ms": 9.97,
+                 "repeats": 15}, ...],
+     "features": [{"tail_bars": 800, "ms": 6.6, "min_ms": 6.3, "cpu_ms": 6.5, "repeats": 9}, ...],
+     "fit": {"statistic_used": "cpu_ms", "form": "...", "model_ms": {"c0": 0.55, "m0": 0.59, ...},
+             "features_ms": {"f0": 3.1, "f1": 0.0042}, "ratio_min": 0.73, "ratio_max": 1.31,
+             "rms_log_ratio": 0.12, "jitter": 1.0}}     # informational: recomputed on every load
 
-``models`` holds one entry per reference model: the median wall time in milliseconds of one
-forward pass (``models.predict_proba`` on one window, batch 1, ``threads`` torch threads, random
-weights; the same call ``evo predict`` makes). ``features`` holds the median time of
-``features.compute_features`` over the last ``tail_bars`` bars of real data. The measurements are
-the facts; the fit is recomputed from them whenever a profile is loaded.
+``models`` holds one entry per reference model, timed over interleaved rounds: ``ms`` the
+median and ``min_ms`` the least wall time in milliseconds of one forward pass
+(``models.predict_proba`` on one window, batch 1, ``threads`` torch threads, random weights; the
+same call ``evo predict`` makes), and ``cpu_ms`` the median CPU time of the calling thread (only
+with one thread, on platforms with a fine thread clock; else null). ``features`` holds the same
+for ``features.compute_features`` over the last ``tail_bars`` bars of real data. The measurements
+are the facts; the fit is recomputed from them whenever a profile is loaded.
+
+The latency model is fitted to the undisturbed cost of each call: ``cpu_ms`` where there is one,
+else ``min_ms``. With one torch thread all the work runs on the calling thread, so its CPU time
+is the latency the call has on an otherwise idle machine, and time spent preempted by other
+processes does not count. A median wall time on a busy machine is inflated non-linearly (a 10 ms
+call is nearly always preempted, a 1 ms call rarely), which no additive model can describe: on
+the shared 2-core test machine, with other jobs running, a fit to wall-clock medians missed test
+genomes by up to x1.9 (x2.3 with two more busy processes), a fit to thread CPU times by at most
+x1.2. ``fit.jitter`` (median of ``ms`` over the fitted cost) says how busy the machine was during
+calibration (1.0 on an idle one). The estimates are therefore idle-machine latencies; calibrate
+with ``--threads`` as the bot will run.
 
 Latency model (milliseconds, per decision)::
 
     latency(genome)   = model(A) + model(B) + features(tail_bars)
-    model(m)          = c0 + sum over mLSTM blocks of (m0 + m1 * S * P_m / 1e6 + m2 * S^2 * Ei / 1e6)
+    model(m)          = c0 + sum over mLSTM blocks of (m0 + m1 * S * P_m / 1e6 + m2 * S^2 * Ei / 1e6
+                                                        + m3 * S^2 * H / 1e6)
                            + sum over sLSTM blocks of (s0 + s1 * S + s2 * S * P_s / 1e6)
     features(n)       = f0 + f1 * n
 
 with ``S`` = seq_len, ``P_m``/``P_s`` the block's parameter count (each weight is one
 multiply-add per time step, so ``S * P`` is the block's matmul work), ``Ei`` the mLSTM cell width
-(the parallel mLSTM forms an S x S matrix per head: ``S^2 * Ei``), and ``n`` the stream's tail
-(:func:`evo.stream.tail_bars_for` of the pair's features and window). The constant terms are
-what dominates at batch 1 on a CPU: every block launches a few dozen small kernels. The sLSTM
+and ``H`` its heads (the parallel mLSTM multiplies S x S matrices, ``S^2 * Ei``, and builds an
+S x S decay matrix per head with a dozen element-wise operations, ``S^2 * H``), and ``n`` the
+stream's tail (:func:`evo.stream.tail_bars_for` of the pair's features and window; the whole
+catalog is computed on every bar, so the chosen features matter only through the tail). The
+constant terms dominate at batch 1 on a CPU: every block launches a few dozen small kernels. The sLSTM
 ``s1 * S`` term is the vanilla backend's Python loop over the time steps, which makes sLSTM
-blocks seq_len-bound. The seven model coefficients (and the two feature ones) are non-negative
+blocks seq_len-bound. The eight model coefficients (and the two feature ones) are non-negative
 least squares on the relative error (each row divided by its measurement), so the fit minimises
 the ratio estimated / measured rather than the absolute milliseconds of the largest models.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -67,6 +88,7 @@ __all__ = [
     "PROFILE_FORMAT",
     "HardwareProfile",
     "RefModel",
+    "Timing",
     "calibrate",
     "count_params",
     "estimate_features_ms",
@@ -80,12 +102,13 @@ __all__ = [
     "model_measurement",
     "reference_models",
     "save_profile",
-    "time_forwards_ms",
+    "thread_clock_step_ms",
+    "time_forwards",
 ]
 
 PROFILE_FORMAT = "evo-hardware-profile/1"
 
-MODEL_TERMS = ("c0", "m0", "m1", "m2", "s0", "s1", "s2")
+MODEL_TERMS = ("c0", "m0", "m1", "m2", "m3", "s0", "s1", "s2")
 """Coefficients of the per-model latency (ms): see the module docstring."""
 
 FEATURE_TERMS = ("f0", "f1")
@@ -170,6 +193,7 @@ def _model_row(E: int, H: int, num_blocks: int, n_slstm: int, S: int) -> np.ndar
         n_m,
         n_m * S * _mlstm_block_params(E, H) / 1e6,
         n_m * S * S * Ei / 1e6,
+        n_m * S * S * H / 1e6,
         n_slstm,
         n_slstm * S,
         n_slstm * S * _slstm_block_params(E, H) / 1e6,
@@ -229,11 +253,12 @@ class RefModel:
 
 
 def reference_models(quick: bool = False) -> list[RefModel]:
-    """The calibration grid: widths 16..256 (one 512), windows 16..128 bars, 1-4 blocks,
-    all-mLSTM, all-sLSTM and mixed stacks. ``quick`` is a 16-model subset for tests."""
+    """The calibration grid: widths 16..256 (and 512), windows 16..192 bars, 1-4 blocks, 1-8
+    heads, all-mLSTM, all-sLSTM and mixed stacks (58 models). ``quick`` is a 16-model subset
+    (widths 16 and 128, windows 16 and 64) for tests and a first look."""
     if quick:
-        return [RefModel(E, nb, 4, sl, S) for E in (16, 128) for S in (16, 64)
-                for nb, sl in ((1, ()), (3, ()), (1, (0,)), (2, (0, 1)))]
+        return [RefModel(E, nb, H, sl, S) for E in (16, 128) for S in (16, 64)
+                for nb, H, sl in ((1, 4, ()), (3, 1, ()), (1, 4, (0,)), (2, 2, (0, 1)))]
     grid = []
     for E in (16, 64, 128, 256):
         for S in (16, 64, 128):
@@ -242,7 +267,13 @@ def reference_models(quick: bool = False) -> list[RefModel]:
             grid.append(RefModel(E, 1, 4, (0,), S))
         for S in (16, 64):
             grid.append(RefModel(E, 2, 4, (0, 1), S))
-    grid += [RefModel(64, 4, 4, (1,), 64), RefModel(128, 2, 4, (0,), 32), RefModel(32, 3, 2, (0, 2), 48),
+    # heads: the parallel mLSTM builds an S x S decay matrix per head
+    grid += [RefModel(16, 2, 8, (), 128), RefModel(64, 2, 1, (), 128), RefModel(64, 2, 8, (), 128),
+             RefModel(256, 2, 1, (), 64), RefModel(64, 1, 1, (0,), 64), RefModel(64, 1, 8, (0,), 64)]
+    # the longest windows of the GPU budget
+    grid += [RefModel(64, 1, 2, (), 192), RefModel(64, 1, 8, (), 192), RefModel(128, 1, 4, (0,), 192)]
+    # mixed stacks and the widest models
+    grid += [RefModel(64, 4, 4, (1,), 64), RefModel(128, 2, 2, (0,), 32), RefModel(32, 3, 2, (0, 2), 48),
              RefModel(512, 1, 8, (), 32), RefModel(512, 1, 8, (0,), 32)]
     return grid
 
@@ -252,11 +283,12 @@ def feature_tails(quick: bool = False) -> tuple[int, ...]:
     return (128, 800) if quick else (128, 400, 800, 1600)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class HardwareProfile:
     """A calibrated machine: its measurements and the latency model fitted to them.
 
-    Build with :meth:`from_dict` (or :func:`load_profile`); the coefficients are fitted there.
+    Build with :meth:`from_dict` (or :func:`load_profile`); the coefficients are fitted there,
+    once. The estimate functions also take the plain dict, but then refit on every call.
     """
 
     name: str
@@ -281,16 +313,17 @@ class HardwareProfile:
             feats = tuple(dict(f) for f in d["features"])
             rows = np.array([_model_row(int(m["embedding_dim"]), int(m["num_heads"]), int(m["num_blocks"]),
                                         len(m["slstm_at"]), int(m["seq_len"])) for m in models])
-            ms = np.array([float(m["ms"]) for m in models])
+            ms = np.array([_cost_ms(m) for m in models])
             f_rows = np.array([[1.0, float(f["tail_bars"])] for f in feats])
-            f_ms = np.array([float(f["ms"]) for f in feats])
+            f_ms = np.array([_cost_ms(f) for f in feats])
+            medians = np.array([float(m["ms"]) for m in models])
             name, threads = str(d["name"]), int(d["threads"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"{source}: malformed hardware profile ({exc!r})") from None
         if len(models) < len(MODEL_TERMS) or len(feats) < 1:
             raise ConfigError(f"{source}: a profile needs at least {len(MODEL_TERMS)} model and 1 feature "
                               f"measurements, has {len(models)} and {len(feats)}")
-        if not (np.isfinite(ms).all() and (ms > 0).all() and np.isfinite(f_ms).all() and (f_ms > 0).all()):
+        if not all(np.isfinite(v).all() and (v > 0).all() for v in (ms, f_ms, medians)):
             raise ConfigError(f"{source}: measurements must be finite times > 0 ms")
         f_coef = _fit_relative(f_rows, f_ms) if len(feats) >= 2 else np.array([f_ms[0], 0.0])
         return cls(name=name, threads=threads, machine=dict(d.get("machine", {})), models=models,
@@ -304,17 +337,30 @@ class HardwareProfile:
 
     def fit_report(self) -> dict[str, Any]:
         """Coefficients and the ratios estimated / measured over the profile's own models."""
-        ratios = [estimate_model_ms(_genes_of(m), int(m["seq_len"]), self) / float(m["ms"]) for m in self.models]
+        cost = [_cost_ms(m) for m in self.models]
+        ratios = [estimate_model_ms(_genes_of(m), int(m["seq_len"]), self) / t for m, t in zip(self.models, cost)]
         logs = np.log(ratios)
+        used = sorted({next(k for k in ("cpu_ms", "min_ms", "ms") if m.get(k) is not None) for m in self.models})
         return {
-            "form": "model = c0 + n_mlstm*(m0 + m1*S*P_m/1e6 + m2*S^2*Ei/1e6) "
+            "statistic_used": "+".join(used),
+            "form": "model = c0 + n_mlstm*(m0 + m1*S*P_m/1e6 + m2*S^2*Ei/1e6 + m3*S^2*H/1e6) "
                     "+ n_slstm*(s0 + s1*S + s2*S*P_s/1e6); features = f0 + f1*tail_bars; "
                     "latency = model(A) + model(B) + features (ms)",
             "model_ms": {k: float(v) for k, v in zip(MODEL_TERMS, self.model_coef)},
             "features_ms": {k: float(v) for k, v in zip(FEATURE_TERMS, self.feature_coef)},
             "ratio_min": float(np.min(ratios)), "ratio_max": float(np.max(ratios)),
             "rms_log_ratio": float(np.sqrt(np.mean(logs ** 2))),
+            "jitter": float(np.median([float(m["ms"]) / t for m, t in zip(self.models, cost)])),
         }
+
+
+def _cost_ms(m: Mapping[str, Any]) -> float:
+    """The time the latency model is fitted to: the median thread CPU time where measured (one
+    torch thread), else the least wall time, else the median wall time."""
+    for key in ("cpu_ms", "min_ms", "ms"):
+        if m.get(key) is not None:
+            return float(m[key])
+    raise KeyError("ms")
 
 
 def _genes_of(m: Mapping[str, Any]) -> ModelGenes:
@@ -421,32 +467,74 @@ def _forward_call(genes: ModelGenes, seq_len: int, n_features: int, seed: int) -
     return lambda: predict_proba(model, x)
 
 
+@dataclass(frozen=True)
+class Timing:
+    """Interleaved timings of one call (ms, one value per round): wall-clock latency and the
+    calling thread's CPU time (which, with one torch thread, is the latency the call would have
+    had on an idle machine: time spent preempted by other processes is not counted)."""
+
+    wall_ms: tuple[float, ...]
+    cpu_ms: tuple[float, ...]
+
+    def summary(self, threads: int) -> dict[str, Any]:
+        """``ms`` (median wall), ``min_ms`` (least wall), ``cpu_ms`` (median thread CPU time;
+        ``None`` unless ``threads`` is 1, since other threads' work would be missed, and unless
+        this platform's thread clock is fine-grained: Windows counts it in 15.6 ms ticks),
+        ``repeats``."""
+        cpu_ok = int(threads) == 1 and thread_clock_step_ms() <= FINE_CLOCK_MS
+        return {"ms": round(statistics.median(self.wall_ms), 4), "min_ms": round(min(self.wall_ms), 4),
+                "cpu_ms": round(statistics.median(self.cpu_ms), 4) if cpu_ok else None,
+                "repeats": len(self.wall_ms)}
+
+
+FINE_CLOCK_MS = 0.01  # a thread clock that moves in steps above this is too coarse for ms-scale calls
+
+
+@functools.lru_cache(maxsize=1)
+def thread_clock_step_ms() -> float:
+    """Smallest step (ms) of ``time.thread_time`` seen while spinning: ~1e-6 on Linux and macOS,
+    15.6 on Windows. Spins for at most ~50 ms."""
+    steps = []
+    deadline = time.perf_counter() + 0.05
+    while len(steps) < 5 and time.perf_counter() < deadline:
+        t0 = time.thread_time()
+        t1 = t0
+        while t1 == t0 and time.perf_counter() < deadline:
+            t1 = time.thread_time()
+        if t1 > t0:
+            steps.append(t1 - t0)
+    return 1e3 * min(steps) if steps else float("inf")
+
+
 def _time_interleaved(calls: Sequence[Callable[[], object]], *, repeats: int, warmup: int = WARMUP_CALLS,
-                      deadline_s: float | None = None, min_repeats: int = 3) -> list[list[float]]:
-    """Wall times (s) of each call, ``repeats`` rounds after ``warmup`` untimed rounds. Each round
-    runs every call once, starting at a rotating position, so all calls meet the same machine
-    load. Stops early after ``min_repeats`` rounds once ``deadline_s`` (a perf_counter time) passed."""
+                      deadline_s: float | None = None, min_repeats: int = 3) -> list[Timing]:
+    """Time each call ``repeats`` rounds after ``warmup`` untimed rounds. Each round runs every
+    call once, starting at a rotating position, so all calls meet the same machine load. Stops
+    early after ``min_repeats`` rounds once ``deadline_s`` (a ``time.perf_counter`` value) passed."""
     for _ in range(warmup):
         for call in calls:
             call()
-    times: list[list[float]] = [[] for _ in calls]
+    wall: list[list[float]] = [[] for _ in calls]
+    cpu: list[list[float]] = [[] for _ in calls]
     n = len(calls)
     for r in range(repeats):
         for k in range(n):
             i = (k + r) % n
-            t0 = time.perf_counter()
+            c0, t0 = time.thread_time(), time.perf_counter()
             calls[i]()
-            times[i].append(time.perf_counter() - t0)
+            t1, c1 = time.perf_counter(), time.thread_time()
+            wall[i].append(1e3 * (t1 - t0))
+            cpu[i].append(1e3 * (c1 - c0))
         if deadline_s is not None and r + 1 >= min_repeats and time.perf_counter() > deadline_s:
             break
-    return times
+    return [Timing(tuple(w), tuple(c)) for w, c in zip(wall, cpu)]
 
 
-def time_forwards_ms(specs: Sequence[tuple[ModelGenes, int, int]], *, threads: int = 1, repeats: int = 15,
-                     warmup: int = WARMUP_CALLS, deadline_s: float | None = None) -> list[list[float]]:
-    """Per-round wall times (ms) of one forward pass of each model ``(genes, seq_len, n_features)``
-    on THIS machine: ``models.predict_proba`` on one random window (batch 1), random weights
-    (seeded by position), ``threads`` torch threads, the global torch RNG left as it was.
+def time_forwards(specs: Sequence[tuple[ModelGenes, int, int]], *, threads: int = 1, repeats: int = 15,
+                  warmup: int = WARMUP_CALLS, deadline_s: float | None = None) -> list[Timing]:
+    """Timings of one forward pass of each model ``(genes, seq_len, n_features)`` on THIS
+    machine: ``models.predict_proba`` on one random window (batch 1), random weights (seeded by
+    position), ``threads`` torch threads; the global torch RNG is left as it was.
 
     The models are built first, then timed interleaved: ``warmup`` untimed rounds, then up to
     ``repeats`` rounds that each run every model once (from a rotating start), so all meet the
@@ -455,40 +543,54 @@ def time_forwards_ms(specs: Sequence[tuple[ModelGenes, int, int]], *, threads: i
     with _torch_threads(threads):
         calls = [_forward_call(genes, seq_len, n_features, seed=i)
                  for i, (genes, seq_len, n_features) in enumerate(specs)]
-        times = _time_interleaved(calls, repeats=repeats, warmup=warmup, deadline_s=deadline_s)
-    return [[1e3 * t for t in ts] for ts in times]
+        return _time_interleaved(calls, repeats=repeats, warmup=warmup, deadline_s=deadline_s)
+
+
+STATISTICS = ("median", "min", "cpu")
 
 
 def measure_latencies_ms(genomes: Sequence[Genome], *, n_features: Sequence[tuple[int, int]] | None = None,
-                         threads: int = 1, repeats: int = 15, warmup: int = WARMUP_CALLS) -> list[float]:
-    """Measured per-decision model latency (ms) of each genome on THIS machine: the median over
-    ``repeats`` interleaved rounds of model A's plus model B's forward pass on one window each
-    (:func:`time_forwards_ms`). Features are not included. ``n_features``: (A, B) columns per
-    genome (default: the genes' feature counts)."""
+                         threads: int = 1, repeats: int = 15, warmup: int = WARMUP_CALLS,
+                         statistic: str = "median") -> list[float]:
+    """Measured per-decision model latency (ms) of each genome on THIS machine: model A's plus
+    model B's forward pass on one window each (:func:`time_forwards`, all genomes interleaved),
+    each summarised over ``repeats`` rounds by ``statistic``: ``"median"`` wall time, ``"min"``
+    the least wall time, ``"cpu"`` the median thread CPU time (``threads=1`` only; immune to
+    other processes). Features are not included. ``n_features``: (A, B) columns per genome
+    (default: the genes' feature counts)."""
+    if statistic not in STATISTICS:
+        raise ConfigError(f"statistic must be one of {STATISTICS}, got {statistic!r}")
+    if statistic == "cpu" and threads != 1:
+        raise ConfigError(f"statistic='cpu' times the calling thread only; it needs threads=1, got {threads}")
+    if statistic == "cpu" and thread_clock_step_ms() > FINE_CLOCK_MS:
+        raise ConfigError(f"statistic='cpu': this platform's thread clock moves in {thread_clock_step_ms():.3g} ms "
+                          "steps, too coarse; use 'min' or 'median'")
     if n_features is None:
         n_features = [(len(g.model_a.features), len(g.model_b.features)) for g in genomes]
     specs = []
     for g, (fa, fb) in zip(genomes, n_features, strict=True):
         specs += [(g.model_a, g.seq_len, int(fa)), (g.model_b, g.seq_len, int(fb))]
-    times = time_forwards_ms(specs, threads=threads, repeats=repeats, warmup=warmup)
-    return [float(np.median(np.add(times[2 * i], times[2 * i + 1]))) for i in range(len(genomes))]
+    timings = time_forwards(specs, threads=threads, repeats=repeats, warmup=warmup)
+    stat = {"median": lambda t: statistics.median(t.wall_ms), "min": lambda t: min(t.wall_ms),
+            "cpu": lambda t: statistics.median(t.cpu_ms)}[statistic]
+    return [float(stat(timings[2 * i]) + stat(timings[2 * i + 1])) for i in range(len(genomes))]
 
 
 def measure_latency_ms(genome: Genome, n_features_a: int | None = None, n_features_b: int | None = None,
-                       threads: int = 1, repeats: int = 15) -> float:
+                       threads: int = 1, repeats: int = 15, statistic: str = "median") -> float:
     """Measured per-decision model latency (ms) of one genome on THIS machine; see
     :func:`measure_latencies_ms`."""
     fa = len(genome.model_a.features) if n_features_a is None else n_features_a
     fb = len(genome.model_b.features) if n_features_b is None else n_features_b
-    return measure_latencies_ms([genome], n_features=[(fa, fb)], threads=threads, repeats=repeats)[0]
+    return measure_latencies_ms([genome], n_features=[(fa, fb)], threads=threads, repeats=repeats,
+                                statistic=statistic)[0]
 
 
-def model_measurement(ref: RefModel, times_ms: Sequence[float]) -> dict[str, Any]:
-    """A profile's ``models`` entry: the reference model and the median of its timings (ms)."""
+def model_measurement(ref: RefModel, timing: Timing, threads: int = 1) -> dict[str, Any]:
+    """A profile's ``models`` entry: the reference model and its timing summary (ms)."""
     return {"embedding_dim": ref.embedding_dim, "num_blocks": ref.num_blocks, "num_heads": ref.num_heads,
             "slstm_at": list(ref.slstm_at), "seq_len": ref.seq_len, "n_features": ref.n_features,
-            "params": count_params(ref.genes()), "ms": round(statistics.median(times_ms), 4),
-            "min_ms": round(min(times_ms), 4), "repeats": len(times_ms)}
+            "params": count_params(ref.genes()), **timing.summary(threads)}
 
 
 def _machine(threads: int) -> dict[str, Any]:
@@ -509,10 +611,11 @@ def calibrate(*, threads: int = 1, quick: bool = False, bars=None, name: str | N
               budget_s: float = 45.0, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Measure this machine; return the profile dict (module docstring; no file written).
 
-    Times each :func:`reference_models` model (median of up to 15 interleaved rounds, 5 with
-    ``quick``; rounds stop early once ``budget_s`` seconds have passed, after at least 3) and
+    Times each :func:`reference_models` model over up to 15 interleaved rounds (5 with
+    ``quick``; the rounds stop early once ``budget_s`` seconds have passed, after at least 3) and
     ``features.compute_features`` over the last :func:`feature_tails` bars of ``bars`` (default:
-    the embedded demo data). ``threads`` torch threads, as the trading PC will run.
+    the embedded demo data), with ``threads`` torch threads, as the trading PC will run them.
+    About 10 s on a 2-core server core, 5 s with ``quick``.
     """
     from features import compute_features
 
@@ -526,16 +629,16 @@ def calibrate(*, threads: int = 1, quick: bool = False, bars=None, name: str | N
     refs = reference_models(quick)
     repeats = 5 if quick else 15
     say(f"timing {len(refs)} reference models, up to {repeats} interleaved rounds, {threads} torch thread(s)")
-    times = time_forwards_ms([(r.genes(), r.seq_len, r.n_features) for r in refs], threads=threads,
-                             repeats=repeats, warmup=2 if quick else WARMUP_CALLS, deadline_s=t_start + budget_s)
+    timings = time_forwards([(r.genes(), r.seq_len, r.n_features) for r in refs], threads=threads,
+                            repeats=repeats, warmup=2 if quick else WARMUP_CALLS, deadline_s=t_start + budget_s)
     say(f"timing features.compute_features on tails of {tails} bars")
     with _torch_threads(threads):
         f_calls = [lambda tail=bars.iloc[-n:]: compute_features(tail) for n in tails]
-        f_times = _time_interleaved(f_calls, repeats=3 if quick else 9, warmup=1,
-                                    deadline_s=t_start + budget_s + 10.0)
-    models = [model_measurement(r, t) for r, t in zip(refs, times)]
-    feats = [{"tail_bars": int(n), "ms": round(1e3 * statistics.median(t), 4), "min_ms": round(1e3 * min(t), 4),
-              "repeats": len(t)} for n, t in zip(tails, f_times)]
+        f_timings = _time_interleaved(f_calls, repeats=3 if quick else 9, warmup=1,
+                                      deadline_s=t_start + budget_s + 10.0)
+    models = [model_measurement(r, t, threads) for r, t in zip(refs, timings)]
+    # compute_features is single-threaded (numpy, TA-Lib, numba without parallel): CPU time is valid
+    feats = [{"tail_bars": int(n), **t.summary(1)} for n, t in zip(tails, f_timings)]
     profile = {
         "format": PROFILE_FORMAT,
         "name": name or platform.node() or "unnamed",

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from evo.commands._common import setup_logging
 
+JITTER_WARNING = 1.3  # median / least time above which the calibration is flagged as disturbed
+
 HELP = "measure this machine (the trading PC) for a hardware-aware search: writes PROFILE.json"
 
 
@@ -54,14 +56,18 @@ def main(args: argparse.Namespace) -> int:
     m, fit = profile["machine"], profile["fit"]
     print(f"{profile['name']}: {m['cpu_count']} CPUs, {m['platform']}, torch {m['torch']}, "
           f"{profile['threads']} thread(s); {profile['seconds']:.0f} s")
-    print("  per model, one window (median ms):")
+    print("  per model, one window (median / least ms):")
     for r in profile["models"]:
         kind = "mLSTM" if not r["slstm_at"] else f"sLSTM@{r['slstm_at']}"
         print(f"    {r['embedding_dim']:>4}x{r['num_blocks']} {kind:<14} window {r['seq_len']:>4}  "
-              f"{r['params']:>9,} params  {r['ms']:8.2f} ms")
+              f"{r['params']:>9,} params  {r['ms']:8.2f} / {r['min_ms']:.2f} ms")
     print("  features over the stream tail: " + ", ".join(f"{f['tail_bars']} bars {f['ms']:.1f} ms"
                                                            for f in profile["features"]))
-    print(f"  latency model fit: estimated / measured {fit['ratio_min']:.2f} .. {fit['ratio_max']:.2f} "
-          f"(rms log ratio {fit['rms_log_ratio']:.2f})")
+    print(f"  latency model fitted to {fit['statistic_used']}: estimated / measured x{fit['ratio_min']:.2f} .. "
+          f"x{fit['ratio_max']:.2f} over {len(profile['models'])} models (rms log ratio {fit['rms_log_ratio']:.2f}); "
+          f"median wall time / fitted x{fit['jitter']:.2f}")
+    if fit["jitter"] > JITTER_WARNING:
+        print(f"  note: the median wall times ran x{fit['jitter']:.2f} the undisturbed ones: the machine was busy. "
+              "The estimates are idle-machine latencies; on a PC this busy while trading expect more.")
     print(f"wrote {out}")
     return 0

@@ -188,6 +188,10 @@ def _hardware_meta(args) -> dict | None:
             profile = json.loads(Path(args.target).read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise ConfigError(f"--target {args.target}: not a readable profile ({exc})") from None
+    if profile is not None:
+        from evo.hardware import HardwareProfile
+
+        HardwareProfile.from_dict(profile, source=args.target)  # a bad profile fails now, not mid-run
     if args.max_latency_ms and profile is None:
         raise ConfigError("--max-latency-ms needs --target PROFILE.json (made by python -m evo calibrate)")
     return {"profile": profile, "max_latency_ms": args.max_latency_ms, "max_params": args.max_params}
