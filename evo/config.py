@@ -101,6 +101,8 @@ class EvalBudget:
     validation segments; 0 keeps the genome's own threshold. ``sizing`` is ``fixed`` (``size`` of
     equity per position) or ``kelly`` (in-sample Kelly fraction capped at ``kelly_cap``).
     ``breaker`` is the drawdown circuit breaker (0.25 = stop trading after a 25 % fall; 0 = off).
+    With several instruments the objectives are the mean over instruments minus
+    ``dispersion_penalty`` standard deviations (see ``evo.evaluate.combine_instruments``).
     """
 
     folds: int = 3
@@ -120,9 +122,11 @@ class EvalBudget:
     size: float = 1.0
     kelly_cap: float = 0.5
     breaker: float = 0.0
+    dispersion_penalty: float = 0.5
 
     def __post_init__(self) -> None:
         _check(self.folds >= 1, "evaluate.folds must be >= 1")
+        _check(self.dispersion_penalty >= 0, "evaluate.dispersion_penalty must be >= 0")
         _check(0.05 <= self.test_fraction <= 0.8, "evaluate.test_fraction must lie in [0.05, 0.8]")
         _check(0.05 <= self.val_fraction <= 0.5, "evaluate.val_fraction must lie in [0.05, 0.5]")
         _check(0.0 <= self.holdout_fraction <= 0.5, "evaluate.holdout_fraction must lie in [0, 0.5]")

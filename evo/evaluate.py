@@ -176,6 +176,7 @@ class EvalResult:
     holdout: dict[str, Any] | None = None   # filled once the search ends (see evaluate_holdout)
     sharpe_sd: float = 0.0        # spread of the Sharpe over the training seeds (0 with one seed)
     seeds: int = 1                # training seeds averaged
+    instruments: list[dict[str, Any]] | None = None   # per-instrument figures when several are searched
 
     def objectives(self) -> tuple[float, float]:
         """(Sharpe ↑, max drawdown ↓) for NSGA-II. A genome with too few trades keeps its own
@@ -415,6 +416,54 @@ def evaluate_genome(g: Genome, ds: Dataset, budget: Budget, *, seed: int = 0, de
     return _mean_of_seeds(runs, budget, seconds=round(time.perf_counter() - t0, 3))
 
 
+def shared_pools(datasets: list[Dataset]) -> FeaturePools:
+    """The features every instrument can give (volume features only if all have volume)."""
+    first = datasets[0].pools
+    return FeaturePools(a=tuple(f for f in first.a if all(f in d.pools.a for d in datasets)),
+                        b=tuple(f for f in first.b if all(f in d.pools.b for d in datasets)))
+
+
+def evaluate_instruments(g: Genome, datasets: Dataset | list[Dataset], budget: Budget, **kwargs) -> EvalResult:
+    """:func:`evaluate_genome` on each instrument, combined by :func:`combine_instruments`
+    (one instrument: exactly ``evaluate_genome``)."""
+    if isinstance(datasets, Dataset):
+        return evaluate_genome(g, datasets, budget, **kwargs)
+    parts = [evaluate_genome(g, ds, budget, **kwargs) for ds in datasets]
+    return parts[0] if len(parts) == 1 else combine_instruments(parts, [ds.label for ds in datasets], budget)
+
+
+def combine_instruments(parts: list[EvalResult], labels: list[str], budget: Budget) -> EvalResult:
+    """One result from several instruments: a genome that only works on one of them should not
+    look as good as one that works on all. With ``lam = evaluate.dispersion_penalty``::
+
+        sharpe       = mean(sharpe_i) - lam * sd(sharpe_i)
+        max_drawdown = min(1, mean(dd_i) + lam * sd(dd_i))
+
+    (population sd over instruments). Trades add up; the genome has enough trades only if every
+    instrument has. ``returns`` are the instruments' returns one after the other (for DSR and
+    PBO). Learning rates and risk parameters are the first instrument's (each instrument tunes its
+    own: see ``instruments``), so exporting for the first instrument reproduces its figures.
+    """
+    lam = budget.evaluate.dispersion_penalty
+    sh = np.array([p.sharpe for p in parts])
+    dd = np.array([p.max_drawdown for p in parts])
+    mean = {name: float(np.mean([getattr(p, name) for p in parts]))
+            for name in ("total_return", "exposure", "accuracy_a", "accuracy_b", "f1_a", "f1_b", "sortino",
+                         "calmar", "win_rate", "profit_factor", "turnover", "val_sharpe")}
+    instruments = [{"label": label, "sharpe": p.sharpe, "max_drawdown": p.max_drawdown,
+                    "total_return": p.total_return, "trades": p.trades, "test_start": p.test_start,
+                    "test_end": p.test_end, "lr_a": p.lr_a, "lr_b": p.lr_b, "risk": p.risk, "sharpe_sd": p.sharpe_sd}
+                   for p, label in zip(parts, labels)]
+    return replace(
+        parts[0], **mean,
+        sharpe=float(sh.mean() - lam * sh.std()), max_drawdown=float(min(1.0, dd.mean() + lam * dd.std())),
+        trades=int(sum(p.trades for p in parts)), traded=any(p.traded for p in parts),
+        enough_trades=all(p.enough_trades for p in parts),
+        returns=[x for p in parts for x in p.returns], test_bars=int(sum(p.test_bars for p in parts)),
+        seconds=round(sum(p.seconds for p in parts), 3), instruments=instruments,
+    )
+
+
 def _mean_of_seeds(runs: list[EvalResult], budget: Budget, *, seconds: float) -> EvalResult:
     """One result from several seeds: means of the figures, per-bar mean of the returns (the
     equal-weight blend of the seeds' strategies, used for DSR and PBO), the Sharpe's spread."""
@@ -510,6 +559,26 @@ def evaluate_holdout(g: Genome, result: dict[str, Any], holdout: Holdout, budget
             "total_return": float(bt.total_return), "trades": int(bt.trades),
             "start": span.index[0].isoformat(), "end": span.index[-1].isoformat(),
             "returns": [float(x) for x in bt.returns]}
+
+
+def evaluate_holdouts(g: Genome, result: dict[str, Any], holdouts: list[Holdout], budget: Budget, *,
+                      seed: int = 0, device: str = "cpu") -> dict[str, Any]:
+    """:func:`evaluate_holdout` on each instrument (with that instrument's learning rates and risk
+    parameters), combined like :func:`combine_instruments`."""
+    if len(holdouts) == 1:
+        return evaluate_holdout(g, result, holdouts[0], budget, seed=seed, device=device)
+    parts = []
+    for h, inst in zip(holdouts, result["instruments"]):
+        own = {**result, "lr_a": inst["lr_a"], "lr_b": inst["lr_b"], "risk": inst["risk"]}
+        parts.append({**evaluate_holdout(g, own, h, budget, seed=seed, device=device), "label": inst["label"]})
+    lam = budget.evaluate.dispersion_penalty
+    sh = np.array([p["sharpe"] for p in parts])
+    dd = np.array([p["max_drawdown"] for p in parts])
+    return {"sharpe": float(sh.mean() - lam * sh.std()), "max_drawdown": float(min(1.0, dd.mean() + lam * dd.std())),
+            "total_return": float(np.mean([p["total_return"] for p in parts])),
+            "trades": int(sum(p["trades"] for p in parts)), "start": parts[0]["start"], "end": parts[0]["end"],
+            "returns": [x for p in parts for x in p["returns"]],
+            "instruments": [{k: v for k, v in p.items() if k != "returns"} for p in parts]}
 
 
 def buy_and_hold(bars: pd.DataFrame, budget: Budget, periods_per_year: float) -> dict[str, Any]:

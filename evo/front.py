@@ -90,6 +90,8 @@ def front_payload(records: Mapping[str, Record], meta: Mapping[str, Any], run: s
             "holdout_sharpe": hold.get("sharpe"), "holdout_max_drawdown": hold.get("max_drawdown"),
             "holdout_total_return": hold.get("total_return"), "holdout_trades": hold.get("trades"),
             "latency_ms": r.result.get("latency_ms"),
+            "instruments": r.result.get("instruments"),
+            "holdout_instruments": hold.get("instruments"),
             "risk": r.result.get("risk", {}), "generation": r.generation, "genome": r.genome,
         })
     return {

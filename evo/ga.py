@@ -28,7 +28,7 @@ from deap import base, tools
 
 from evo.config import Budget
 from evo.errors import ConfigError, GenomeError
-from evo.evaluate import Dataset, EvalResult, evaluate_genome
+from evo.evaluate import Dataset, EvalResult, evaluate_instruments, shared_pools
 from evo.genome import Genome, cx_uniform, mut_genome, random_genome
 from evo.store import Record, RunStore
 
@@ -106,7 +106,7 @@ class Hardware:
     max_params: int | None = None
 
 
-def evaluate_task(task: EvalTask, ds: Dataset, budget: Budget, seed: int, device: str,
+def evaluate_task(task: EvalTask, ds: Dataset | list[Dataset], budget: Budget, seed: int, device: str,
                   progress: Callable[[str], None] | None = None, study_storage: str | None = None,
                   hardware: Hardware | None = None) -> Record:
     """Evaluate one genome and turn any failure into a recorded error (the run goes on)."""
@@ -121,8 +121,8 @@ def evaluate_task(task: EvalTask, ds: Dataset, budget: Budget, seed: int, device
                 return Record(g.key(), g.to_dict(), task.generation, None, f"HardLimit: {reason}")
             if hardware.profile is not None:
                 latency = float(estimate_latency_ms(g, hardware.profile))
-        result = evaluate_genome(g, ds, budget, seed=seed, device=device, progress=progress,
-                                 study_storage=study_storage)
+        result = evaluate_instruments(g, ds, budget, seed=seed, device=device, progress=progress,
+                                      study_storage=study_storage)
         payload = result.to_dict()
         if latency is not None:
             payload["latency_ms"] = latency
@@ -160,7 +160,8 @@ class Search:
         self.optimizer, self.study_storage = optimizer, study_storage
         self.ds, self.budget, self.store = ds, budget, store
         self.seed, self.device = seed, device
-        self.space, self.pools = budget.search, ds.pools
+        self.space = budget.search
+        self.pools = shared_pools(ds) if isinstance(ds, list) else ds.pools
         self.map_fn = map_fn
         self.seed_genomes = list(seed_genomes)
         self.progress = progress or (lambda event: None)
@@ -226,11 +227,15 @@ class Search:
         the children are fresh random genomes instead: random search on the same budget, the
         baseline NSGA-II must beat."""
         ga = self.budget.ga
+        # Only genomes evaluated up to the last checkpoint count as "seen": after a crash in the
+        # middle of a generation, the offspring drawn again from the checkpoint's RNG state must
+        # be the same ones (then found in the journal) as in an uninterrupted run.
+        seen = {k for k, r in self.records.items() if r.generation <= self.generation}
         if self.optimizer == "random":
             children: dict[str, Genome] = {}
             for _ in range(ga.population * 20):
                 g = random_genome(self.space, self.pools, self.rng)
-                if g.key() not in self.records:
+                if g.key() not in seen:
                     children.setdefault(g.key(), g)
                 if len(children) == ga.population:
                     break
@@ -252,10 +257,10 @@ class Search:
                 if self.rng.random() < ga.mut_prob:
                     child = mut_genome(child, self.space, self.pools, self.rng)
                 for _ in range(4):
-                    if child.key() not in self.records and child.key() not in children:
+                    if child.key() not in seen and child.key() not in children:
                         break
                     child = mut_genome(child, self.space, self.pools, self.rng)
-                if child.key() not in self.records and child.key() not in children:
+                if child.key() not in seen and child.key() not in children:
                     children[child.key()] = child
                 if len(children) == ga.population:
                     break

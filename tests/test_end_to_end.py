@@ -177,3 +177,29 @@ def test_gpu_budget_without_cuda_exits_with_a_message(workdir):
     proc = evo("run", "--budget", "gpu", "--out", "gpurun", cwd=workdir, check=False)
     assert proc.returncode == 2 and "CUDA" in proc.stderr
     assert not (workdir / "gpurun").exists()
+
+
+def test_kill_9_mid_generation_then_resume_reaches_the_same_front(workdir, finished_run):
+    """A real SIGKILL while generation 1 is being evaluated; --resume finishes the run."""
+    import signal
+    import time
+
+    env = {**os.environ, "EVO_CACHE_DIR": str(workdir / "cache"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "evo", "run", "--generations", "1", "--budget", "tiny.toml",
+                             "--data", "orcl.csv", "--out", "run3", "--seed", "3"], cwd=workdir, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    journal = workdir / "run3" / "journal.jsonl"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None:
+        if journal.exists() and len(journal.read_text().splitlines()) >= 5:   # gen 0 done, gen 1 under way
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    evo("run", "--resume", "run3", cwd=workdir)
+    a = json.loads(evo("front", str(finished_run), "--json", cwd=workdir).stdout)
+    b = json.loads(evo("front", "run3", "--json", cwd=workdir).stdout)
+    assert [(m["id"], m["sharpe"], m["holdout_sharpe"]) for m in a["members"]] == \
+        [(m["id"], m["sharpe"], m["holdout_sharpe"]) for m in b["members"]]
+    assert a["trials"] == b["trials"]

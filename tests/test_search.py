@@ -86,3 +86,28 @@ def test_time_limit_ends_after_the_crossing_generation_with_a_front(tmp_path, sh
     front = json.loads(subprocess.run([sys.executable, "-m", "evo", "front", str(tmp_path / "run"), "--json"],
                                       env=env, capture_output=True, text=True, timeout=120).stdout)
     assert front["members"] and all(m["holdout_sharpe"] is not None for m in front["members"])
+
+
+def test_several_instruments_aggregate_with_a_dispersion_penalty(tmp_path, shared_data):
+    """Two instruments: each genome is judged on both; the objective is mean - 0.5 sd."""
+    budget = tmp_path / "tiny.toml"
+    budget.write_text(
+        '[search]\nembedding_dim = [8]\nnum_blocks = [1, 1]\nnum_heads = [2]\nseq_len = [8]\nhorizon = [2]\n'
+        'max_features_a = 3\nmax_features_b = 3\nthreshold = [0.34, 0.45]\n'
+        '[train]\nmax_epochs = 1\npatience = 1\nmax_train_windows = 200\nlr_trials = 1\nlr_trial_epochs = 1\n'
+        '[evaluate]\nfolds = 2\nmin_trades = 0\nrisk_trials = 2\n[ga]\npopulation = 2\n')
+    env = {**os.environ, "EVO_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "evo", "run", "--budget", str(budget), "--generations", "0",
+                           "--out", str(tmp_path / "run"), "--data", str(shared_data / "ORCL_1d_1995_2014.csv"),
+                           "--data", str(shared_data / "NVDA_1d_1999_2014.csv")],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    front = json.loads(subprocess.run([sys.executable, "-m", "evo", "front", str(tmp_path / "run"), "--json"],
+                                      env=env, capture_output=True, text=True, timeout=120).stdout)
+    assert front["members"]
+    for m in front["members"]:
+        per = m["instruments"]
+        assert [i["label"].rsplit("/", 1)[-1] for i in per] == ["ORCL_1d_1995_2014.csv", "NVDA_1d_1999_2014.csv"]
+        sh = np.array([i["sharpe"] for i in per])
+        assert m["sharpe"] == pytest.approx(sh.mean() - 0.5 * sh.std())
+        assert len(m["holdout_instruments"]) == 2 and m["holdout_sharpe"] is not None

@@ -15,7 +15,7 @@ HELP = "evolve a consensus pair of xLSTM models"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--generations", type=int, default=None, help="generations after the initial one")
     p.add_argument("--budget", default="smoke", help="smoke | cpu | gpu | PATH.toml (default smoke)")
-    add_data_arguments(p, multiple=False)
+    add_data_arguments(p, multiple=True)
     p.add_argument("--out", default=None, help="run directory (default runs/<time>-<budget>)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run")
@@ -52,30 +52,38 @@ def main(args: argparse.Namespace) -> int:
         if generations != meta["generations"]:
             store.update_meta(generations=generations)
         source = meta.get("source", {})
-        ds, holdout = load_run_data(meta["data"], budget, meta["data_hash"], **source)
+        instruments = meta.get("instruments") or [{"data": meta["data"], "data_hash": meta["data_hash"]}]
+        loaded = [load_run_data(i["data"], budget, i["data_hash"], **source) for i in instruments]
         seed = int(meta["seed"])
-        seeds = _seed_genomes(meta.get("seed_genomes", {}), ds)
     else:
         budget = load_budget(args.budget)
         device = check_device(budget)
         generations = args.generations if args.generations is not None else budget.ga.generations
         # Bad input fails here, before any run directory exists.
         source = {"fmt": args.format, "interval": args.interval, "period": args.period}
-        ds, holdout = load_run_data(args.data, budget, **source)
+        specs = args.data or [None]
+        if len(set(map(str, specs))) != len(specs):
+            from evo.errors import ConfigError
+
+            raise ConfigError(f"--data names the same source twice: {specs}")
+        loaded = [load_run_data(spec, budget, **source) for spec in specs]
         seed = args.seed
-        seeds = _seed_genomes(_read_seed_files(args.seed_genome), ds)
+        ds, pools = loaded[0][0], _pools(loaded)
+        seeds = _seed_genomes(_read_seed_files(args.seed_genome), pools)
         out = Path(args.out) if args.out else Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{budget.name}"
         import evo
         import features
 
         store = RunStore.create(out, {
-            "budget": budget.to_dict(), "data": args.data, "data_label": ds.label, "data_hash": ds.data_hash,
+            "budget": budget.to_dict(), "data": specs[0], "data_label": ds.label, "data_hash": ds.data_hash,
+            "instruments": [{"data": spec, "label": d.label, "data_hash": d.data_hash, "n_bars": d.n_bars}
+                            for spec, (d, _) in zip(specs, loaded)] if len(specs) > 1 else None,
             "n_bars": ds.n_bars, "seed": seed, "generations": generations, "device": device,
             "evo_version": evo.__version__, "catalog_version": features.CATALOG_VERSION,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "pools": {"a": list(ds.pools.a), "b": list(ds.pools.b)},
-            "holdout": None if holdout is None else {"start": holdout.start, "end": holdout.end,
-                                                     "fraction": budget.evaluate.holdout_fraction},
+            "pools": {"a": list(pools.a), "b": list(pools.b)},
+            "holdout": None if loaded[0][1] is None else {"start": loaded[0][1].start, "end": loaded[0][1].end,
+                                                          "fraction": budget.evaluate.holdout_fraction},
             "baselines": _buy_and_hold(ds, budget),
             "seed_genomes": {g.key(): {"name": name, "genome": g.to_dict()} for name, g in seeds},
             "optimizer": args.optimizer,
@@ -83,15 +91,21 @@ def main(args: argparse.Namespace) -> int:
             "objectives": _objective_names(args.objectives),
             "hardware": _hardware_meta(args),
         })
+    if args.resume:
+        seeds = _seed_genomes(store.meta.get("seed_genomes", {}), _pools(loaded))
+    datasets = [d for d, _ in loaded]
+    holdouts = [h for _, h in loaded]
+    ds = datasets[0] if len(datasets) == 1 else datasets
+    data_text = ", ".join(f"{d.label} ({d.n_bars} bars)" for d in datasets)
     console.print(f"[bold]evo run[/] {store.path}  budget={budget.name} device={device} "
-                  f"data={ds.label} ({ds.n_bars} bars) generations={generations} seed={seed}")
+                  f"data={data_text} generations={generations} seed={seed}")
     limit_s = parse_duration(args.time_limit) if args.time_limit else None
     finished = _search(store, ds, budget, generations, seed, device, console, [g for _, g in seeds],
                        optimizer=store.meta.get("optimizer", "nsga2"), time_limit_s=limit_s,
                        objective_names=tuple(store.meta.get("objectives") or ("sharpe", "drawdown")),
                        hardware=_hardware(store.meta.get("hardware")))
-    if finished and holdout is not None:
-        _trade_holdout(store, holdout, budget, seed, device, console)
+    if finished and all(h is not None for h in holdouts):
+        _trade_holdout(store, holdouts, budget, seed, device, console)
     from evo.commands.front import print_front
 
     print_front(store, as_json=False, top=None)
@@ -110,7 +124,13 @@ def _read_seed_files(paths: list[str]) -> dict:
     return out
 
 
-def _seed_genomes(entries: dict, ds) -> list:
+def _pools(loaded):
+    from evo.evaluate import shared_pools
+
+    return shared_pools([d for d, _ in loaded])
+
+
+def _seed_genomes(entries: dict, pools) -> list:
     """The seed genomes as (name, Genome), checked against the data's feature pools."""
     from evo.errors import ConfigError
     from evo.genome import Genome
@@ -118,7 +138,7 @@ def _seed_genomes(entries: dict, ds) -> list:
     seeds = []
     for entry in entries.values():
         g = Genome.from_dict(entry["genome"])
-        for model, pool in (("model_a", ds.pools.a), ("model_b", ds.pools.b)):
+        for model, pool in (("model_a", pools.a), ("model_b", pools.b)):
             unknown = [f for f in getattr(g, model).features if f not in pool]
             if unknown:
                 raise ConfigError(f"seed genome {entry['name']!r}: {model} uses features this data cannot "
@@ -137,15 +157,18 @@ def _buy_and_hold(ds, budget) -> dict:
     return {"buy_and_hold": {"walk_forward_oos": buy_and_hold(span, budget, ds.periods_per_year)}}
 
 
-def _trade_holdout(store, holdout, budget, seed, device, console) -> None:
-    """After the last generation: unseal the holdout and trade each front member on it once."""
+def _trade_holdout(store, holdouts, budget, seed, device, console) -> None:
+    """After the last generation: unseal the holdout and trade each front member on it once
+    (on every instrument's holdout when several were searched)."""
     from dataclasses import replace as dc_replace
 
-    from evo.evaluate import buy_and_hold, evaluate_holdout
+    from evo.evaluate import buy_and_hold, evaluate_holdouts
     from evo.ga import pareto_front
     from evo.genome import Genome
 
-    holdout.unseal()
+    for h in holdouts:
+        h.unseal()
+    holdout = holdouts[0]
     full = holdout.dataset
     baselines = dict(store.meta.get("baselines", {}))
     bh = dict(baselines.get("buy_and_hold", {}))
@@ -161,8 +184,8 @@ def _trade_holdout(store, holdout, budget, seed, device, console) -> None:
         console.print(f"holdout {i + 1}/{len(members) + len(seeds)}: training {rec.key[:8]} on the bars before "
                       f"{holdout.start[:10]} and trading it on {holdout.start[:10]}..{holdout.end[:10]}")
         result = dict(rec.result)
-        result["holdout"] = evaluate_holdout(Genome.from_dict(rec.genome), result, holdout, budget,
-                                             seed=seed, device=device)
+        result["holdout"] = evaluate_holdouts(Genome.from_dict(rec.genome), result, holdouts, budget,
+                                              seed=seed, device=device)
         store.append(dc_replace(rec, result=result))
 
 
