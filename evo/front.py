@@ -54,7 +54,7 @@ def selection_bias(records: Iterable[Record]) -> tuple[dict[str, float], float |
     (distinct genomes evaluated successfully). All genomes of a run share one test span."""
     from backtest.overfitting import deflated_sharpe_of, probability_of_backtest_overfitting
 
-    ok = [r for r in records if r.ok]
+    ok = sorted((r for r in records if r.ok), key=lambda r: r.key)  # independent of arrival order
     if not ok:
         return {}, None, 0
     lengths = {len(r.result["returns"]) for r in ok}
@@ -126,7 +126,7 @@ def baselines(records: Mapping[str, Record], meta: Mapping[str, Any]) -> list[di
     seeds = meta.get("seed_genomes") or {}
     first = [r for r in records.values() if r.ok and r.generation == 0 and r.key not in seeds]
     if first:
-        order = sorted(first, key=lambda r: r.result["sharpe"])
+        order = sorted(first, key=lambda r: (r.result["sharpe"], r.key))
         median = order[(len(order) - 1) // 2]
         out.append({"name": "median_random_genome", "id": median.key, "sharpe": median.result["sharpe"],
                     "max_drawdown": median.result["max_drawdown"], "total_return": median.result["total_return"],

@@ -10,8 +10,12 @@ in any order, so the search journals every result the moment it lands. The three
 
 Each is a context manager; keep it open for the whole run (worker start-up costs seconds)::
 
-    with make_map(workers=4, scheduler=None, ds=ds, budget=budget, seed=seed, device=device) as map_fn:
-        Search(ds, budget, store, seed=seed, device=device, map_fn=map_fn).run(generations)
+    with make_map(workers=4, scheduler=None, ds=ds, budget=budget, seed=seed, device=device,
+                  study_storage=study_storage_url(store.path), hardware=hardware) as map_fn:
+        Search(ds, budget, store, seed=seed, device=device, map_fn=map_fn, ...).run(generations)
+
+A script (not ``python -m evo``) that starts local workers needs the ``if __name__ ==
+"__main__":`` guard: the ``spawn`` start method imports the main module in every worker.
 
 Determinism: a genome's evaluation depends only on (genome, data, budget, seed) when torch runs
 on one thread, so every kind runs torch single-threaded (the in-process kind too, for the
@@ -21,34 +25,39 @@ journal's lines: ``Search.evaluate`` builds its individuals in the order of the 
 given. Runs on different devices (CPU vs a GPU) are not bit-identical.
 
 Local workers (``workers=N``) are processes started with the ``spawn`` method (torch is not
-fork-safe). Each receives the Dataset and Budget once, at start-up, runs torch, OpenMP, MKL,
-OpenBLAS and numba on one thread, warms torch/xlstm, optuna and vectorbt's numba code with a
-tiny model and backtest, and then evaluates genomes one at a time. Their log records come back
-to this process's logging. A worker that dies (killed by the kernel's OOM killer, say) costs only
-the genome it held, recorded as failed with ``"WorkerError: ..."``; a fresh worker takes its
-place and the run goes on. Ctrl-C reaches only the parent (workers ignore SIGINT), which stops
-the workers on ``close``; the genomes in flight are re-evaluated by ``evo run --resume``.
+fork-safe), in the background: ``make_map`` returns at once and each worker takes genomes as
+soon as it is ready. Each receives the Dataset and Budget once, at start-up, runs torch, OpenMP,
+MKL, OpenBLAS and numba on one thread, warms torch/xlstm, optuna, nevergrad and vectorbt's numba
+code with a tiny model and backtest, and then evaluates one genome at a time. With
+``device="cuda"`` and several GPUs, worker i sees only GPU i mod n. Their log records (and
+warnings) come back to this process's logging. A worker that dies (killed by the kernel's OOM
+killer, say) costs only the genome it held, recorded as failed with ``"WorkerError: ..."``; a
+fresh worker takes its place and the run goes on. Ctrl-C reaches only the parent (workers ignore
+SIGINT), which stops the workers; the genomes in flight are re-evaluated by ``evo run --resume``.
 
 Several machines (Dask distributed; every machine needs the same evo, torch and data-library
 versions, e.g. the same ``requirements.txt`` in a virtual environment)::
 
-    # machine 1: the scheduler (port 8786; its dashboard needs bokeh, not needed here)
-    dask scheduler --port 8786
-    # each worker machine: one worker process per GPU, one thread each
-    CUDA_VISIBLE_DEVICES=0 dask worker tcp://machine1:8786 --nworkers 1 --nthreads 1 --name gpu0-$(hostname)
-    CUDA_VISIBLE_DEVICES=1 dask worker tcp://machine1:8786 --nworkers 1 --nthreads 1 --name gpu1-$(hostname)
-    # CPU-only worker machines: as many one-thread workers as cores
+    # machine 1: the scheduler
+    dask scheduler --port 8786 --no-dashboard
+    # each GPU machine: one worker process per GPU, one thread each
+    CUDA_VISIBLE_DEVICES=0 dask worker tcp://machine1:8786 --nworkers 1 --nthreads 1 --name $(hostname)-gpu0 &
+    CUDA_VISIBLE_DEVICES=1 dask worker tcp://machine1:8786 --nworkers 1 --nthreads 1 --name $(hostname)-gpu1 &
+    # each CPU-only machine: one single-threaded worker process per core
     dask worker tcp://machine1:8786 --nworkers 8 --nthreads 1
-    # anywhere that reaches the scheduler and has the data:
+    # anywhere that reaches the scheduler and has the data (the bars are sent to the workers):
     python -m evo run --budget gpu --scheduler tcp://machine1:8786 --out runs/big
 
 ``--nthreads 1`` matters: a worker runs that many genomes at once in threads of one process,
 and torch's thread setting is per process. Dask's nanny already starts workers with
 ``OMP_NUM_THREADS=MKL_NUM_THREADS=OPENBLAS_NUM_THREADS=1``. The Dataset and Budget are sent to
 every worker once (``Client.scatter(broadcast=True)``); a worker that joins later fetches them
-from a peer. If a Dask worker dies mid-genome the scheduler retries that genome on another
-worker (``distributed.scheduler.allowed-failures``, default 3) before it is recorded as a
-``WorkerError`` (``KilledWorker``).
+from a peer. No more genomes are submitted than the cluster has threads, so each worker holds
+one genome at a time and workers joining mid-run get work at the next submission. If a Dask
+worker dies mid-genome the scheduler retries that genome on another worker
+(``distributed.scheduler.allowed-failures``, default 3) before it is recorded as a
+``WorkerError: KilledWorker``. A SQLite ``study_storage`` (the run's ``studies.db``) is not sent
+to Dask workers, which may not see that file: their learning-rate studies stay in memory.
 """
 
 from __future__ import annotations
@@ -61,11 +70,11 @@ import threading
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from evo.errors import ConfigError
-from evo.ga import EvalTask, evaluate_task
+from evo.ga import EvalTask, Hardware, evaluate_task
 from evo.store import Record
 
 if TYPE_CHECKING:
@@ -75,7 +84,7 @@ if TYPE_CHECKING:
     from evo.config import Budget
     from evo.evaluate import Dataset
 
-__all__ = ["DaskMap", "EvalMap", "InProcessMap", "ProcessPoolMap", "failed_record", "make_map",
+__all__ = ["DaskMap", "EvalContext", "EvalMap", "InProcessMap", "ProcessPoolMap", "failed_record", "make_map",
            "prepare_process"]
 
 log = logging.getLogger(__name__)
@@ -84,9 +93,25 @@ log = logging.getLogger(__name__)
 THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
               "NUMBA_NUM_THREADS": "1"}
 
-# Test hook: a local worker handed the genome with this key exits at once, as a worker killed by
-# the OS would (tests/test_parallel.py). Read by the worker processes only.
+# Test hook: a worker (local or Dask) handed the genome with this key exits at once, as a worker
+# killed by the OS would (tests/test_parallel.py). Read by the worker processes only.
 CRASH_ENV = "EVO_TEST_CRASH_GENOME"
+
+
+@dataclass(frozen=True)
+class EvalContext:
+    """Everything but the genome that ``evo.ga.evaluate_task`` needs: sent to each worker once."""
+
+    ds: Dataset | list[Dataset]
+    budget: Budget
+    seed: int
+    device: str
+    study_storage: str | None = None
+    hardware: Hardware | None = None
+
+    def evaluate(self, task: EvalTask, progress: Callable[[str], None] | None = None) -> Record:
+        return evaluate_task(task, self.ds, self.budget, self.seed, self.device, progress=progress,
+                             study_storage=self.study_storage, hardware=self.hardware)
 
 
 def failed_record(task: EvalTask, message: str) -> Record:
@@ -115,15 +140,20 @@ class EvalMap:
         self.close()
 
 
-def make_map(*, workers: int = 1, scheduler: str | None = None, ds: Dataset, budget: Budget, seed: int,
-             device: str, progress: Callable[[str], None] | None = None) -> EvalMap:
+def make_map(*, workers: int = 1, scheduler: str | None = None, ds: Dataset | list[Dataset], budget: Budget,
+             seed: int, device: str, study_storage: str | None = None, hardware: Hardware | None = None,
+             progress: Callable[[str], None] | None = None) -> EvalMap:
     """The evaluation map for a run.
 
     Args:
         workers: local worker processes (>= 1); 1 evaluates in this process.
         scheduler: address of a Dask scheduler (``tcp://host:8786``); its workers do the work,
             so ``workers`` must stay 1.
-        ds, budget, seed, device: what every evaluation gets (``evo.ga.evaluate_task``).
+        ds, budget, seed, device, study_storage, hardware: what every evaluation gets, as
+            :class:`evo.ga.Search` passes them to ``evo.ga.evaluate_task``. A SQLite
+            ``study_storage`` is shared by local workers (with a 60 s lock timeout) but not sent
+            to Dask workers, which may run on machines without that file: their learning-rate
+            studies stay in memory (the results are the same; ``studies.db`` lacks them).
         progress: in-process only: receives evaluate_genome's "fold 1/3 model A" messages.
 
     Raises ConfigError on a bad combination or an unreachable scheduler (before any work).
@@ -134,13 +164,25 @@ def make_map(*, workers: int = 1, scheduler: str | None = None, ds: Dataset, bud
         if workers != 1:
             raise ConfigError("--workers and --scheduler exclude each other: with a scheduler, the Dask workers "
                               "attached to it do the work (start one per GPU or core with --nthreads 1)")
-        return DaskMap(scheduler, ds=ds, budget=budget, seed=seed, device=device)
+        return DaskMap(scheduler, EvalContext(ds, budget, seed, device, study_storage, hardware))
     if workers == 1:
-        return InProcessMap(ds=ds, budget=budget, seed=seed, device=device, progress=progress)
+        return InProcessMap(EvalContext(ds, budget, seed, device, study_storage, hardware), progress=progress)
     cores = os.cpu_count() or 1
     if workers > cores:
         log.warning("%d workers on %d CPU cores: they will compete for the cores", workers, cores)
-    return ProcessPoolMap(workers, ds=ds, budget=budget, seed=seed, device=device)
+    return ProcessPoolMap(workers, EvalContext(ds, budget, seed, device, study_storage, hardware))
+
+
+def _shared_storage(url: str) -> str:
+    """``url`` made safe for several worker processes: the Optuna tables are created here first
+    (two workers creating them at once would collide) and a SQLite file gets a 60 s lock timeout
+    instead of 5 s, so a busy writer delays a worker instead of failing its genome."""
+    import optuna
+
+    if url.startswith("sqlite") and "?" not in url:
+        url += "?timeout=60"
+    optuna.storages.RDBStorage(url)
+    return url
 
 
 # ------------------------------------------------------------------------------------------------
@@ -150,14 +192,14 @@ def make_map(*, workers: int = 1, scheduler: str | None = None, ds: Dataset, bud
 _PREPARED: dict[str, float] = {}
 
 
-def prepare_process(device: str = "cpu") -> float:
+def prepare_process(device: str = "cpu", budget: Budget | None = None) -> float:
     """Make this process a single-threaded evaluator and warm its libraries, once per process.
 
     Sets torch's intra- and inter-op threads to 1 (the thread environment variables must already
-    be set for OpenMP/BLAS, which read them at import), then trains a tiny xLSTM pair model for
-    one epoch and runs tiny vectorbt backtests (with and without stops), so the first genome
-    does not pay for imports and numba compilation. Returns the seconds it took (0 when done
-    before in this process).
+    be set for OpenMP/BLAS, which read them at import), then trains a tiny xLSTM model for one
+    epoch and runs tiny vectorbt backtests (with stop orders only when ``budget`` tunes stops:
+    compiling that path costs seconds), so the first genome does not pay for imports and numba
+    compilation. Returns the seconds it took (0 when done before in this process).
     """
     if "seconds" in _PREPARED:
         return 0.0
@@ -171,13 +213,14 @@ def prepare_process(device: str = "cpu") -> float:
         torch.set_num_interop_threads(1)
     except RuntimeError:  # already set, or inter-op work already ran in this process
         pass
-    _warm_up(device)
+    _warm_up(device, budget)
     _PREPARED["seconds"] = time.perf_counter() - t0
     return _PREPARED["seconds"]
 
 
-def _warm_up(device: str) -> None:
+def _warm_up(device: str, budget: Budget | None) -> None:
     """Import and run each heavy library once on synthetic data (results are discarded)."""
+    import nevergrad  # noqa: F401 - imported by evo.risk.tune_risk
     import numpy as np
     import pandas as pd
 
@@ -198,7 +241,10 @@ def _warm_up(device: str) -> None:
     bars = pd.DataFrame({"open": close, "high": close * 1.01, "low": close * 0.99, "close": close,
                          "volume": np.ones(64)}, index=pd.date_range("2020-01-01", periods=64, freq="D"))
     signal_ = np.tile(np.array([0, 1, 1, 0, -1, -1, 0, 1], dtype=np.int8), 8)
-    for risk in (RiskRules(), RiskRules(size=0.5, stop_loss=0.02, take_profit=0.03, breaker=0.2)):
+    rules = [RiskRules(), RiskRules(size=0.5, breaker=0.2)]
+    if budget is not None and budget.evaluate.tune_stops:
+        rules.append(RiskRules(size=0.5, stop_loss=0.02, take_profit=0.03, breaker=0.2))
+    for risk in rules:
         backtest_signals(bars, signal_, costs=CostModel(), periods_per_year=252.0, risk=risk)
 
 
@@ -212,9 +258,8 @@ class InProcessMap(EvalMap):
 
     kind = "in-process"
 
-    def __init__(self, *, ds: Dataset, budget: Budget, seed: int, device: str,
-                 progress: Callable[[str], None] | None = None):
-        self.ds, self.budget, self.seed, self.device, self.progress = ds, budget, seed, device, progress
+    def __init__(self, context: EvalContext, *, progress: Callable[[str], None] | None = None):
+        self.context, self.progress = context, progress
 
     def __call__(self, tasks: list[EvalTask]) -> Iterator[Record]:
         import torch
@@ -223,7 +268,7 @@ class InProcessMap(EvalMap):
             threads = torch.get_num_threads()
             torch.set_num_threads(1)
             try:
-                record = evaluate_task(task, self.ds, self.budget, self.seed, self.device, progress=self.progress)
+                record = self.context.evaluate(task, progress=self.progress)
             finally:
                 torch.set_num_threads(threads)
             yield record
@@ -237,6 +282,7 @@ class InProcessMap(EvalMap):
 class _Worker:
     process: BaseProcess
     conn: Connection
+    slot: int
     ready: bool = False
     task: EvalTask | None = None
 
@@ -266,16 +312,20 @@ class _PipeLogHandler(logging.Handler):
             self.handleError(record)
 
 
-def _worker_main(conn: Connection, payload: bytes, log_level: int) -> None:
-    """A local worker: unpack the run's data once, prepare, then evaluate tasks until told to stop."""
+def _worker_main(conn: Connection, log_level: int) -> None:
+    """A local worker: receive the run's data once, prepare, then evaluate tasks until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the parent's to handle
     root = logging.getLogger()
     root.handlers[:] = [_PipeLogHandler(conn)]
     root.setLevel(log_level)
-    t0 = time.perf_counter()
-    ds, budget, seed, device = pickle.loads(payload)
-    prepare_process(device)
-    _send(conn, ("ready", time.perf_counter() - t0))
+    logging.captureWarnings(True)   # warnings too go to the parent's log, not over its progress bar
+    try:
+        launched = conn.recv()   # the parent's time.time() at the launch
+        context: EvalContext = pickle.loads(conn.recv_bytes())
+    except (EOFError, OSError):   # the parent is gone
+        return
+    prepare_process(context.device, context.budget)
+    _send(conn, ("ready", time.time() - launched))
     crash_key = os.environ.get(CRASH_ENV)
     while True:
         try:
@@ -286,11 +336,29 @@ def _worker_main(conn: Connection, payload: bytes, log_level: int) -> None:
             return
         if crash_key and task.genome.key() == crash_key:
             os._exit(1)
-        record = evaluate_task(task, ds, budget, seed, device)
+        record = context.evaluate(task)
         try:
             _send(conn, ("record", record))
         except (BrokenPipeError, OSError):
             return
+
+
+def _visible_gpus() -> list[str]:
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES names them (e.g. ["2", "3"])."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [v.strip() for v in visible.split(",") if v.strip()]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def _feed(conn: Connection, launched: float, payload: bytes) -> None:
+    try:
+        conn.send(launched)
+        conn.send_bytes(payload)
+    except OSError:   # the worker died first; the parent's loop sees it
+        pass
 
 
 def _describe_exit(code: int | None) -> str:
@@ -307,49 +375,56 @@ def _describe_exit(code: int | None) -> str:
 class ProcessPoolMap(EvalMap):
     """``workers`` long-lived local processes, each evaluating one genome at a time.
 
-    A worker gets a task only when it is idle, so a worker's death is charged to exactly the
-    genome it held (not to its neighbours, as ``concurrent.futures.ProcessPoolExecutor`` would:
-    one death there fails every pending future and stops every worker).
+    The workers start in the background (the constructor returns at once; see :meth:`wait_ready`)
+    and take tasks as they become ready. A worker gets a task only when it is idle, so a worker's
+    death is charged to exactly the genome it held (not to its neighbours, as
+    ``concurrent.futures.ProcessPoolExecutor`` would: one death there fails every pending future
+    and stops every worker).
 
     Attributes:
-        startup_seconds: per worker started, seconds from its launch to ready (imports,
-            unpickling the Dataset, warm-up), in the order they became ready.
+        startup_seconds: per worker started, seconds from its launch to ready (interpreter,
+            imports, receiving the Dataset, warm-up), in the order this process noticed them.
     """
 
     kind = "processes"
 
-    def __init__(self, workers: int, *, ds: Dataset, budget: Budget, seed: int, device: str,
-                 start_timeout_s: float = 600.0):
+    def __init__(self, workers: int, context: EvalContext):
         import multiprocessing
 
         if workers < 1:
             raise ConfigError(f"workers must be >= 1, got {workers}")
         self.workers = workers
         self._ctx = multiprocessing.get_context("spawn")
-        self._payload = pickle.dumps((ds, budget, seed, device), protocol=pickle.HIGHEST_PROTOCOL)
-        self._launched: dict[int, float] = {}
+        if context.study_storage:
+            context = replace(context, study_storage=_shared_storage(context.study_storage))
+        self._payload = pickle.dumps(context, protocol=pickle.HIGHEST_PROTOCOL)
         self.startup_seconds: list[float] = []
         self._closed = False
         self._pool: list[_Worker] = []
+        self._gpus: list[str] = []
         try:
-            self._pool = [self._spawn() for _ in range(workers)]
-            self._wait_ready(start_timeout_s)
+            self._gpus = _visible_gpus() if context.device.startswith("cuda") else []
+            self._pool = [self._spawn(slot) for slot in range(workers)]
         except BaseException:
             self.close()
             raise
-        log.info("%d worker processes ready (start-up %s s each)", workers,
-                 ", ".join(f"{s:.1f}" for s in self.startup_seconds))
+        log.info("starting %d worker processes", workers)
 
     # -- workers -------------------------------------------------------------------------------
 
-    def _spawn(self) -> _Worker:
+    def _spawn(self, slot: int) -> _Worker:
         parent, child = self._ctx.Pipe(duplex=True)
-        proc = self._ctx.Process(target=_worker_main, args=(child, self._payload, logging.getLogger().level),
+        proc = self._ctx.Process(target=_worker_main, args=(child, logging.getLogger().getEffectiveLevel()),
                                  name="evo-worker", daemon=True)
         # The child reads the thread variables when it imports numpy/torch, before our code runs:
-        # set them in the environment it inherits, for the moment of the launch only.
-        saved = {k: os.environ.get(k) for k in THREAD_ENV}
-        os.environ.update(THREAD_ENV)
+        # set them in the environment it inherits, for the moment of the launch only. With several
+        # GPUs, worker slot i sees only GPU i mod n (as "cuda:0").
+        env = dict(THREAD_ENV)
+        if len(self._gpus) > 1:
+            env["CUDA_VISIBLE_DEVICES"] = self._gpus[slot % len(self._gpus)]
+        saved = {k: os.environ.get(k) for k in env}
+        launched = time.time()
+        os.environ.update(env)
         try:
             proc.start()
         finally:
@@ -359,12 +434,19 @@ class ProcessPoolMap(EvalMap):
                 else:
                     os.environ[k] = v
         child.close()
-        self._launched[proc.pid] = time.perf_counter()
-        return _Worker(proc, parent)
+        # The Dataset goes through our pipe, not the launch arguments: multiprocessing writes those
+        # while holding the pipe's read end too, and would block for ever on a child that died
+        # before reading them. A thread, so the run goes on while a replacement starts up.
+        threading.Thread(target=_feed, args=(parent, launched, self._payload), name="evo-worker-feed",
+                         daemon=True).start()
+        return _Worker(proc, parent, slot)
 
-    def _wait_ready(self, timeout_s: float) -> None:
+    def wait_ready(self, timeout_s: float = 600.0) -> None:
+        """Block until every worker has started (the map does not need this: tasks go to workers
+        as they become ready). RuntimeError if one dies while starting or the time runs out."""
         from multiprocessing.connection import wait
 
+        self._revive()
         deadline = time.perf_counter() + timeout_s
         while not all(w.ready for w in self._pool):
             left = deadline - time.perf_counter()
@@ -387,7 +469,7 @@ class ProcessPoolMap(EvalMap):
                     logging.getLogger(value.name).handle(value)
                 elif kind == "ready":
                     w.ready = True
-                    self.startup_seconds.append(time.perf_counter() - self._launched.pop(w.process.pid))
+                    self.startup_seconds.append(float(value))
                 elif kind == "record":
                     out.append(value)
                     w.task = None
@@ -403,7 +485,7 @@ class ProcessPoolMap(EvalMap):
         w.conn.close()
         if not w.ready:
             raise RuntimeError(f"an evo worker process died while starting ({why}); its error is above")
-        self._pool[self._pool.index(w)] = self._spawn()
+        self._pool[self._pool.index(w)] = self._spawn(w.slot)
         if w.task is None:
             log.warning("worker process %d died (%s) while idle; started another", w.process.pid, why)
             return []
@@ -418,6 +500,7 @@ class ProcessPoolMap(EvalMap):
 
         if self._closed:
             raise RuntimeError("this evaluation map is closed")
+        self._revive()
         todo = deque(tasks)
         try:
             while True:
@@ -439,32 +522,32 @@ class ProcessPoolMap(EvalMap):
             self._abandon()
 
     def _abandon(self) -> None:
-        """Stop workers still busy with tasks nobody will collect (the caller stopped early)."""
-        if self._closed:
-            return
-        for i, w in enumerate(self._pool):
+        """Stop the workers still busy with tasks nobody will collect (the caller stopped early:
+        Ctrl-C, an error); the next call starts their replacements."""
+        for w in self._pool:
             if w.task is not None:
                 w.process.terminate()
                 w.process.join()
+                w.task = None
+
+    def _revive(self) -> None:
+        for i, w in enumerate(self._pool):
+            if not w.process.is_alive():
+                w.process.join()
                 w.conn.close()
-                self._pool[i] = self._spawn()
+                self._pool[i] = self._spawn(w.slot)
 
     def close(self) -> None:
+        """Stop every worker (SIGTERM: they hold nothing worth saving; a genome in flight is
+        evaluated again by ``evo run --resume``)."""
         if self._closed:
             return
         self._closed = True
         for w in self._pool:
-            if w.process.is_alive() and w.task is None:
-                try:
-                    w.conn.send(None)
-                except OSError:
-                    pass
-        deadline = time.perf_counter() + 5.0
-        for w in self._pool:
-            w.process.join(max(0.0, deadline - time.perf_counter()))
             if w.process.is_alive():
                 w.process.terminate()
-                w.process.join()
+        for w in self._pool:
+            w.process.join()
             w.conn.close()
 
 
@@ -472,10 +555,12 @@ class ProcessPoolMap(EvalMap):
 # Dask distributed
 
 
-def _dask_evaluate(task: EvalTask, ds: Dataset, budget: Budget, seed: int, device: str) -> Record:
+def _dask_evaluate(task: EvalTask, context: EvalContext) -> Record:
     """What a Dask worker runs per genome (prepares its process on the first call)."""
-    prepare_process(device)
-    return evaluate_task(task, ds, budget, seed, device)
+    prepare_process(context.device, context.budget)
+    if os.environ.get(CRASH_ENV) == task.genome.key():
+        os._exit(1)
+    return context.evaluate(task)
 
 
 class DaskMap(EvalMap):
@@ -485,13 +570,16 @@ class DaskMap(EvalMap):
 
     kind = "dask"
 
-    def __init__(self, address: str, *, ds: Dataset, budget: Budget, seed: int, device: str,
-                 connect_timeout_s: float = 30.0):
+    def __init__(self, address: str, context: EvalContext, *, connect_timeout_s: float = 30.0):
         try:
             from distributed import Client
         except ImportError:
             raise ConfigError("--scheduler needs Dask's 'distributed' package: pip install distributed") from None
-        self.address, self.seed, self.device = address, seed, device
+        self.address = address
+        if context.study_storage and context.study_storage.startswith("sqlite"):
+            log.warning("with --scheduler the learning-rate studies are not saved to %s (the workers may run on "
+                        "other machines); the results are the same", context.study_storage)
+            context = replace(context, study_storage=None)
         self._token = uuid.uuid4().hex[:8]
         self._pending: dict[Any, EvalTask] = {}
         try:
@@ -506,7 +594,8 @@ class DaskMap(EvalMap):
                 self.client.wait_for_workers(1)
             self.workers = len(self.client.scheduler_info().get("workers", {}))
             log.info("Dask scheduler %s with %d workers", address, self.workers)
-            self._ds, self._budget = self.client.scatter([ds, budget], broadcast=True, hash=False)
+            # Sent once to every worker now (workers that join later fetch it from a peer).
+            self._context = self.client.scatter(context, broadcast=True, hash=False)
         except BaseException:
             self.client.close()
             raise
@@ -514,13 +603,24 @@ class DaskMap(EvalMap):
     def __call__(self, tasks: list[EvalTask]) -> Iterator[Record]:
         from distributed import as_completed
 
-        for task in tasks:
-            key = f"evo-evaluate-{task.genome.key()[:16]}-{self._token}-{uuid.uuid4().hex[:6]}"
-            fut = self.client.submit(_dask_evaluate, task, self._ds, self._budget, self.seed, self.device,
-                                     key=key, pure=False)
-            self._pending[fut] = task
+        todo = deque(tasks)
+        running = as_completed(loop=self.client.loop)
+
+        def submit() -> None:
+            # No more genomes out than the cluster has threads: each worker then holds one genome
+            # at a time, so a worker's death is charged to that genome only (a queued neighbour
+            # would count as "running" too) and workers joining later still get work.
+            capacity = max(1, sum(self.client.nthreads().values()))
+            while todo and len(self._pending) < capacity:
+                task = todo.popleft()
+                key = f"evo-evaluate-{task.genome.key()[:16]}-{self._token}-{uuid.uuid4().hex[:6]}"
+                fut = self.client.submit(_dask_evaluate, task, self._context, key=key, pure=False)
+                self._pending[fut] = task
+                running.add(fut)
+
         try:
-            for fut in as_completed(list(self._pending)):
+            submit()
+            for fut in running:
                 task = self._pending.pop(fut)
                 try:
                     record = fut.result()
@@ -529,6 +629,7 @@ class DaskMap(EvalMap):
                                 type(exc).__name__, exc)
                     record = failed_record(task, f"{type(exc).__name__}: {exc}")
                 fut.release()
+                submit()
                 yield record
         finally:
             if self._pending:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from evo.commands._common import budget_of, load_dataset, setup_logging
+from evo.commands._common import budget_of, load_dataset, setup_logging, single_thread_torch
 
 HELP = "train a front member for deployment and write its bundle"
 
@@ -23,6 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
+    single_thread_torch()
     from evo.bundle import Bundle
     from evo.config import check_device
     from evo.errors import StoreError

@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from evo.commands._common import budget_of, load_run_data, setup_logging
+from evo.commands._common import budget_of, load_run_data, setup_logging, single_thread_torch
 from evo.commands._data_args import add_data_arguments
 
 HELP = "evolve a consensus pair of xLSTM models"
@@ -19,6 +19,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="run directory (default runs/<time>-<budget>)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run")
+    p.add_argument("--workers", type=int, default=1,
+                   help="evaluate genomes in N long-lived local processes (torch on 1 thread each)")
+    p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="evaluate on the workers of a Dask scheduler (see README: several machines)")
     p.add_argument("--optimizer", choices=("nsga2", "random"), default="nsga2",
                    help="nsga2 (default) or random search on the same evaluation budget")
     p.add_argument("--time-limit", default=None, metavar="DURATION",
@@ -99,11 +103,13 @@ def main(args: argparse.Namespace) -> int:
     data_text = ", ".join(f"{d.label} ({d.n_bars} bars)" for d in datasets)
     console.print(f"[bold]evo run[/] {store.path}  budget={budget.name} device={device} "
                   f"data={data_text} generations={generations} seed={seed}")
+    single_thread_torch()
     limit_s = parse_duration(args.time_limit) if args.time_limit else None
     finished = _search(store, ds, budget, generations, seed, device, console, [g for _, g in seeds],
                        optimizer=store.meta.get("optimizer", "nsga2"), time_limit_s=limit_s,
                        objective_names=tuple(store.meta.get("objectives") or ("sharpe", "drawdown")),
-                       hardware=_hardware(store.meta.get("hardware")))
+                       hardware=_hardware(store.meta.get("hardware")), workers=args.workers,
+                       scheduler=args.scheduler)
     if finished and all(h is not None for h in holdouts):
         _trade_holdout(store, holdouts, budget, seed, device, console)
     from evo.commands.front import print_front
@@ -240,7 +246,8 @@ def parse_duration(text: str) -> float:
 
 
 def _search(store, ds, budget, generations, seed, device, console, seed_genomes=(), *, optimizer="nsga2",
-            time_limit_s: float | None = None, objective_names=("sharpe", "drawdown"), hardware=None) -> bool:
+            time_limit_s: float | None = None, objective_names=("sharpe", "drawdown"), hardware=None,
+            workers: int = 1, scheduler: str | None = None) -> bool:
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -277,10 +284,17 @@ def _search(store, ds, budget, generations, seed, device, console, seed_genomes=
                 bar.update(total, completed=max(done, bar.tasks[0].completed))
 
         from evo.evaluate import study_storage_url
+        from evo.parallel import make_map
 
+        storage = study_storage_url(store.path)
+        map_fn = None
+        if workers > 1 or scheduler:
+            map_fn = make_map(workers=workers, scheduler=scheduler, ds=ds, budget=budget, seed=seed, device=device,
+                              study_storage=storage, hardware=hardware,
+                              progress=lambda msg: progress({"kind": "detail", "message": msg}))
         search = Search(ds, budget, store, seed=seed, device=device, progress=progress, seed_genomes=seed_genomes,
-                        optimizer=optimizer, study_storage=study_storage_url(store.path),
-                        objective_names=tuple(objective_names), hardware=hardware)
+                        optimizer=optimizer, study_storage=storage, objective_names=tuple(objective_names),
+                        hardware=hardware, map_fn=map_fn)
         started = time.monotonic()
 
         def out_of_time() -> bool:
@@ -295,6 +309,9 @@ def _search(store, ds, budget, generations, seed, device, console, seed_genomes=
             console.print("[yellow]interrupted: the journal and last checkpoint are saved; "
                           f"continue with python -m evo run --resume {store.path}[/]")
             return False
+        finally:
+            if map_fn is not None:
+                map_fn.close()
     return True
 
 
