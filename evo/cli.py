@@ -15,7 +15,7 @@ import sys
 
 from evo.errors import EvoError
 
-COMMANDS = ("run", "front", "export", "predict", "features", "report", "bench-bundle", "calibrate")
+COMMANDS = ("run", "front", "export", "predict", "features", "report", "bench-bundle", "calibrate", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

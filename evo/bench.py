@@ -1,0 +1,1356 @@
+"""Benchmarks of evo on this machine (issue 9): pure measurement functions that report numbers.
+
+Nothing here fails on a timing. Each ``bench_*`` function measures one item of
+``docs/benchmarks.md`` and returns a plain dict (JSON-ready); :func:`run_suite` runs them all and
+:func:`render_markdown` writes the table. ``python -m evo bench`` (``evo.commands.bench``) is the
+front end.
+
+How the numbers are taken (the machine is shared, so every comparison is side by side):
+
+- **A/B timings** are interleaved: round ``r`` runs A once, then B once, then the next round; the
+  figure is the median over rounds, and a ratio is the ratio of those medians. Warm-up rounds
+  (lazy imports, JIT, allocator) are run first and thrown away.
+- **Start-up** figures are wall times of fresh ``python`` subprocesses, median of several.
+- **The load average** (``os.getloadavg``) is recorded before and after each item.
+
+The items, as numbered in issue 9:
+
+1. overhead of a genome's evaluation outside the models' forward/backward passes;
+2. multi-fidelity evaluation (not implemented; reported as such);
+3. xLSTM training speed on the CPU against ``nn.LSTM`` and the machine's matmul peak;
+4. the vectorbt backtest against backtesting.py on the same signal;
+5. start-up of ``python -m evo --help`` and of ``evo predict``'s imports;
+6. the feature cache (cold vs warm) and vectorbt's numba JIT cache (cold vs warm);
+7. peak memory of a short search on 1-minute bars, and its growth across generations;
+8. GPU (measured only where CUDA is available).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "SHARED_DATA",
+    "backtesting_py_run",
+    "bench_backtest",
+    "bench_feature_cache",
+    "bench_gpu",
+    "bench_memory",
+    "bench_numba_cache",
+    "bench_overhead",
+    "bench_startup",
+    "bench_xlstm",
+    "expected_trades",
+    "interleaved",
+    "machine_facts",
+    "matmul_peak",
+    "model_flops",
+    "overhead_budget",
+    "overhead_genome",
+    "render_markdown",
+    "run_suite",
+    "summarize",
+]
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+MINUTE_FILE = "INDEXFUT_1m_2006.csv"
+ITEMS = ("overhead", "multifidelity", "xlstm", "backtest", "startup", "caches", "memory", "gpu")
+
+ProgressFn = Callable[[str], None]
+
+
+# ------------------------------------------------------------------------------------------------
+# machine, load and timing helpers
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages (runnable processes; 2.0 on 2 cores = fully busy)."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def machine_facts() -> dict[str, Any]:
+    """CPU model, cores, memory, thread count and library versions of this machine."""
+    import importlib.metadata as md
+
+    import torch
+
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gib = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_gib = round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    versions = {}
+    for dist in ("torch", "xlstm", "vectorbt", "numba", "numpy", "pandas", "backtesting"):
+        try:
+            versions[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            versions[dist] = None
+    return {
+        "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cpu": model, "cores": os.cpu_count(), "memory_gib": mem_gib,
+        "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+        "platform": platform.platform(), "versions": versions,
+        "cuda": bool(torch.cuda.is_available()),
+    }
+
+
+def interleaved(fns: dict[str, Callable[[], Any]], *, repeats: int, warmup: int = 1) -> dict[str, list[float]]:
+    """Wall times in seconds of each function, run in turn round after round (A, B, A, B ...), so
+    every function meets the same machine load. ``warmup`` rounds are run first and dropped."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for r in range(warmup + repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            elapsed = time.perf_counter() - t0
+            if r >= warmup:
+                times[name].append(elapsed)
+    return times
+
+
+def summarize(seconds: list[float]) -> dict[str, float]:
+    """Median, min and max of a list of wall times, in milliseconds."""
+    ms = [s * 1e3 for s in seconds]
+    return {"median_ms": round(statistics.median(ms), 3), "min_ms": round(min(ms), 3),
+            "max_ms": round(max(ms), 3), "n": len(ms)}
+
+
+@contextmanager
+def _patched(patches: list[tuple[Any, str, Any]]) -> Iterator[None]:
+    """Temporarily set ``obj.attr = value`` for each triple; always restored."""
+    saved = []
+    try:
+        for obj, attr, value in patches:
+            saved.append((obj, attr, obj.__dict__.get(attr, _MISSING) if isinstance(obj, type) else
+                          getattr(obj, attr, _MISSING)))
+            setattr(obj, attr, value)
+        yield
+    finally:
+        for obj, attr, old in reversed(saved):
+            if old is _MISSING:
+                delattr(obj, attr)
+            else:
+                setattr(obj, attr, old)
+
+
+_MISSING = object()
+
+
+# ------------------------------------------------------------------------------------------------
+# 1. overhead of a genome's evaluation outside the models' forward/backward
+
+
+class _Sections:
+    """Exclusive wall time per named section: time is charged to the innermost open section
+    (a forward pass inside ``train_model`` counts as forward, not as training loop)."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+        self.stack: list[str] = []
+        self.mark = time.perf_counter()
+
+    def _switch(self) -> None:
+        now = time.perf_counter()
+        self.totals[self.stack[-1] if self.stack else "other"] += now - self.mark
+        self.mark = now
+
+    def wrap(self, name: str, fn: Callable) -> Callable:
+        sections = self
+
+        @functools.wraps(fn)
+        def timed(*args, **kwargs):
+            sections._switch()
+            sections.stack.append(name)
+            sections.calls[name] += 1
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                sections._switch()
+                sections.stack.pop()
+
+        return timed
+
+
+def overhead_budget(quick: bool = False):
+    """The ``cpu`` preset as it is (``quick``: its training cut to 1 epoch on 128 windows, 1 lr
+    trial, 2 folds and 4 risk trials, for the tests)."""
+    from evo.config import load_budget
+
+    b = load_budget("cpu")
+    if quick:
+        return replace(b, name="cpu-quick",
+                       train=replace(b.train, max_epochs=1, patience=1, max_train_windows=128, lr_trials=1,
+                                     lr_trial_epochs=1, seeds=1),
+                       evaluate=replace(b.evaluate, folds=2, risk_trials=4))
+    return b
+
+
+def overhead_genome(ds, budget):
+    """A fixed genome at the small end of ``budget``'s space: model A mLSTM, model B sLSTM, one
+    block each, the smallest embedding and window, the first features of each pool."""
+    from evo.genome import Genome, ModelGenes
+
+    space = budget.search
+    emb = min(space.embedding_dim)
+    heads = max(h for h in space.num_heads if emb % h == 0 and emb // h >= 2 and (2 * emb) % h == 0)
+    n_a, n_b = min(8, space.max_features_a, len(ds.pools.a)), min(6, space.max_features_b, len(ds.pools.b))
+    return Genome(
+        model_a=ModelGenes(features=ds.pools.a[:n_a], embedding_dim=emb, num_blocks=space.num_blocks[0],
+                           num_heads=heads, slstm_at=(), dropout=0.1),
+        model_b=ModelGenes(features=ds.pools.b[:n_b], embedding_dim=emb, num_blocks=space.num_blocks[0],
+                           num_heads=heads, slstm_at=(0,), dropout=0.1),
+        seq_len=min(space.seq_len), horizon=min(h for h in space.horizon if h > 1) if any(
+            h > 1 for h in space.horizon) else space.horizon[0],
+        consensus="either", threshold=float(sum(space.threshold) / 2),
+    )
+
+
+def _warm_up(ds) -> float:
+    """Seconds of the once-per-process work a search pays before its first genome's backtest:
+    importing optuna, nevergrad and vectorbt and compiling vectorbt's ``from_signals`` simulator
+    (numba cannot cache it), done here on the first 64 bars of ``ds``."""
+    t0 = time.perf_counter()
+    import nevergrad  # noqa: F401
+    import optuna  # noqa: F401
+
+    from backtest import CostModel, backtest_signals
+
+    span = ds.bars.iloc[:64]
+    backtest_signals(span, (np.arange(64) % 4 < 2).astype(np.int8), costs=CostModel(),
+                     periods_per_year=ds.periods_per_year)
+    return time.perf_counter() - t0
+
+
+def bench_overhead(ds, budget, genome, *, seed: int = 0, warm_up: bool = True) -> dict[str, Any]:
+    """Time ``evo.evaluate.evaluate_genome(genome, ds, budget)`` once, split into sections.
+
+    The sections are measured by wrapping, for the duration of the call only, the functions that
+    do the work: ``DirectionModel.forward`` (every forward pass: training, validation, lr trials,
+    prediction), ``torch.Tensor.backward``, ``AdamW.step``, ``clip_grad_norm_``, the training loop
+    and ``predict_proba`` themselves (their remaining time: batching, losses, weight copies),
+    ``make_windows``, the risk tuning (nevergrad), ``backtest_signals`` (vectorbt). Time outside
+    all of them is ``other`` (scaler, labels, consensus, Optuna, metrics, glue). Each section's time
+    is exclusive (a forward inside training counts as forward).
+
+    Returns the sections in seconds, the total, ``outside_fwd_bwd`` (share of the total not in
+    forward or backward, the issue's figure) and ``outside_model`` (not in forward, backward or
+    the optimiser step), plus the final walk-forward backtest's arguments (``last_backtest``:
+    span, signal, costs, periods per year) for the backtest item.
+
+    With ``warm_up`` the once-per-process costs (imports, vectorbt's JIT) are paid first and
+    reported apart (``warmup_s``): a search pays them once, not per genome.
+    """
+    import torch
+
+    import backtest
+    import evo.risk
+    import models
+    import models.tuning
+    from evo.evaluate import evaluate_genome
+    from models.network import DirectionModel
+
+    warmup_s = _warm_up(ds) if warm_up else None
+    sec = _Sections()
+    captured: list[tuple] = []
+    bt_fn = backtest.backtest_signals
+
+    def capture_backtest(ohlcv, signal, **kwargs):
+        captured.append((ohlcv, np.asarray(signal).copy(), kwargs))
+        return bt_fn(ohlcv, signal, **kwargs)
+
+    patches = [
+        (DirectionModel, "forward", sec.wrap("forward", DirectionModel.forward)),
+        (torch.Tensor, "backward", sec.wrap("backward", torch.Tensor.backward)),
+        (torch.optim.AdamW, "step", sec.wrap("optimizer step", torch.optim.AdamW.step)),
+        (torch.nn.utils, "clip_grad_norm_", sec.wrap("grad clip", torch.nn.utils.clip_grad_norm_)),
+        (models, "train_model", sec.wrap("training loop (rest)", models.train_model)),
+        (models.tuning, "train_model", sec.wrap("training loop (rest)", models.tuning.train_model)),
+        (models, "predict_proba", sec.wrap("prediction (rest)", models.predict_proba)),
+        (models, "make_windows", sec.wrap("windows", models.make_windows)),
+        (evo.risk, "tune_risk", sec.wrap("risk tuning (nevergrad, rest)", evo.risk.tune_risk)),
+        (backtest, "backtest_signals", sec.wrap("backtest (vectorbt)", capture_backtest)),
+    ]
+    with _patched(patches):
+        sec.mark = t0 = time.perf_counter()
+        result = evaluate_genome(genome, ds, budget, seed=seed)
+        total = time.perf_counter() - t0
+        sec._switch()
+    sections = {k: round(v, 4) for k, v in sorted(sec.totals.items(), key=lambda kv: -kv[1])}
+    fwd_bwd = sec.totals["forward"] + sec.totals["backward"]
+    model = fwd_bwd + sec.totals["optimizer step"]
+    ohlcv, signal, kwargs = captured[-1]
+    return {
+        "total_s": round(total, 3), "warmup_s": None if warmup_s is None else round(warmup_s, 3),
+        "sections_s": sections, "calls": dict(sec.calls),
+        "outside_fwd_bwd": (total - fwd_bwd) / total, "outside_model": (total - model) / total,
+        "outside_fwd_bwd_s": round(total - fwd_bwd, 3),
+        "genome": genome.to_dict(), "budget": budget.name, "trades": result.trades, "sharpe": result.sharpe,
+        "last_backtest": {"ohlcv": ohlcv, "signal": signal, "costs": kwargs.get("costs"),
+                          "periods_per_year": kwargs["periods_per_year"]},
+    }
+
+
+def bench_optimizer_step(genome, *, rounds: int = 200, warmup: int = 20) -> dict[str, Any]:
+    """Per-step time of what ``models.train`` runs between backward passes, on the two models of
+    ``genome`` (random gradients, evo's parameter groups): ``AdamW.step`` as evo builds it
+    (torch's default, a per-tensor loop on the CPU) vs ``foreach=True`` vs ``fused=True``, and
+    ``clip_grad_norm_`` default vs ``foreach=True``. Interleaved rounds, medians in ms."""
+    import torch
+
+    from models.config import ModelConfig
+    from models.network import DirectionModel
+
+    out = {}
+    for name, genes in (("model_a", genome.model_a), ("model_b", genome.model_b)):
+        torch.manual_seed(0)
+        model = DirectionModel(ModelConfig(len(genes.features), genes.embedding_dim, genes.num_blocks,
+                                           genes.num_heads, tuple(genes.slstm_at), genes.dropout, genome.seq_len))
+        params = list(model.parameters())
+        for p in params:
+            p.grad = torch.randn_like(p)
+
+        def adamw(**kw):
+            groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": 0.01},
+                      {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+            return torch.optim.AdamW(groups, lr=1e-4, **kw).step
+
+        fns = {"adamw_default": adamw(), "adamw_foreach": adamw(foreach=True), "adamw_fused": adamw(fused=True),
+               "clip_default": lambda: torch.nn.utils.clip_grad_norm_(params, 1e9),
+               "clip_foreach": lambda: torch.nn.utils.clip_grad_norm_(params, 1e9, foreach=True)}
+        times = interleaved(fns, repeats=rounds, warmup=warmup)
+        out[name] = {"tensors": len(params), **{k: summarize(v)["median_ms"] for k, v in times.items()}}
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# 3. xLSTM training speed on the CPU
+
+
+def matmul_peak(n: int = 2048, repeats: int = 5) -> dict[str, float]:
+    """GFLOP/s of a float32 ``torch.mm`` of two n x n matrices with torch's current thread count:
+    ``2 n^3`` flops per product; ``peak_gflops`` is the best repeat, ``median_gflops`` the median."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    rates = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        rates.append(2 * n**3 / (time.perf_counter() - t0) / 1e9)
+    return {"n": n, "peak_gflops": round(max(rates), 2), "median_gflops": round(statistics.median(rates), 2),
+            "threads": torch.get_num_threads()}
+
+
+def _loss(model, x):
+    logits, ret = model(x)
+    return logits.square().mean() + ret.square().mean()
+
+
+def _fwd_bwd(model, x) -> None:
+    _loss(model, x).backward()
+    model.zero_grad(set_to_none=True)
+
+
+def model_flops(model, x) -> int:
+    """Floating-point operations of one forward + backward pass, counted by
+    ``torch.utils.flop_counter.FlopCounterMode`` (matrix products and convolutions; element-wise
+    operations are not counted, so the utilisation figure is a lower bound)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        _loss(model, x).backward()
+    model.zero_grad(set_to_none=True)
+    return int(counter.get_total_flops())
+
+
+def _lstm_net(n_features: int, hidden: int, layers: int):
+    from models.bench import _LSTMNet
+
+    return _LSTMNet(n_features, hidden, layers)
+
+
+def _lstm_cell_flops(lstm, batch: int, seq_len: int) -> int:
+    """Matrix-product FLOPs of ``nn.LSTM``'s cells for one forward + backward pass, counted
+    analytically (FlopCounterMode does not see inside the fused CPU kernel): per layer and step
+    ``2 * B * 4H * (in + H)`` forward, twice that backward (input and weight gradients)."""
+    H, total, width = lstm.hidden_size, 0, lstm.input_size
+    for _ in range(lstm.num_layers):
+        total += 3 * 2 * batch * seq_len * 4 * H * (width + H)
+        width = H
+    return total
+
+
+def _n_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def bench_xlstm(*, batch: int = 64, seq_len: int = 64, n_features: int = 16, embedding_dim: int = 64,
+                num_blocks: int = 4, num_heads: int = 4, repeats: int = 5, warmup: int = 1,
+                peak_n: int = 2048, threads: int | None = None, progress: ProgressFn | None = None) -> dict[str, Any]:
+    """:func:`_bench_xlstm` with torch's CPU threads set to ``threads`` (None: as they are) for
+    the duration of the call."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return _bench_xlstm(batch=batch, seq_len=seq_len, n_features=n_features, embedding_dim=embedding_dim,
+                            num_blocks=num_blocks, num_heads=num_heads, repeats=repeats, warmup=warmup,
+                            peak_n=peak_n, progress=progress)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _bench_xlstm(*, batch: int, seq_len: int, n_features: int, embedding_dim: int, num_blocks: int,
+                 num_heads: int, repeats: int, warmup: int, peak_n: int,
+                 progress: ProgressFn | None) -> dict[str, Any]:
+    """Forward + backward of one batch through the direction model (xlstm ``vanilla`` path:
+    all-mLSTM, one sLSTM block, all-sLSTM) and through ``nn.LSTM`` of about the mLSTM model's
+    parameter count; dropout 0, train mode, same input. Interleaved repeats, medians.
+
+    Also the machine's matmul peak and each case's FLOPs (FlopCounterMode), so
+    ``utilisation = flops / time / peak``. If ``models.fast_mlstm`` exists, its path runs on the
+    all-mLSTM model's own parameters and is compared with the vanilla path (ratio, and the largest
+    differences of outputs and gradients).
+    """
+    import torch
+
+    from models.config import ModelConfig
+    from models.network import DirectionModel
+
+    torch.manual_seed(0)
+    x = torch.randn(batch, seq_len, n_features)
+    cfgs = {
+        "xlstm vanilla, all mLSTM": (),
+        "xlstm vanilla, sLSTM at block 1": (1,) if num_blocks > 1 else (0,),
+        "xlstm vanilla, all sLSTM": tuple(range(num_blocks)),
+    }
+    models_: dict[str, Any] = {}
+    for name, slstm_at in cfgs.items():
+        torch.manual_seed(0)
+        models_[name] = DirectionModel(ModelConfig(n_features, embedding_dim, num_blocks, num_heads, slstm_at,
+                                                   0.0, seq_len)).train()
+    target = _n_params(models_["xlstm vanilla, all mLSTM"])
+    hidden = min(range(8, 4 * embedding_dim + 1, 8),
+                 key=lambda h: abs(_n_params(_lstm_net(n_features, h, num_blocks)) - target))
+    torch.manual_seed(0)
+    models_[f"nn.LSTM {num_blocks} layers x {hidden}"] = _lstm_net(n_features, hidden, num_blocks).train()
+    fast = _fast_path(models_["xlstm vanilla, all mLSTM"], x)
+    if fast is not None:
+        models_["evo fast path (models.fast_mlstm), all mLSTM"] = fast["model"]
+    if progress:
+        progress(f"xlstm: {len(models_)} cases, {warmup}+{repeats} interleaved rounds")
+    times = interleaved({name: functools.partial(_fwd_bwd, m, x) for name, m in models_.items()},
+                        repeats=repeats, warmup=warmup)
+    peak = matmul_peak(peak_n)
+    cases = {}
+    fast_name = "evo fast path (models.fast_mlstm), all mLSTM"
+    for name, m in models_.items():
+        # The fast path does the vanilla model's work (its own count includes the zeros of its
+        # block-diagonal products): rate it on the vanilla count.
+        flops = model_flops(models_["xlstm vanilla, all mLSTM"] if name == fast_name else m, x)
+        if name.startswith("nn.LSTM"):
+            flops += _lstm_cell_flops(m.lstm, batch, seq_len)
+        s = summarize(times[name])
+        cases[name] = {**s, "params": _n_params(m), "gflop": round(flops / 1e9, 3),
+                       "gflops": round(flops / (s["median_ms"] / 1e3) / 1e9, 2),
+                       "peak_share": flops / (s["median_ms"] / 1e3) / (peak["peak_gflops"] * 1e9)}
+    vanilla = cases["xlstm vanilla, all mLSTM"]["median_ms"]
+    out: dict[str, Any] = {"threads": torch.get_num_threads(), "batch": batch, "seq_len": seq_len,
+                           "n_features": n_features,
+                           "embedding_dim": embedding_dim, "num_blocks": num_blocks, "num_heads": num_heads,
+                           "matmul": peak, "cases": cases, "repeats": repeats}
+    if fast is not None:
+        fast_ms = cases[fast_name]["median_ms"]
+        out["fast"] = {"speedup": vanilla / fast_ms, "max_abs_out_diff": fast["out_diff"],
+                       "max_abs_grad_diff": fast["grad_diff"]}
+        out["training_path_speedup"] = vanilla / fast_ms
+    else:
+        # evo trains through DirectionModel, i.e. exactly xlstm's vanilla path.
+        out["training_path_speedup"] = 1.0
+    return out
+
+
+def _fast_path(vanilla_model, x) -> dict[str, Any] | None:
+    """The fast mLSTM model sharing ``vanilla_model``'s parameters, and its largest output and
+    gradient differences from the vanilla path; None when ``models.fast_mlstm`` is absent."""
+    try:
+        from models.fast_mlstm import compare_with_vanilla, fast_model
+    except ImportError:
+        return None
+    model = fast_model(vanilla_model)
+    out_diff, grad_diff = compare_with_vanilla(vanilla_model, model, x)
+    return {"model": model, "out_diff": out_diff, "grad_diff": grad_diff}
+
+
+# ------------------------------------------------------------------------------------------------
+# 4. the vectorbt backtest against backtesting.py
+
+
+def expected_trades(signal: np.ndarray) -> list[tuple[int, int | None]]:
+    """(entry bar, exit bar or None if still open) of each long position that a long/flat
+    ``signal`` opens: decided at bar t's close, filled at bar t+1's open (``backtest_signals``'
+    rule). Bars are row numbers of the signal's frame."""
+    sig = np.asarray(signal)
+    held = np.zeros(len(sig), dtype=np.int8)
+    held[1:] = sig[:-1]
+    trades, entry = [], None
+    for i, h in enumerate(held):
+        if h == 1 and entry is None:
+            entry = i
+        elif h != 1 and entry is not None:
+            trades.append((entry, i))
+            entry = None
+    if entry is not None:
+        trades.append((entry, None))
+    return trades
+
+
+def backtesting_py_run(ohlcv, signal: np.ndarray, costs, *, cash: float = 1e12) -> dict[str, Any]:
+    """The same long/flat signal through backtesting.py, aligned with ``backtest_signals``.
+
+    - Execution: backtesting.py fills an order placed in ``next()`` at bar t at bar t+1's open,
+      like evo; its first ``next()`` is at bar 1, so one copy of the first bar is put in front
+      (1 second earlier) to let the decision of the real bar 0 be made too.
+    - Costs: fees and slippage per side both become a commission of ``fees + slippage`` of the
+      traded value at the open, charged at entry and at exit (vectorbt multiplies slippage and
+      fees: the two differ by ``fees * slippage`` = 2.5e-7 per side at 5 bps each).
+    - Sizing: all-in: ``buy(size=1 - 1e-9)`` of equity, whole units; ``cash`` is large so the
+      rounding to whole units is negligible. An open position is marked to the last close with no
+      exit cost (``finalize_trades=False``), as vectorbt does.
+
+    Returns the final equity as a multiple of the starting cash and the trades as
+    ``(entry bar, exit bar or None)`` on the caller's bar numbering.
+    """
+    import pandas as pd
+    from backtesting import Backtest, Strategy
+
+    sig = np.asarray(signal)
+    if (sig < 0).any():
+        raise ValueError("backtesting_py_run compares long/flat signals only")
+    frame = ohlcv[["open", "high", "low", "close"]].rename(columns=str.capitalize)
+    first = frame.iloc[:1].copy()
+    first.index = first.index - pd.Timedelta(seconds=1)
+    frame = pd.concat([first, frame])
+    padded = np.concatenate([[0], sig]).astype(np.int8)
+    rate = costs.fees + costs.slippage
+
+    class FollowSignal(Strategy):
+        def init(self):
+            pass
+
+        def next(self):
+            want = padded[len(self.data) - 1]
+            if want == 1 and not self.position:
+                self.buy(size=1 - 1e-9)
+            elif want != 1 and self.position:
+                self.position.close()
+
+    import warnings
+
+    import backtesting.backtesting as bt_module
+
+    no_bar = [(bt_module, "_tqdm", lambda seq, **_: seq)]  # its progress bar would draw on stderr
+    with warnings.catch_warnings(), _patched(no_bar):
+        warnings.simplefilter("ignore")
+        bt = Backtest(frame, FollowSignal, cash=cash, commission=lambda size, price: abs(size) * price * rate,
+                      trade_on_close=False, exclusive_orders=False, finalize_trades=False)
+        stats = bt.run()
+    broker_trades = stats["_trades"]
+    trades = [(int(e) - 1, int(x) - 1) for e, x in zip(broker_trades["EntryBar"], broker_trades["ExitBar"])]
+    strategy = stats["_strategy"]
+    open_trades = [(int(t.entry_bar) - 1, None) for t in strategy._broker.trades]
+    return {"final_equity": float(stats["Equity Final [$]"]) / cash, "trades": trades + open_trades}
+
+
+def bench_backtest(ohlcv, signal: np.ndarray, *, costs, periods_per_year: float, repeats: int = 5,
+                   warmup: int = 1) -> dict[str, Any]:
+    """``backtest_signals`` (vectorbt, warm) vs :func:`backtesting_py_run` on the same bars and
+    signal: median wall times (interleaved), their ratio, trade lists and final equities."""
+    from backtest import backtest_signals
+
+    try:
+        import backtesting  # noqa: F401
+    except ImportError:
+        return {"skipped": "backtesting.py is not installed (pip install backtesting into the venv)"}
+    vbt_run = functools.partial(backtest_signals, ohlcv, signal, costs=costs, periods_per_year=periods_per_year)
+    bp_run = functools.partial(backtesting_py_run, ohlcv, signal, costs)
+    times = interleaved({"vectorbt": vbt_run, "backtesting.py": bp_run}, repeats=repeats, warmup=warmup)
+    res, bp = vbt_run(), bp_run()
+    want = expected_trades(signal)
+    vbt_equity = 1.0 + res.total_return
+    v, b = summarize(times["vectorbt"]), summarize(times["backtesting.py"])
+    return {
+        "bars": len(ohlcv), "signal_long_bars": int((np.asarray(signal) == 1).sum()),
+        "vectorbt": v, "backtesting_py": b, "speedup": b["median_ms"] / v["median_ms"],
+        "vectorbt_trades": int(res.trades), "backtesting_py_trades": len(bp["trades"]),
+        "same_trades": bp["trades"] == want and len(want) == res.trades,
+        "vectorbt_final_equity": vbt_equity, "backtesting_py_final_equity": bp["final_equity"],
+        "equity_diff": abs(bp["final_equity"] - vbt_equity) / vbt_equity,
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# 5. start-up
+
+
+def _python(code: str, *, env: dict[str, str] | None = None, timeout: float = 600) -> tuple[float, str]:
+    """Wall time of a fresh ``python -c code`` and its stdout; raises if it fails."""
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, **(env or {})}, timeout=timeout)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark subprocess failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return elapsed, proc.stdout
+
+
+_PREDICT_IMPORTS = textwrap.dedent("""
+    import json, sys, time
+    t0 = time.perf_counter()
+    import torch, xlstm
+    t1 = time.perf_counter()
+    from evo.cli import build_parser
+    build_parser()
+    # what `evo predict` imports on its way: the command, the bundle (+ safetensors, the stream),
+    # the data reader, and lazily in Bundle.load/decide: models, features, backtest.consensus
+    import evo.commands.predict, evo.bundle, evo.data, evo.stream, safetensors.torch
+    import models, features, backtest.consensus
+    t2 = time.perf_counter()
+    bad = sorted(m for m in ('deap', 'optuna', 'nevergrad', 'vectorbt') if m in sys.modules)
+    print(json.dumps({"torch_xlstm_s": t1 - t0, "beyond_s": t2 - t1, "forbidden": bad}))
+""")
+
+
+def bench_startup(*, repeats: int = 5) -> dict[str, Any]:
+    """Fresh-process wall times: ``python -m evo --help`` (median of ``repeats``), a bare
+    ``python -c pass`` for reference, and the import time of ``evo predict``'s modules beyond
+    ``import torch, xlstm`` (timed inside the process, median), with any of deap, optuna,
+    nevergrad or vectorbt found in ``sys.modules`` after those imports."""
+    help_s, bare_s, beyond, base, forbidden = [], [], [], [], set()
+    for _ in range(repeats):  # interleaved
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "evo", "--help"], capture_output=True, cwd=ROOT, timeout=120)
+        help_s.append(time.perf_counter() - t0)
+        if proc.returncode != 0:
+            raise RuntimeError(f"python -m evo --help failed: {proc.stderr[-500:]!r}")
+        bare_s.append(_python("pass")[0])
+        out = json.loads(_python(_PREDICT_IMPORTS)[1])
+        beyond.append(out["beyond_s"])
+        base.append(out["torch_xlstm_s"])
+        forbidden.update(out["forbidden"])
+    return {"help": summarize(help_s), "python_bare": summarize(bare_s),
+            "predict_imports_beyond_torch_xlstm": summarize(beyond), "torch_xlstm_import": summarize(base),
+            "predict_forbidden_modules": sorted(forbidden)}
+
+
+# ------------------------------------------------------------------------------------------------
+# 6. caches
+
+
+def bench_feature_cache(bars, *, repeats: int = 3) -> dict[str, Any]:
+    """``features.load_or_compute`` into an empty cache directory (compute + write) vs from a
+    warm one (read + verify), interleaved, medians."""
+    import features
+
+    with tempfile.TemporaryDirectory(prefix="evo-bench-cache-") as tmp:
+        warm_dir = Path(tmp) / "warm"
+        features.load_or_compute(bars, warm_dir)
+        counter = iter(range(10**6))
+
+        def cold():
+            features.load_or_compute(bars, Path(tmp) / f"cold{next(counter)}")
+
+        times = interleaved({"cold": cold, "warm": lambda: features.load_or_compute(bars, warm_dir)},
+                            repeats=repeats, warmup=0)
+        size = next(warm_dir.glob("*.npz")).stat().st_size
+    c, w = summarize(times["cold"]), summarize(times["warm"])
+    return {"bars": len(bars), "cold": c, "warm": w, "speedup": c["median_ms"] / w["median_ms"],
+            "file_mib": round(size / 2**20, 2)}
+
+
+_FIRST_BACKTEST = textwrap.dedent("""
+    import json, sys, time
+    t0 = time.perf_counter()
+    import numpy as np, pandas as pd
+    from backtest import CostModel, backtest_signals
+    d = np.load(DATA)
+    bars = pd.DataFrame({c: d[c] for c in ("open", "high", "low", "close", "volume")},
+                        index=pd.DatetimeIndex(d["index_ns"].astype("datetime64[ns]")))
+    costs = CostModel(float(d["fees_bps"]), float(d["slippage_bps"]))
+    t_import = time.perf_counter()
+    import vectorbt
+    t1 = time.perf_counter()
+    if MODE == "signals":
+        r = backtest_signals(bars, d["signal"], costs=costs, periods_per_year=float(d["ppy"]))
+        equity = 1.0 + r.total_return
+    else:
+        # The same long/flat, all-in, next-open trades through Portfolio.from_orders, whose numba
+        # simulator is cached (from_signals' is not): orders only where the held position changes.
+        import vectorbt as vbt
+        sig = d["signal"]
+        held = np.zeros_like(sig)
+        held[1:] = sig[:-1]
+        before = np.concatenate([[0], held[:-1]])
+        size = np.full(len(sig), np.nan)
+        size[(held == 1) & (before != 1)] = np.inf
+        size[(held != 1) & (before == 1)] = -np.inf
+        pf = vbt.Portfolio.from_orders(bars["close"], size=size, size_type="amount", direction="longonly",
+                                       price=bars["open"], fees=costs.fees, slippage=costs.slippage,
+                                       init_cash=1.0, log=False)
+        equity = float(pf.value().iloc[-1])
+    t2 = time.perf_counter()
+    print(json.dumps({"setup_s": t_import - t0, "import_vectorbt_s": t1 - t_import, "first_backtest_s": t2 - t1,
+                      "equity": equity}))
+""")
+
+
+def bench_numba_cache(ohlcv, signal: np.ndarray, *, costs, periods_per_year: float,
+                      repeats: int = 2) -> dict[str, Any]:
+    """The first backtest of a fresh process, vectorbt already imported (timed apart), so the
+    call compiles or loads its numba functions, with ``NUMBA_CACHE_DIR`` pointing at an empty
+    directory (cold) vs at the directory the cold run filled (warm); each repeat uses a new empty
+    directory, cold and warm alternate. Also the whole process's wall time.
+
+    Two paths: ``signals`` is ``backtest_signals`` (``Portfolio.from_signals``, whose simulator
+    numba cannot cache, so a warm process still compiles it); ``orders`` trades the same signal
+    through ``Portfolio.from_orders`` (cached simulator) to show what a switch would give; its
+    final equity is reported next to the ``signals`` one.
+    """
+    out: dict[str, Any] = {"bars": len(ohlcv)}
+    with tempfile.TemporaryDirectory(prefix="evo-bench-numba-") as tmp:
+        data = Path(tmp) / "span.npz"
+        np.savez(data, index_ns=ohlcv.index.as_unit("ns").asi8, signal=np.asarray(signal, dtype=np.int8),
+                 fees_bps=costs.fees_bps, slippage_bps=costs.slippage_bps, ppy=periods_per_year,
+                 **{c: ohlcv[c].to_numpy(dtype=np.float64) for c in ("open", "high", "low", "close", "volume")})
+        for mode in ("signals", "orders"):
+            code = _FIRST_BACKTEST.replace("DATA", repr(str(data))).replace("MODE", repr(mode))
+            cold, warm = defaultdict(list), defaultdict(list)
+            equity = None
+            for r in range(repeats):
+                cache = Path(tmp) / f"numba-{mode}-{r}"
+                cache.mkdir()
+                for runs in (cold, warm):
+                    wall, text = _python(code, env={"NUMBA_CACHE_DIR": str(cache)})
+                    got = json.loads(text)
+                    runs["first_backtest"].append(got["first_backtest_s"])
+                    runs["import"].append(got["import_vectorbt_s"])
+                    runs["process"].append(wall)
+                    equity = got["equity"]
+            c, w = summarize(cold["first_backtest"]), summarize(warm["first_backtest"])
+            cp, wp = summarize(cold["process"]), summarize(warm["process"])
+            out[mode] = {"cold_first_backtest": c, "warm_first_backtest": w,
+                         "speedup": c["median_ms"] / w["median_ms"], "cold_process": cp, "warm_process": wp,
+                         "process_speedup": cp["median_ms"] / wp["median_ms"], "final_equity": equity,
+                         "import_vectorbt": summarize(cold["import"] + warm["import"])}
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# 7. memory
+
+
+_CPU_SPACE = """
+    embedding_dim = [16, 24, 32, 48]
+    num_blocks = [1, 3]
+    num_heads = [1, 2, 4]
+    slstm_share = 0.3
+    dropout = [0.0, 0.4]
+    seq_len = [16, 24, 32]
+    horizon = [1, 3, 5, 10]
+    threshold = [0.36, 0.65]
+    consensus = ["both", "either", "weighted"]
+    max_features_a = 16
+    max_features_b = 10
+"""
+_SMOKE_SPACE = """
+    embedding_dim = [8, 16, 24]
+    num_blocks = [1, 2]
+    num_heads = [1, 2, 4]
+    slstm_share = 0.5
+    dropout = [0.0, 0.3]
+    seq_len = [8, 12, 16]
+    horizon = [1, 3, 5]
+    threshold = [0.36, 0.6]
+    consensus = ["both", "either", "weighted"]
+    max_features_a = 8
+    max_features_b = 6
+"""
+
+
+def memory_budgets(quick: bool = False) -> dict[str, dict[str, Any]]:
+    """The two budgets of :func:`bench_memory`: ``short`` (the ``cpu`` preset's search space with
+    less training: 2 epochs on at most 1000 windows, 3 folds, 10 risk trials) and ``tiny`` (the
+    ``smoke`` space, 1 epoch on 128 windows, 2 folds, 2 risk trials). ``quick`` shrinks both."""
+    short = dict(space=_CPU_SPACE, name="cpu", epochs=2, windows=1000, folds=3, risk=10)
+    tiny = dict(space=_SMOKE_SPACE, name="smoke", epochs=1, windows=128, folds=2, risk=2)
+    if quick:
+        short = dict(tiny, windows=64)
+        tiny = dict(tiny, windows=64)
+    return {"short": short, "tiny": tiny}
+
+
+def _budget_toml(b: dict[str, Any], *, population: int, generations: int) -> str:
+    head = textwrap.dedent(f"""\
+        description = "bench: {b['epochs']} epochs on <= {b['windows']} windows"
+        device = "cpu"
+        [search]
+    """)
+    tail = textwrap.dedent(f"""\
+        [train]
+        max_epochs = {b['epochs']}
+        patience = {b['epochs']}
+        batch_size = 64
+        max_train_windows = {b['windows']}
+        lr_trials = 1
+        lr_trial_epochs = 1
+        [evaluate]
+        folds = {b['folds']}
+        test_fraction = 0.3
+        val_fraction = 0.15
+        min_trades = 10
+        risk_trials = {b['risk']}
+        [ga]
+        population = {population}
+        generations = {generations}
+    """)
+    return head + textwrap.dedent(b["space"]).strip() + "\n" + tail
+
+
+_GROWTH = textwrap.dedent("""
+    import json, resource, sys, time
+    from pathlib import Path
+    from evo.config import load_budget
+    from evo.data import load_bars
+    from evo.evaluate import prepare_run_data
+    from evo.ga import Search
+    from evo.store import RunStore
+
+    def rss_mib():
+        for line in open("/proc/self/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+
+    budget_path, data, out, generations = sys.argv[1], sys.argv[2] or None, Path(sys.argv[3]), int(sys.argv[4])
+    budget = load_budget(budget_path)
+    bars, label = load_bars(data)
+    ds, holdout = prepare_run_data(bars, label, budget, cache_dir=out / "cache")
+    store = RunStore.create(out / "run", {"budget": budget.to_dict(), "data": data})
+    points = [{"generation": None, "rss_mib": rss_mib(),
+               "maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "t": time.time()}]
+
+    def progress(event):
+        if event["kind"] == "checkpoint":
+            points.append({"generation": event["generation"], "evaluated": event["evaluated"],
+                           "rss_mib": rss_mib(),
+                           "maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                           "t": time.time()})
+
+    Search(ds, budget, store, seed=0, progress=progress).run(generations)
+    print(json.dumps(points))
+""")
+
+
+def _run_measured(args: list[str], *, env: dict[str, str], cwd: Path, timeout: float) -> tuple[float, float, str]:
+    """Run a subprocess to the end; (wall seconds, peak RSS MiB of it and its children, stdout)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(args, stdout=out, stderr=err, cwd=cwd, env={**os.environ, **env})
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                proc.kill()
+                pid, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.2)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args[:4])} ... failed ({proc.returncode}): {stderr[-2000:]}")
+    return wall, usage.ru_maxrss / 1024, stdout
+
+
+def bench_memory(*, data: str | None = None, quick: bool = False, population: int = 4,
+                 growth_generations: int = 4, growth_population: int = 2,
+                 timeout: float = 3600) -> dict[str, Any]:
+    """Peak RSS of ``python -m evo run`` (a fresh process, empty feature cache) on ``data`` (a CSV
+    path; None = the demo data) with the ``short`` budget of :func:`memory_budgets`: generation 0
+    of ``population`` genomes, then the holdout trade and the front; read from ``os.wait4``'s
+    rusage. Then the RSS after each of ``growth_generations + 1`` generations of a ``tiny``
+    search (``evo.ga.Search`` with a progress callback, in a fresh process)."""
+    budgets = memory_budgets(quick)
+    with tempfile.TemporaryDirectory(prefix="evo-bench-mem-") as tmp:
+        tmp = Path(tmp)
+        (tmp / "short.toml").write_text(_budget_toml(budgets["short"], population=population, generations=0))
+        (tmp / "tiny.toml").write_text(_budget_toml(budgets["tiny"], population=growth_population,
+                                                    generations=growth_generations))
+        env = {"EVO_CACHE_DIR": str(tmp / "cache")}
+        data_args = ["--data", data] if data else []
+        wall, peak, _ = _run_measured([sys.executable, "-m", "evo", "run", "--budget", str(tmp / "short.toml"),
+                                       *data_args, "--generations", "0", "--out", str(tmp / "run")],
+                                      env=env, cwd=ROOT, timeout=timeout)
+        gwall, gpeak, out = _run_measured([sys.executable, "-c", _GROWTH, str(tmp / "tiny.toml"), data or "",
+                                           str(tmp / "growth"), str(growth_generations)],
+                                          env=env, cwd=ROOT, timeout=timeout)
+    points = json.loads(out.strip().splitlines()[-1])
+    gens = [p for p in points if p["generation"] is not None]
+    growth = gens[-1]["rss_mib"] - gens[0]["rss_mib"] if len(gens) > 1 else 0.0
+    return {
+        "data": Path(data).name if data else "demo (NVDA daily)",
+        "search": {"population": population, "generations": 1, "wall_s": round(wall, 1),
+                   "peak_rss_mib": round(peak, 1),
+                   "budget": {k: v for k, v in budgets["short"].items() if k != "space"},
+                   "space": budgets["short"]["name"]},
+        "growth": {"population": growth_population, "generations": len(gens), "wall_s": round(gwall, 1),
+                   "peak_rss_mib": round(gpeak, 1), "space": budgets["tiny"]["name"],
+                   "budget": {k: v for k, v in budgets["tiny"].items() if k != "space"},
+                   "rss_after_generation_mib": [round(p["rss_mib"], 1) for p in gens],
+                   "rss_before_search_mib": round(points[0]["rss_mib"], 1),
+                   "growth_first_to_last_mib": round(growth, 1),
+                   "growth_per_generation_mib": round(growth / max(1, len(gens) - 1), 2)},
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# 8. GPU
+
+
+def bench_gpu() -> dict[str, Any]:
+    """Only the fact whether CUDA is there: GPU figures are taken on a machine that has one."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"skipped": "not measured (no GPU lent)"}
+    return {"skipped": f"CUDA device {torch.cuda.get_device_name(0)} present; GPU benchmarks are not part "
+                       "of this CPU suite yet"}
+
+
+# ------------------------------------------------------------------------------------------------
+# the suite
+
+
+def _read_bars(path: Path):
+    from evo.data import read_csv
+
+    return read_csv(path)
+
+
+def run_suite(*, quick: bool = False, only: tuple[str, ...] = ITEMS,
+              progress: ProgressFn | None = None) -> dict[str, Any]:
+    """Run the selected items (``ITEMS``) and return the report: machine facts, the load average
+    before and after each item, and each item's result (an item that raises is recorded with
+    its error; the suite goes on)."""
+    say = progress or (lambda msg: None)
+    report: dict[str, Any] = {"quick": quick, "machine": machine_facts(), "load_start": load_average(),
+                              "items": {}, "load": {}}
+    shared: dict[str, Any] = {}
+
+    def item(name: str, fn: Callable[[], dict[str, Any]]) -> None:
+        if name not in only:
+            return
+        say(f"{name} ...")
+        before, t0 = load_average(), time.perf_counter()
+        try:
+            result = fn()
+        except Exception as exc:  # noqa: BLE001 - a benchmark reports, it never stops the suite
+            result = {"error": f"{type(exc).__name__}: {exc}"}
+        result["wall_s"] = round(time.perf_counter() - t0, 1)
+        report["items"][name] = result
+        report["load"][name] = {"before": before, "after": load_average()}
+        say(f"{name} done in {result['wall_s']} s")
+
+    def overhead():
+        import torch
+
+        from evo.data import load_bars
+        from evo.evaluate import prepare_run_data
+
+        bars, label = load_bars(None)
+        budget = overhead_budget(quick)
+        t0 = time.perf_counter()
+        ds, _ = prepare_run_data(bars, label, budget, cache_dir=None)
+        features_s = time.perf_counter() - t0
+        genome = overhead_genome(ds, budget)
+        default, runs = torch.get_num_threads(), {}
+        warmup_s = _warm_up(ds)
+        # Untimed: one evaluation on the quick budget, so first-use costs (autograd, Optuna,
+        # nevergrad, vectorbt's accessors) are paid before the timed ones, as in a running search.
+        from evo.evaluate import evaluate_genome
+
+        evaluate_genome(genome, ds, overhead_budget(quick=True))
+        try:
+            for threads in sorted({default, 1}, reverse=True):
+                torch.set_num_threads(threads)
+                res = bench_overhead(ds, budget, genome, warm_up=False)
+                shared.setdefault("last_backtest", res.pop("last_backtest"))
+                runs[str(threads)] = res
+        finally:
+            torch.set_num_threads(default)
+        first = runs[str(default)]
+        step = bench_optimizer_step(genome)
+        steps = first["calls"].get("optimizer step", 0)
+        saving_ms = statistics.mean(m["adamw_default"] - m["adamw_fused"] + m["clip_default"] - m["clip_foreach"]
+                                    for m in step.values())
+        est = (first["outside_fwd_bwd_s"] - steps * saving_ms / 1e3) / first["total_s"]
+        return {"runs": runs, "optimizer_step": step, "steps": steps, "fused_saving_ms": saving_ms,
+                "estimated_share_with_fused": est, "default_threads": default, "data": label, "bars": ds.n_bars,
+                "budget": budget.name, "genome": first["genome"], "warmup_s": round(warmup_s, 3),
+                "features_once_s": round(features_s, 3), "features_share_of_genome": features_s / first["total_s"]}
+
+    def backtest_item():
+        lb = shared.get("last_backtest") or _fallback_backtest(quick)
+        res = bench_backtest(lb["ohlcv"], lb["signal"], costs=lb["costs"], periods_per_year=lb["periods_per_year"],
+                             repeats=3 if quick else 7)
+        minute = SHARED_DATA / MINUTE_FILE
+        if not quick and minute.exists() and "skipped" not in res:
+            from backtest import CostModel, periods_per_year
+
+            bars = _read_bars(minute)
+            span = bars.iloc[-int(0.3 * 0.8 * len(bars)):]  # the cpu budget's test span: 30 % of the 80 % searched
+            res["minute"] = bench_backtest(span, _ma_cross(span), costs=CostModel(5.0, 5.0),
+                                           periods_per_year=periods_per_year(bars.index), repeats=5)
+        return res
+
+    def xlstm_item():
+        import torch
+
+        default = torch.get_num_threads()
+        runs = {}
+        for threads in sorted({default, 1}, reverse=True):
+            if quick:
+                runs[str(threads)] = bench_xlstm(batch=8, seq_len=16, embedding_dim=16, num_blocks=2, num_heads=2,
+                                                 repeats=2, peak_n=256, threads=threads, progress=say)
+            else:
+                runs[str(threads)] = bench_xlstm(repeats=7, threads=threads, progress=say)
+        return {"default_threads": default, "runs": runs}
+
+    def caches():
+        minute = SHARED_DATA / MINUTE_FILE
+        from evo.data import load_bars
+
+        bars = _read_bars(minute) if (minute.exists() and not quick) else load_bars(None)[0]
+        lb = shared.get("last_backtest") or _fallback_backtest(quick)
+        return {"features": bench_feature_cache(bars, repeats=2 if quick else 3),
+                "numba": bench_numba_cache(lb["ohlcv"], lb["signal"], costs=lb["costs"],
+                                           periods_per_year=lb["periods_per_year"], repeats=1 if quick else 2)}
+
+    def memory():
+        minute = SHARED_DATA / MINUTE_FILE
+        if quick:
+            return bench_memory(quick=True, population=2, growth_generations=1, growth_population=2)
+        if not minute.exists():
+            return {"skipped": f"{minute} is not there"}
+        return bench_memory(data=str(minute))
+
+    item("overhead", overhead)
+    item("multifidelity", lambda: {"skipped": "not implemented"})
+    item("xlstm", xlstm_item)
+    item("backtest", backtest_item)
+    item("startup", lambda: bench_startup(repeats=2 if quick else 7))
+    item("caches", caches)
+    item("memory", memory)
+    item("gpu", bench_gpu)
+    report["load_end"] = load_average()
+    return report
+
+
+def _ma_cross(bars, fast: int = 10, slow: int = 30) -> np.ndarray:
+    """A deterministic long/flat int8 signal: long while the fast moving average of the close is
+    above the slow one; the last bar flat (its decision would fill after the span)."""
+    close = bars["close"]
+    signal = (close.rolling(fast).mean() > close.rolling(slow).mean()).to_numpy().astype(np.int8)
+    signal[-1] = 0
+    return signal
+
+
+def _fallback_backtest(quick: bool) -> dict[str, Any]:
+    """Without the overhead item: a moving-average-cross signal over the last bars of the demo data."""
+    from backtest import CostModel, periods_per_year
+    from evo.data import load_bars
+
+    bars, _ = load_bars(None)
+    span = bars.iloc[-(300 if quick else 1000):]
+    return {"ohlcv": span, "signal": _ma_cross(span), "costs": CostModel(5.0, 5.0),
+            "periods_per_year": periods_per_year(bars.index)}
+
+
+# ------------------------------------------------------------------------------------------------
+# the table
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f} %"
+
+
+def _fmt_load(load: dict[str, Any] | None) -> str:
+    if not load:
+        return "-"
+    return f"{load['before'][0]:.2f} → {load['after'][0]:.2f}"
+
+
+def _rows(report: dict[str, Any]) -> list[dict[str, str]]:
+    """One row per figure: item, figure, value, target, met (yes/no/-), how measured."""
+    items, rows = report["items"], []
+
+    def add(item, figure, value, target, met, how):
+        rows.append({"item": item, "figure": figure, "value": value, "target": target,
+                     "met": "-" if met is None else ("yes" if met else "**no**"), "how": how,
+                     "load": _fmt_load(report["load"].get(_ITEM_KEYS[item]))})
+
+    def failed(item, key):
+        r = items.get(key)
+        if r is None:
+            return True
+        if "error" in r:
+            add(item, "(error)", r["error"], "-", None, "the item raised; see --json")
+            return True
+        if "skipped" in r:
+            add(item, "(skipped)", r["skipped"], "-", None, "-")
+            return True
+        return False
+
+    if not failed("1", "overhead"):
+        o = items["overhead"]
+        g = o["genome"]
+        genome = (f"A {g['model_a']['embedding_dim']}x{g['model_a']['num_blocks']} mLSTM, B "
+                  f"{g['model_b']['embedding_dim']}x{g['model_b']['num_blocks']} sLSTM, window {g['seq_len']}")
+        for threads, r in o["runs"].items():
+            tag = f"{threads} thread{'s' if threads != '1' else ''}"
+            s = r["sections_s"]
+            top = ", ".join(f"{k} {v:.1f} s" for k, v in s.items() if v >= 0.05)
+            add("1", f"genome evaluation time outside model forward/backward, {tag}",
+                f"{100 * r['outside_fwd_bwd']:.2f} % ({r['outside_fwd_bwd_s']:.1f} s)", "≤ 5 %",
+                r["outside_fwd_bwd"] <= 0.05,
+                f"one `evaluate_genome` ({r['total_s']:.1f} s; budget `{o['budget']}`, {genome}; {o['bars']} bars of "
+                f"{o['data']}); exclusive timers around forward, backward, optimiser step, grad clip, training "
+                f"loop, prediction, windows, risk tuning, vectorbt. Sections: {top}")
+            add("1", f"… outside forward/backward/optimiser step, {tag}", f"{100 * r['outside_model']:.2f} %", "-",
+                None, "same run, AdamW's step counted as model work")
+        if "optimizer_step" in o:
+            st = o["optimizer_step"]
+            desc = "; ".join(f"{k[-1].upper()} ({v['tensors']} tensors): AdamW {v['adamw_default']:.2f} / foreach "
+                             f"{v['adamw_foreach']:.2f} / fused {v['adamw_fused']:.2f} ms, clip {v['clip_default']:.2f}"
+                             f" / foreach {v['clip_foreach']:.2f} ms" for k, v in st.items())
+            add("1", "… per training step: AdamW default vs fused, clip default vs foreach",
+                f"−{o['fused_saving_ms']:.2f} ms/step → est. {100 * o['estimated_share_with_fused']:.1f} %", "-", None,
+                f"the genome's two models, random gradients, {desc}, median of 200 interleaved rounds; the "
+                f"estimate removes that saving × the genome's {o['steps']} steps from the "
+                f"{o['default_threads']}-thread figure (an estimate, not a run of the changed code)")
+        if o.get("warmup_s") is not None:
+            add("1", "… once per process: imports + vectorbt JIT", f"{o['warmup_s']:.1f} s", "-", None,
+                "importing optuna, nevergrad, vectorbt and compiling `from_signals` (not cacheable), then one "
+                "untimed evaluation on a tiny budget, before the timed genomes; a search pays this once")
+        add("1", "… feature matrix (once per run, uncached)",
+            f"{o['features_once_s']:.2f} s = {_pct(o['features_share_of_genome'])} of one genome", "-", None,
+            "`prepare_run_data` with no cache; a run computes it once for all its genomes")
+    if not failed("2", "multifidelity"):
+        pass
+    if not failed("3", "xlstm"):
+        for threads, r in items["xlstm"]["runs"].items():
+            m = r["matmul"]
+            tag = f"{threads} thread{'s' if threads != '1' else ''}"
+            shape = (f"batch {r['batch']} × {r['seq_len']} bars × {r['n_features']} features, embedding "
+                     f"{r['embedding_dim']}, {r['num_blocks']} blocks, {r['num_heads']} heads, dropout 0")
+            add("3", f"matmul peak (float32 torch.mm), {tag}", f"{m['peak_gflops']:.1f} GFLOP/s", "-", None,
+                f"{m['n']}×{m['n']} @ {m['n']}×{m['n']}, best of 5 (median {m['median_gflops']:.1f})")
+            for name, c in r["cases"].items():
+                add("3", f"fwd+bwd {name}, {tag}", f"{c['median_ms']:.0f} ms ({_pct(c['peak_share'])} of peak)", "-",
+                    None, f"{shape}; {c['params']} params, {c['gflop']:.2f} GFLOP (FlopCounterMode) → "
+                    f"{c['gflops']:.1f} GFLOP/s; median of {c['n']} interleaved rounds "
+                    f"(min {c['min_ms']:.0f}, max {c['max_ms']:.0f})")
+            sp = r["training_path_speedup"]
+            if "fast" in r:
+                f = r["fast"]
+                how = (f"`models.fast_mlstm` (not wired into training) on the all-mLSTM model's own parameters "
+                       f"vs xlstm vanilla, same rounds; max |Δ| outputs {f['max_abs_out_diff']:.1e}, gradients "
+                       f"{f['max_abs_grad_diff']:.1e}")
+                ok = sp >= 3 and max(f["max_abs_out_diff"], f["max_abs_grad_diff"]) <= 1e-5
+                figure = "fast path vs xlstm vanilla, all mLSTM"
+            else:
+                how = ("evo trains through `DirectionModel`, which runs xlstm's vanilla path itself: the same code, "
+                       "so 1.0× by construction")
+                ok, figure = sp >= 3, "evo training path vs xlstm vanilla"
+            add("3", f"{figure}, {tag}", f"{sp:.2f}×", "≥ 3×, |Δ| ≤ 1e-5", ok, how)
+    if not failed("4", "backtest"):
+        r = items["backtest"]
+        add("4", "backtest: backtesting.py time / vectorbt time", f"{r['speedup']:.1f}×", "≥ 20×",
+            r["speedup"] >= 20,
+            f"one genome's walk-forward span ({r['bars']} bars, {r['vectorbt_trades']} trades): "
+            f"`backtest_signals` {r['vectorbt']['median_ms']:.1f} ms vs backtesting.py "
+            f"{r['backtesting_py']['median_ms']:.1f} ms (construct + run), median of {r['vectorbt']['n']} "
+            "interleaved rounds, vectorbt warm")
+        add("4", "backtest: same trades, final equity difference",
+            f"{'same' if r['same_trades'] else 'DIFFERENT'} trades ({r['backtesting_py_trades']}), "
+            f"Δ equity {r['equity_diff']:.1e}", "same, ≤ 0.5 %",
+            r["same_trades"] and r["equity_diff"] <= 0.005,
+            f"next-open fills, fees + slippage per side as commission, all-in; equity ×"
+            f"{r['vectorbt_final_equity']:.6f} (vectorbt) vs ×{r['backtesting_py_final_equity']:.6f}")
+        if "minute" in r:
+            mm = r["minute"]
+            add("4", "… same on a 1-minute test span (scaling)", f"{mm['speedup']:.1f}×", "-", None,
+                f"a 10/30 moving-average cross on the last {mm['bars']} bars of {MINUTE_FILE} (the `cpu` test span's "
+                f"length there; {mm['vectorbt_trades']} trades): {mm['vectorbt']['median_ms']:.1f} ms vs "
+                f"{mm['backtesting_py']['median_ms']:.1f} ms; {'same' if mm['same_trades'] else 'DIFFERENT'} "
+                f"trades, equity differs by {mm['equity_diff']:.1e}")
+    if not failed("5", "startup"):
+        r = items["startup"]
+        h, p = r["help"], r["predict_imports_beyond_torch_xlstm"]
+        add("5", "`python -m evo --help` wall time", f"{h['median_ms'] / 1e3:.2f} s", "≤ 0.5 s",
+            h["median_ms"] <= 500,
+            f"fresh process, median of {h['n']} (bare `python -c pass`: {r['python_bare']['median_ms'] / 1e3:.2f} s)")
+        add("5", "`evo predict` imports beyond `import torch, xlstm`", f"{p['median_ms'] / 1e3:.2f} s", "≤ 0.5 s",
+            p["median_ms"] <= 500,
+            f"fresh process, timed inside it after torch+xlstm ({r['torch_xlstm_import']['median_ms'] / 1e3:.2f} s);"
+            f" median of {p['n']}; search libraries loaded: {r['predict_forbidden_modules'] or 'none'}")
+    if not failed("6", "caches"):
+        r = items["caches"]
+        f, n = r["features"], r["numba"]
+        add("6", "feature cache cold / warm", f"{f['speedup']:.1f}× ({f['cold']['median_ms'] / 1e3:.2f} s → "
+            f"{f['warm']['median_ms'] / 1e3:.3f} s)", "-", None,
+            f"`features.load_or_compute` on {f['bars']} bars into an empty dir vs a warm one "
+            f"({f['file_mib']} MiB file), median of {f['cold']['n']}")
+        for mode, label in (("signals", "`backtest_signals` (from_signals)"),
+                            ("orders", "same trades via `Portfolio.from_orders` (cached simulator)")):
+            m = n[mode]
+            add("6", f"numba JIT: first backtest cold / warm cache, {label}",
+                f"{m['speedup']:.1f}× ({m['cold_first_backtest']['median_ms'] / 1e3:.2f} s → "
+                f"{m['warm_first_backtest']['median_ms'] / 1e3:.2f} s)", "≥ 10×" if mode == "signals" else "-",
+                m["speedup"] >= 10 if mode == "signals" else None,
+                f"fresh process, `NUMBA_CACHE_DIR` empty vs filled by the cold run; the first backtest call on the "
+                f"genome's span ({n['bars']} bars) after `import vectorbt` "
+                f"({m['import_vectorbt']['median_ms'] / 1e3:.1f} s, not in the ratio); whole process "
+                f"{m['cold_process']['median_ms'] / 1e3:.1f} s → {m['warm_process']['median_ms'] / 1e3:.1f} s "
+                f"({m['process_speedup']:.1f}×); median of {m['cold_first_backtest']['n']}; final equity "
+                f"×{m['final_equity']:.6f}")
+    if not failed("7", "memory"):
+        r = items["memory"]
+        s, g = r["search"], r["growth"]
+        add("7", "peak RSS of a short cpu-like search", f"{s['peak_rss_mib'] / 1024:.2f} GiB",
+            "< 4 GiB", s["peak_rss_mib"] < 4096,
+            f"`python -m evo run --generations 0` on {r['data']}: `{s['space']}` search space, "
+            f"{s['population']} genomes, "
+            f"{_train_text(s['budget'])}, then the holdout trade and the front; fresh process, empty feature "
+            f"cache; `ru_maxrss` from `os.wait4`; {s['wall_s']:.0f} s")
+        add("7", "RSS growth across generations", f"{g['growth_first_to_last_mib']:+.0f} MiB over "
+            f"{g['generations']} generations ({g['growth_per_generation_mib']:+.1f} MiB/generation)", "-", None,
+            f"`evo.ga.Search.run` on {r['data']} with a progress callback reading VmRSS after each generation "
+            f"({', '.join(str(int(x)) for x in g['rss_after_generation_mib'])} MiB; "
+            f"{g['rss_before_search_mib']:.0f} MiB before loading the data): `{g['space']}` space, population "
+            f"{g['population']}, {_train_text(g['budget'])}; peak {g['peak_rss_mib'] / 1024:.2f} GiB")
+    if not failed("8", "gpu"):
+        pass
+    return rows
+
+
+def _train_text(b: dict[str, Any]) -> str:
+    return (f"{b['epochs']} epoch{'s' if b['epochs'] > 1 else ''} on ≤ {b['windows']} windows, 1 lr trial, "
+            f"{b['folds']} folds, {b['risk']} risk trials")
+
+
+_ITEM_KEYS = {"1": "overhead", "2": "multifidelity", "3": "xlstm", "4": "backtest", "5": "startup", "6": "caches",
+              "7": "memory", "8": "gpu"}
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """``docs/benchmarks.md``: the table, the machine and the load average during the run."""
+    m = report["machine"]
+    v = m["versions"]
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `python -m evo bench`" + (" --quick (small sizes: not the reference figures)" if report["quick"]
+                                              else "") + f" on {m['date_utc']}. Every number below comes "
+        "from that run on this machine; rerun it to refresh them. Numbers only: a benchmark never "
+        "fails a build.",
+        "",
+        f"- **Machine:** {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB RAM, torch threads "
+        f"{m['torch_threads']}, CUDA {'yes' if m['cuda'] else 'no'}; {m['platform']}",
+        f"- **Software:** Python {m['python']}, torch {v['torch']}, xlstm {v['xlstm']}, vectorbt {v['vectorbt']}, "
+        f"numba {v['numba']}, numpy {v['numpy']}, pandas {v['pandas']}, backtesting.py {v['backtesting'] or '-'}",
+        f"- **Load average (1 min):** {report['load_start'][0]:.2f} at the start, {report['load_end'][0]:.2f} at "
+        "the end; per item in the table (before → after). The machine is shared: A/B figures are "
+        "interleaved and read as medians, so both sides meet the same load.",
+        "",
+        "| # | figure | value | target | met | how measured | load |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in _rows(report):
+        cells = [r["item"], r["figure"], r["value"], r["target"], r["met"], r["how"], r["load"]]
+        lines.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
+    lines += ["", "Items as numbered in issue 9: 1 overhead, 2 multi-fidelity, 3 xLSTM on the CPU, 4 backtest "
+              "engines, 5 start-up, 6 caches, 7 memory, 8 GPU.", ""]
+    lines += _notes(report)
+    return "\n".join(lines) + "\n"
+
+
+def _notes(report: dict[str, Any]) -> list[str]:
+    return [
+        "## Notes",
+        "",
+        "- **1.** Measured at torch's default thread count and at 1 thread. The share depends on the "
+        "load: on an oversubscribed machine the many small ops of the models (and of the training "
+        "loop) slow down more than the rest. The budget is the `cpu` preset unchanged; the genome is fixed "
+        "(`evo.bench.overhead_genome`) at the small end of its space: the smallest embedding, one "
+        "block, the shortest window, model A mLSTM and model B sLSTM. Larger genomes spend more "
+        "time in the models and the same time in the backtests, so their share is smaller: the "
+        "figure is an upper bound for the `cpu` space.",
+        "- **2.** Multi-fidelity evaluation is not implemented.",
+        "- **3.** FLOPs are those `FlopCounterMode` counts (matrix products, convolutions); the "
+        "element-wise work of the gates and norms is not counted, so the share of peak is a lower "
+        "bound. `nn.LSTM` is sized to about the all-mLSTM model's parameter count; its cells run in "
+        "one fused kernel that FlopCounterMode does not see, so their products are counted "
+        "analytically (`_lstm_cell_flops`). The fast path is rated on the vanilla model's count.",
+        "- **3.** Both torch's default thread count and 1 thread are measured. When the machine is "
+        "shared (load average above the core count), each op's threads wait for one another, which "
+        "hits many-small-op models (the sLSTM's per-step loop) hardest: compare figures within one "
+        "thread count. `models.fast_mlstm` is a measurement of what a faster path could give; it is "
+        "not used by training (see its docstring for what it changes).",
+        "- **4.** backtesting.py is not a dependency of evo; `pip install backtesting` into the venv "
+        "to include this row (the bench skips it otherwise). vectorbt's cost is mostly fixed per call "
+        "(~ms), backtesting.py's grows with the bars (a Python `next()` per bar), so the ratio grows "
+        "with the span: the 1-minute row shows it.",
+        "- **6.** vectorbt's `Portfolio.from_signals` simulator (`simulate_from_signals_nb`) is "
+        "`@njit` without `cache=True`, so every fresh process compiles it again, with a warm "
+        "`NUMBA_CACHE_DIR` too; `Portfolio.from_orders`' simulator is cached. The `from_orders` row "
+        "trades the same signal (orders only where the held position changes, same costs, all-in) "
+        "and reports its final equity next to `backtest_signals`' one.",
+        "- **8.** GPU: " + report["items"].get("gpu", {}).get("skipped", "not run") + ".",
+    ]
