@@ -68,14 +68,19 @@ def test_random_search_draws_fresh_genomes(ds, tmp_path):
     assert len(kids) == budget.ga.population and not {g.key() for g in kids} & set(search.records)
 
 
-def test_time_limit_ends_after_the_crossing_generation_with_a_front(tmp_path, shared_data):
+def cli_budget(tmp_path):
+    """The smallest real budget as a TOML file, and the environment for `python -m evo` runs."""
     budget = tmp_path / "tiny.toml"
     budget.write_text(
         '[search]\nembedding_dim = [8]\nnum_blocks = [1, 1]\nnum_heads = [2]\nseq_len = [8]\nhorizon = [2]\n'
         'max_features_a = 3\nmax_features_b = 3\nthreshold = [0.34, 0.45]\n'
         '[train]\nmax_epochs = 1\npatience = 1\nmax_train_windows = 200\nlr_trials = 1\nlr_trial_epochs = 1\n'
         '[evaluate]\nfolds = 2\nmin_trades = 0\nrisk_trials = 2\n[ga]\npopulation = 2\n')
-    env = {**os.environ, "EVO_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    return budget, {**os.environ, "EVO_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+
+
+def test_time_limit_ends_after_the_crossing_generation_with_a_front(tmp_path, shared_data):
+    budget, env = cli_budget(tmp_path)
     proc = subprocess.run([sys.executable, "-m", "evo", "run", "--budget", str(budget), "--generations", "5",
                            "--time-limit", "1s", "--out", str(tmp_path / "run"),
                            "--data", str(shared_data / "ORCL_1d_1995_2014.csv")],
@@ -90,13 +95,7 @@ def test_time_limit_ends_after_the_crossing_generation_with_a_front(tmp_path, sh
 
 def test_several_instruments_aggregate_with_a_dispersion_penalty(tmp_path, shared_data):
     """Two instruments: each genome is judged on both; the objective is mean - 0.5 sd."""
-    budget = tmp_path / "tiny.toml"
-    budget.write_text(
-        '[search]\nembedding_dim = [8]\nnum_blocks = [1, 1]\nnum_heads = [2]\nseq_len = [8]\nhorizon = [2]\n'
-        'max_features_a = 3\nmax_features_b = 3\nthreshold = [0.34, 0.45]\n'
-        '[train]\nmax_epochs = 1\npatience = 1\nmax_train_windows = 200\nlr_trials = 1\nlr_trial_epochs = 1\n'
-        '[evaluate]\nfolds = 2\nmin_trades = 0\nrisk_trials = 2\n[ga]\npopulation = 2\n')
-    env = {**os.environ, "EVO_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    budget, env = cli_budget(tmp_path)
     proc = subprocess.run([sys.executable, "-m", "evo", "run", "--budget", str(budget), "--generations", "0",
                            "--out", str(tmp_path / "run"), "--data", str(shared_data / "ORCL_1d_1995_2014.csv"),
                            "--data", str(shared_data / "NVDA_1d_1999_2014.csv")],
