@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -294,14 +294,6 @@ def mut_genome(g: Genome, space: SearchSpace, pools: FeaturePools, rng: np.rando
         if child.key() != g.key():
             return child
     return child
-
-
-def validate_for_space(g: Genome, space: SearchSpace, pools: FeaturePools) -> None:
-    """Raise ConfigError if ``g`` lies outside ``space`` or uses features outside the pools
-    (a user's seed genome, say)."""
-    fixed = repair(g, space, pools, np.random.default_rng(0))
-    if fixed != replace(g):
-        raise ConfigError(f"genome {g.key()} is outside the search space (nearest valid: {fixed.key()})")
 
 
 def load_genome_file(path) -> list[tuple[str, Genome]]:
