@@ -223,15 +223,17 @@ def _segment(values: np.ndarray, close: np.ndarray, ends: np.ndarray, seq_len: i
     return X, y, r
 
 
-def train_pair_model(genes: ModelGenes, g: Genome, ds: Dataset, train: tuple[int, int],
-                     val: tuple[int, int], budget: Budget, *, lr: float | None, seed: int,
-                     device: str, study: tuple[str, str] | None = None) -> tuple[ModelRun, float]:
-    """Train one model of the pair on decision bars ``train`` (early-stopped on ``val``).
+def fit_model(genes: ModelGenes, g: Genome, ds: Dataset, train: tuple[int, int], val: tuple[int, int] | None,
+              budget: Budget, *, lr: float | None, seed: int, device: str, study: tuple[str, str] | None = None,
+              epochs: int | None = None):
+    """Train one model of the pair on decision bars ``train``; return ``(run, lr, train_result)``.
 
-    The scaler and the label dead zone are fitted on the training rows only. With ``lr=None``
-    an Optuna study picks the learning rate on ``val``; ``study = (storage URL, name)`` keeps it
-    (an older study of that name, from an interrupted evaluation, is replaced so a resumed run
-    decides as an uninterrupted one). Returns the run and the lr used.
+    The scaler and the label dead zone are fitted on the training rows only (the most recent
+    ``max_train_windows`` of them). Early stopping watches ``val``. With ``lr=None`` an Optuna
+    study picks the learning rate on ``val``; ``study = (storage URL, name)`` keeps it (an older
+    study of that name, from an interrupted evaluation, is replaced so a resumed run decides as an
+    uninterrupted one). With ``epochs`` set, ``val`` is ignored and the model trains exactly that
+    many epochs, keeping the epoch with the lowest training loss (export's ``--refit-all``).
     """
     from models import TrainConfig, fit_dead_zone, fit_scaler, forward_returns, train_model
 
@@ -239,19 +241,17 @@ def train_pair_model(genes: ModelGenes, g: Genome, ds: Dataset, train: tuple[int
     values = ds.features[list(genes.features)].to_numpy(dtype=np.float64)
     close = ds.bars["close"].to_numpy()
     ends_train = np.arange(max(train[0], train[1] - tb.max_train_windows), train[1])
-    ends_val = np.arange(*val)
     # Scaler: rows seen by the training windows only (all at or before the last training bar).
     scaler = fit_scaler(values[ends_train[0] - g.seq_len + 1: ends_train[-1] + 1])
     dead_zone = fit_dead_zone(forward_returns(close, ends_train, g.horizon))
     tr = _segment(values, close, ends_train, g.seq_len, g.horizon, scaler, dead_zone)
-    va = _segment(values, close, ends_val, g.seq_len, g.horizon, scaler, dead_zone)
+    va = tr if epochs is not None else _segment(values, close, np.arange(*val), g.seq_len, g.horizon, scaler,
+                                               dead_zone)
     cfg = model_config(genes, g.seq_len, device)
-    base = TrainConfig(lr=lr or 1e-3, max_epochs=tb.max_epochs, patience=tb.patience,
+    base = TrainConfig(lr=lr or 1e-3, max_epochs=epochs or tb.max_epochs, patience=epochs or tb.patience,
                        batch_size=tb.batch_size, weight_decay=tb.weight_decay, grad_clip=tb.grad_clip,
                        return_loss_weight=tb.return_loss_weight, seed=seed, device=device)
     if lr is None:
-        from dataclasses import replace
-
         from models.tuning import tune_learning_rate
 
         storage, name = _fresh_study(*study) if study else (None, None)
@@ -259,7 +259,16 @@ def train_pair_model(genes: ModelGenes, g: Genome, ds: Dataset, train: tuple[int
                                    n_trials=tb.lr_trials, seed=seed, storage=storage, study_name=name)
         base = replace(base, lr=lr)
     result = train_model(cfg, base, tr, va)
-    return ModelRun(genes=genes, scaler=scaler, model=result.model, dead_zone=dead_zone), float(lr)
+    run = ModelRun(genes=genes, scaler=scaler, model=result.model, dead_zone=dead_zone)
+    return run, float(lr), result
+
+
+def train_pair_model(genes: ModelGenes, g: Genome, ds: Dataset, train: tuple[int, int],
+                     val: tuple[int, int], budget: Budget, *, lr: float | None, seed: int,
+                     device: str, study: tuple[str, str] | None = None) -> tuple[ModelRun, float]:
+    """:func:`fit_model` early-stopped on ``val``; returns the run and the learning rate used."""
+    run, lr, _ = fit_model(genes, g, ds, train, val, budget, lr=lr, seed=seed, device=device, study=study)
+    return run, lr
 
 
 def study_storage_url(run_dir) -> str:

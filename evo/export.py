@@ -30,7 +30,7 @@ import numpy as np
 from evo.bundle import GOLDEN_TOLERANCE, Bundle, library_versions, write_bundle
 from evo.config import Budget
 from evo.errors import StoreError
-from evo.evaluate import Dataset, ModelRun, holdout_bars, holdout_segments, model_config
+from evo.evaluate import Dataset, ModelRun, fit_model, holdout_bars, holdout_segments, model_config
 from evo.genome import Genome, ModelGenes
 from evo.store import Record
 
@@ -90,30 +90,11 @@ def fit_final_model(genes: ModelGenes, g: Genome, ds: Dataset, train: tuple[int,
     stopping) and keeps the epoch with the lowest loss on its training windows (normally the
     last; the same loss drives the learning-rate schedule).
     """
-    from models import TrainConfig, fit_dead_zone, fit_scaler, forward_returns, make_labels, make_windows, train_model
-
     tb = budget.train
-    values = ds.features[list(genes.features)].to_numpy(dtype=np.float64)
-    close = ds.bars["close"].to_numpy()
-    ends_train = np.arange(max(train[0], train[1] - tb.max_train_windows), train[1])
-    scaler = fit_scaler(values[ends_train[0] - g.seq_len + 1: ends_train[-1] + 1])
-    dead_zone = fit_dead_zone(forward_returns(close, ends_train, g.horizon))
-    scaled = scaler.transform(values)
-
-    def segment(ends: np.ndarray):
-        r = forward_returns(close, ends, g.horizon)
-        return make_windows(scaled, ends, g.seq_len), make_labels(r, dead_zone), r
-
-    tr = segment(ends_train)
-    va = tr if epochs is not None else segment(np.arange(*val))
-    cfg = model_config(genes, g.seq_len, device)
-    tcfg = TrainConfig(lr=lr, max_epochs=epochs or tb.max_epochs, patience=epochs or tb.patience,
-                       batch_size=tb.batch_size, weight_decay=tb.weight_decay, grad_clip=tb.grad_clip,
-                       return_loss_weight=tb.return_loss_weight, seed=seed, device=device)
-    result = train_model(cfg, tcfg, tr, va)
-    run = ModelRun(genes=genes, scaler=scaler, model=result.model, dead_zone=dead_zone)
+    run, lr, result = fit_model(genes, g, ds, train, val, budget, lr=lr, seed=seed, device=device, epochs=epochs)
+    first = max(train[0], train[1] - tb.max_train_windows)
     return FinalModel(run=run, lr=float(lr), epochs_run=result.epochs_run, best_epoch=result.best_epoch,
-                      best_loss=float(result.best_val_loss), windows=(int(ends_train[0]), int(ends_train[-1]) + 1))
+                      best_loss=float(result.best_val_loss), windows=(int(first), int(train[1])))
 
 
 def train_final(record: Record, ds: Dataset, budget: Budget, *, seed: int, device: str = "cpu",
