@@ -441,6 +441,15 @@ def evaluate_instruments(g: Genome, datasets: Dataset | list[Dataset], budget: B
     return parts[0] if len(parts) == 1 else combine_instruments(parts, [ds.label for ds in datasets], budget)
 
 
+# Figures that combine as plain means, over seeds and over instruments alike.
+_AVERAGED = ("total_return", "exposure", "accuracy_a", "accuracy_b", "f1_a", "f1_b", "sortino", "calmar",
+             "win_rate", "profit_factor", "turnover", "val_sharpe")
+
+
+def _mean_fields(results: list[EvalResult], names: tuple[str, ...]) -> dict[str, float]:
+    return {name: float(np.mean([getattr(r, name) for r in results])) for name in names}
+
+
 def combine_instruments(parts: list[EvalResult], labels: list[str], budget: Budget) -> EvalResult:
     """One result from several instruments: a genome that only works on one of them should not
     look as good as one that works on all. With ``lam = evaluate.dispersion_penalty``::
@@ -456,9 +465,7 @@ def combine_instruments(parts: list[EvalResult], labels: list[str], budget: Budg
     lam = budget.evaluate.dispersion_penalty
     sh = np.array([p.sharpe for p in parts])
     dd = np.array([p.max_drawdown for p in parts])
-    mean = {name: float(np.mean([getattr(p, name) for p in parts]))
-            for name in ("total_return", "exposure", "accuracy_a", "accuracy_b", "f1_a", "f1_b", "sortino",
-                         "calmar", "win_rate", "profit_factor", "turnover", "val_sharpe")}
+    mean = _mean_fields(parts, _AVERAGED)
     instruments = [{"label": label, "sharpe": p.sharpe, "max_drawdown": p.max_drawdown,
                     "total_return": p.total_return, "trades": p.trades, "test_start": p.test_start,
                     "test_end": p.test_end, "lr_a": p.lr_a, "lr_b": p.lr_b, "risk": p.risk, "sharpe_sd": p.sharpe_sd}
@@ -477,10 +484,7 @@ def _mean_of_seeds(runs: list[EvalResult], budget: Budget, *, seconds: float) ->
     """One result from several seeds: means of the figures, per-bar mean of the returns (the
     equal-weight blend of the seeds' strategies, used for DSR and PBO), the Sharpe's spread."""
     sharpes = np.array([r.sharpe for r in runs])
-    mean = {name: float(np.mean([getattr(r, name) for r in runs]))
-            for name in ("sharpe", "max_drawdown", "total_return", "exposure", "accuracy_a", "accuracy_b",
-                         "f1_a", "f1_b", "sortino", "calmar", "win_rate", "profit_factor", "turnover",
-                         "val_sharpe")}
+    mean = _mean_fields(runs, ("sharpe", "max_drawdown") + _AVERAGED)
     trades = int(round(np.mean([r.trades for r in runs])))
     return replace(
         runs[0], **mean, trades=trades, traded=any(r.traded for r in runs),
