@@ -36,7 +36,13 @@ def _choices(value: Any, name: str, kind: type) -> tuple:
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """The genes' ranges. ``(lo, hi)`` pairs are inclusive ranges; tuples of values are choices."""
+    """The genes' ranges. ``(lo, hi)`` pairs are inclusive ranges; tuples of values are choices.
+
+    Training genes (per model): ``proj_factor`` choices up-project the mLSTM cell (hidden size
+    ``proj_factor`` x embedding, rounded up to 64: E 512 x 2.0 = 1024); ``batch_size`` choices and
+    the ``grad_clip`` range (a max gradient norm) make batch size and clipping genes; left empty
+    (the default) every model uses the budget's ``train.batch_size`` / ``train.grad_clip``.
+    """
 
     embedding_dim: tuple[int, ...] = (8, 16, 24)
     num_blocks: tuple[int, int] = (1, 2)
@@ -49,6 +55,9 @@ class SearchSpace:
     consensus: tuple[str, ...] = CONSENSUS_RULES
     max_features_a: int = 8
     max_features_b: int = 6
+    proj_factor: tuple[float, ...] = (2.0,)
+    batch_size: tuple[int, ...] = ()
+    grad_clip: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         _check(all(e >= 4 for e in self.embedding_dim), "search.embedding_dim values must be >= 4")
@@ -64,6 +73,11 @@ class SearchSpace:
         _check(0.0 < self.threshold[0] <= self.threshold[1] < 1.0, "search.threshold must lie in (0, 1)")
         _check(set(self.consensus) <= set(CONSENSUS_RULES), f"search.consensus must be among {CONSENSUS_RULES}")
         _check(self.max_features_a >= 1 and self.max_features_b >= 1, "search.max_features_* must be >= 1")
+        _check(len(self.proj_factor) >= 1 and all(1.0 <= f <= 4.0 for f in self.proj_factor),
+               "search.proj_factor values must lie in [1, 4]")
+        _check(all(b >= 1 for b in self.batch_size), "search.batch_size values must be >= 1")
+        _check(len(self.grad_clip) in (0, 2) and all(c > 0 for c in self.grad_clip),
+               "search.grad_clip must be [low, high] (max gradient norms > 0) or left out")
 
 
 @dataclass(frozen=True)
@@ -80,6 +94,7 @@ class TrainBudget:
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     return_loss_weight: float = 0.1
+    amp: bool = False               # bfloat16 autocast on CUDA (the CPU always trains in float32)
 
     def __post_init__(self) -> None:
         _check(self.max_epochs >= 1 and self.patience >= 1, "train.max_epochs and train.patience must be >= 1")
@@ -180,7 +195,8 @@ class Budget:
 _SPACE_KINDS = {
     "embedding_dim": ("choices", int), "num_blocks": ("range", int), "num_heads": ("choices", int),
     "dropout": ("range", float), "seq_len": ("choices", int), "horizon": ("choices", int),
-    "threshold": ("range", float), "consensus": ("choices", str),
+    "threshold": ("range", float), "consensus": ("choices", str), "proj_factor": ("choices", float),
+    "batch_size": ("optional choices", int), "grad_clip": ("optional range", float),
 }
 
 
@@ -192,7 +208,11 @@ def budget_from_dict(name: str, data: dict[str, Any]) -> Budget:
     search = dict(data.get("search", {}))
     for key, (kind, typ) in _SPACE_KINDS.items():
         if key in search:
-            search[key] = (_range if kind == "range" else _choices)(search[key], f"search.{key}", typ)
+            if kind.startswith("optional ") and search[key] in ([], ()):
+                search[key] = ()
+                continue
+            parse = _range if kind.endswith("range") else _choices
+            search[key] = parse(search[key], f"search.{key}", typ)
     try:
         return Budget(
             name=name,

@@ -210,7 +210,7 @@ def model_config(genes: ModelGenes, seq_len: int, device: str):
     return ModelConfig(n_features=len(genes.features), embedding_dim=genes.embedding_dim,
                        num_blocks=genes.num_blocks, num_heads=genes.num_heads,
                        slstm_at=tuple(genes.slstm_at), dropout=genes.dropout, seq_len=seq_len,
-                       backend=pick_backend() if device == "cuda" else "vanilla")
+                       backend=pick_backend() if device == "cuda" else "vanilla", proj_factor=genes.proj_factor)
 
 
 def _segment(values: np.ndarray, close: np.ndarray, ends: np.ndarray, seq_len: int, horizon: int,
@@ -248,9 +248,10 @@ def fit_model(genes: ModelGenes, g: Genome, ds: Dataset, train: tuple[int, int],
     va = tr if epochs is not None else _segment(values, close, np.arange(*val), g.seq_len, g.horizon, scaler,
                                                dead_zone)
     cfg = model_config(genes, g.seq_len, device)
+    batch_size, grad_clip = genes.training(tb.batch_size, tb.grad_clip)
     base = TrainConfig(lr=lr or 1e-3, max_epochs=epochs or tb.max_epochs, patience=epochs or tb.patience,
-                       batch_size=tb.batch_size, weight_decay=tb.weight_decay, grad_clip=tb.grad_clip,
-                       return_loss_weight=tb.return_loss_weight, seed=seed, device=device)
+                       batch_size=batch_size, weight_decay=tb.weight_decay, grad_clip=grad_clip,
+                       return_loss_weight=tb.return_loss_weight, seed=seed, device=device, amp=tb.amp)
     if lr is None:
         from models.tuning import tune_learning_rate
 

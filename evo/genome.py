@@ -36,6 +36,9 @@ class ModelGenes:
     num_heads: int
     slstm_at: tuple[int, ...]
     dropout: float
+    proj_factor: float = 2.0          # mLSTM up-projection: hidden size ~ proj_factor x embedding_dim
+    batch_size: int | None = None     # windows per optimiser step; None = the budget's train.batch_size
+    grad_clip: float | None = None    # max gradient norm; None = the budget's train.grad_clip
 
     def __post_init__(self) -> None:
         if not self.features:
@@ -50,10 +53,42 @@ class ModelGenes:
             raise ConfigError(f"slstm_at {self.slstm_at} must be sorted, unique positions below {self.num_blocks}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout {self.dropout} must lie in [0, 1)")
+        if not 1.0 <= self.proj_factor <= 4.0:
+            raise ConfigError(f"proj_factor {self.proj_factor} must lie in [1, 4]")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ConfigError(f"batch_size {self.batch_size} must be >= 1")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ConfigError(f"grad_clip {self.grad_clip} must be > 0")
 
     def describe(self) -> str:
         """``emb×blocks h heads, sLSTM@[…]`` as the front table shows it."""
-        return f"{self.embedding_dim}x{self.num_blocks} h{self.num_heads} sLSTM@{list(self.slstm_at)}"
+        text = f"{self.embedding_dim}x{self.num_blocks} h{self.num_heads} sLSTM@{list(self.slstm_at)}"
+        if self.proj_factor != MODEL_GENE_DEFAULTS["proj_factor"]:
+            text += f" up{self.proj_factor:g}"
+        return text
+
+    def training(self, batch_size: int, grad_clip: float) -> tuple[int, float]:
+        """(batch size, gradient clip) this model trains with: its genes, else the budget's values."""
+        return (self.batch_size or batch_size, self.grad_clip or grad_clip)
+
+
+# Genes added after the first runs, with the value every older genome implicitly had. A gene at its
+# default is left out of :meth:`Genome.key`, so adding a gene never changes an old genome's key (a
+# run store written before keeps resuming, an old seed genome keeps its identity).
+MODEL_GENE_DEFAULTS: dict[str, Any] = {"proj_factor": 2.0, "batch_size": None, "grad_clip": None}
+
+
+def _model_genes(d: dict[str, Any]) -> ModelGenes:
+    """ModelGenes from a plain dict; genes missing from it take their defaults."""
+    opt = {k: d.get(k, v) for k, v in MODEL_GENE_DEFAULTS.items()}
+    return ModelGenes(
+        features=tuple(d["features"]), embedding_dim=int(d["embedding_dim"]),
+        num_blocks=int(d["num_blocks"]), num_heads=int(d["num_heads"]),
+        slstm_at=tuple(int(i) for i in d["slstm_at"]), dropout=float(d["dropout"]),
+        proj_factor=float(opt["proj_factor"]),
+        batch_size=None if opt["batch_size"] is None else int(opt["batch_size"]),
+        grad_clip=None if opt["grad_clip"] is None else float(opt["grad_clip"]),
+    )
 
 
 @dataclass(frozen=True)
@@ -76,14 +111,7 @@ class Genome:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Genome:
         try:
-            models = {
-                m: ModelGenes(
-                    features=tuple(d[m]["features"]), embedding_dim=int(d[m]["embedding_dim"]),
-                    num_blocks=int(d[m]["num_blocks"]), num_heads=int(d[m]["num_heads"]),
-                    slstm_at=tuple(int(i) for i in d[m]["slstm_at"]), dropout=float(d[m]["dropout"]),
-                )
-                for m in ("model_a", "model_b")
-            }
+            models = {m: _model_genes(d[m]) for m in ("model_a", "model_b")}
             return cls(**models, seq_len=int(d["seq_len"]), horizon=int(d["horizon"]),
                        consensus=str(d["consensus"]), threshold=float(d["threshold"]))
         except (KeyError, TypeError, ValueError) as exc:
@@ -98,6 +126,11 @@ class Genome:
         d["threshold"] = round(d["threshold"], 6)
         for m in ("model_a", "model_b"):
             d[m]["dropout"] = round(d[m]["dropout"], 6)
+            if d[m]["grad_clip"] is not None:
+                d[m]["grad_clip"] = round(d[m]["grad_clip"], 6)
+            for gene, default in MODEL_GENE_DEFAULTS.items():
+                if d[m][gene] == default:
+                    del d[m][gene]
         blob = json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -140,7 +173,18 @@ def _repair_model(m: ModelGenes | dict, pool: tuple[str, ...], max_features: int
     blocks = int(np.clip(int(d["num_blocks"]), *space.num_blocks))
     slstm = tuple(sorted({int(i) for i in d["slstm_at"] if 0 <= int(i) < blocks}))
     dropout = float(np.clip(float(d["dropout"]), *space.dropout))
-    return ModelGenes(tuple(feats), emb, blocks, heads, slstm, dropout)
+    proj = float(_nearest(float(d.get("proj_factor", 2.0)), space.proj_factor))
+    batch = d.get("batch_size")
+    if space.batch_size:
+        batch = int(_nearest(int(batch), space.batch_size)) if batch else int(rng.choice(space.batch_size))
+    else:
+        batch = None
+    clip = d.get("grad_clip")
+    if space.grad_clip:
+        clip = float(np.clip(float(clip), *space.grad_clip)) if clip else float(rng.uniform(*space.grad_clip))
+    else:
+        clip = None
+    return ModelGenes(tuple(feats), emb, blocks, heads, slstm, dropout, proj, batch, clip)
 
 
 def repair(g: Genome | dict, space: SearchSpace, pools: FeaturePools, rng: np.random.Generator) -> Genome:
@@ -173,6 +217,9 @@ def _random_model(pool: tuple[str, ...], max_features: int, space: SearchSpace,
         "num_heads": int(rng.choice(heads_ok)),
         "slstm_at": [i for i in range(blocks) if rng.random() < space.slstm_share],
         "dropout": float(rng.uniform(*space.dropout)),
+        "proj_factor": float(rng.choice(space.proj_factor)),
+        "batch_size": int(rng.choice(space.batch_size)) if space.batch_size else None,
+        "grad_clip": float(rng.uniform(*space.grad_clip)) if space.grad_clip else None,
     }
 
 
@@ -217,7 +264,7 @@ def cx_uniform(a: Genome, b: Genome, space: SearchSpace, pools: FeaturePools,
         ma, mb = da[m], db[m]
         f1, f2 = _cx_features(tuple(ma["features"]), tuple(mb["features"]), rng)
         m1, m2 = {"features": f1}, {"features": f2}
-        for key in ("embedding_dim", "num_heads", "dropout"):
+        for key in ("embedding_dim", "num_heads", "dropout", "proj_factor", "batch_size", "grad_clip"):
             swap = rng.random() < 0.5
             m1[key], m2[key] = (mb[key], ma[key]) if swap else (ma[key], mb[key])
         swap = rng.random() < 0.5
@@ -270,6 +317,12 @@ def _mut_model(m: dict, pool: tuple[str, ...], max_features: int, space: SearchS
         m["slstm_at"] = sorted(set(m["slstm_at"]) ^ {pos})
     if rng.random() < indpb:
         m["dropout"] = float(m["dropout"]) + float(rng.normal(0.0, 0.1))
+    if len(space.proj_factor) > 1 and rng.random() < indpb:
+        m["proj_factor"] = _step_choice(m["proj_factor"], space.proj_factor, rng)
+    if space.batch_size and rng.random() < indpb:
+        m["batch_size"] = _step_choice(m["batch_size"] or space.batch_size[0], space.batch_size, rng)
+    if space.grad_clip and rng.random() < indpb:
+        m["grad_clip"] = float(m["grad_clip"] or 1.0) * float(np.exp(rng.normal(0.0, 0.25)))
     return m
 
 

@@ -128,12 +128,12 @@ def _ffn_inner_dim(embedding_dim: int) -> int:
     return int(math.ceil(FFN_PROJ_FACTOR * embedding_dim / MLSTM_ROUND_TO) * MLSTM_ROUND_TO)
 
 
-def _mlstm_block_params(E: int, H: int) -> int:
+def _mlstm_block_params(E: int, H: int, proj_factor: float = 2.0) -> int:
     from models.config import CONV1D_KERNEL_SIZE as K
     from models.config import QKV_PROJ_BLOCKSIZE as B
     from models.config import mlstm_inner_dim
 
-    Ei = mlstm_inner_dim(E)
+    Ei = mlstm_inner_dim(E, proj_factor)
     return (E                       # pre-norm weight
             + Ei                    # learnable skip
             + 2 * Ei * E            # proj_up (no bias)
@@ -167,7 +167,7 @@ def count_params(genes: ModelGenes, n_features: int | None = None) -> int:
     n_s = len(genes.slstm_at)
     n_m = int(genes.num_blocks) - n_s
     return (F * E + E                       # input projection
-            + n_m * _mlstm_block_params(E, H)
+            + n_m * _mlstm_block_params(E, H, genes.proj_factor)
             + n_s * _slstm_block_params(E, H)
             + E                             # post-blocks norm
             + 3 * E + 3 + E + 1)            # class head and return head
@@ -182,16 +182,16 @@ def genome_params(genome: Genome) -> int:
 # the latency model
 
 
-def _model_row(E: int, H: int, num_blocks: int, n_slstm: int, S: int) -> np.ndarray:
+def _model_row(E: int, H: int, num_blocks: int, n_slstm: int, S: int, proj_factor: float = 2.0) -> np.ndarray:
     """Design row (one per model) for the coefficients :data:`MODEL_TERMS`."""
     from models.config import mlstm_inner_dim
 
     n_m = num_blocks - n_slstm
-    Ei = mlstm_inner_dim(E)
+    Ei = mlstm_inner_dim(E, proj_factor)
     return np.array([
         1.0,
         n_m,
-        n_m * S * _mlstm_block_params(E, H) / 1e6,
+        n_m * S * _mlstm_block_params(E, H, proj_factor) / 1e6,
         n_m * S * S * Ei / 1e6,
         n_m * S * S * H / 1e6,
         n_slstm,
@@ -245,16 +245,18 @@ class RefModel:
     slstm_at: tuple[int, ...]
     seq_len: int
     n_features: int = 16
+    proj_factor: float = 2.0
 
     def genes(self) -> ModelGenes:
         return ModelGenes(features=tuple(f"x{i}" for i in range(self.n_features)),
                           embedding_dim=self.embedding_dim, num_blocks=self.num_blocks,
-                          num_heads=self.num_heads, slstm_at=tuple(self.slstm_at), dropout=0.0)
+                          num_heads=self.num_heads, slstm_at=tuple(self.slstm_at), dropout=0.0,
+                          proj_factor=self.proj_factor)
 
 
 def reference_models(quick: bool = False) -> list[RefModel]:
     """The calibration grid: widths 16..256 (and 512), windows 16..192 bars, 1-4 blocks, 1-8
-    heads, all-mLSTM, all-sLSTM and mixed stacks (58 models). ``quick`` is a 16-model subset
+    heads, all-mLSTM, all-sLSTM and mixed stacks, two narrower mLSTM cells (60 models). ``quick`` is a 16-model subset
     (widths 16 and 128, windows 16 and 64) for tests and a first look."""
     if quick:
         return [RefModel(E, nb, H, sl, S) for E in (16, 128) for S in (16, 64)
@@ -275,6 +277,8 @@ def reference_models(quick: bool = False) -> list[RefModel]:
     # mixed stacks and the widest models
     grid += [RefModel(64, 4, 4, (1,), 64), RefModel(128, 2, 2, (0,), 32), RefModel(32, 3, 2, (0, 2), 48),
              RefModel(512, 1, 8, (), 32), RefModel(512, 1, 8, (0,), 32)]
+    # narrower mLSTM cells (the up-projection gene)
+    grid += [RefModel(256, 2, 4, (), 64, proj_factor=1.0), RefModel(512, 1, 8, (), 32, proj_factor=1.0)]
     return grid
 
 
@@ -312,7 +316,8 @@ class HardwareProfile:
             models = tuple(dict(m) for m in d["models"])
             feats = tuple(dict(f) for f in d["features"])
             rows = np.array([_model_row(int(m["embedding_dim"]), int(m["num_heads"]), int(m["num_blocks"]),
-                                        len(m["slstm_at"]), int(m["seq_len"])) for m in models])
+                                        len(m["slstm_at"]), int(m["seq_len"]), float(m.get("proj_factor", 2.0)))
+                             for m in models])
             ms = np.array([_cost_ms(m) for m in models])
             f_rows = np.array([[1.0, float(f["tail_bars"])] for f in feats])
             f_ms = np.array([_cost_ms(f) for f in feats])
@@ -365,7 +370,8 @@ def _cost_ms(m: Mapping[str, Any]) -> float:
 
 def _genes_of(m: Mapping[str, Any]) -> ModelGenes:
     return RefModel(int(m["embedding_dim"]), int(m["num_blocks"]), int(m["num_heads"]),
-                    tuple(int(i) for i in m["slstm_at"]), int(m["seq_len"]), int(m.get("n_features", 16))).genes()
+                    tuple(int(i) for i in m["slstm_at"]), int(m["seq_len"]), int(m.get("n_features", 16)),
+                    float(m.get("proj_factor", 2.0))).genes()
 
 
 def _as_profile(profile: HardwareProfile | Mapping[str, Any]) -> HardwareProfile:
@@ -376,7 +382,7 @@ def estimate_model_ms(genes: ModelGenes, seq_len: int, profile: HardwareProfile 
     """Estimated forward time (ms) of one model on one window on the profiled machine."""
     p = _as_profile(profile)
     row = _model_row(int(genes.embedding_dim), int(genes.num_heads), int(genes.num_blocks),
-                     len(genes.slstm_at), int(seq_len))
+                     len(genes.slstm_at), int(seq_len), genes.proj_factor)
     return float(row @ p.model_coef)
 
 
@@ -451,7 +457,7 @@ def _model_config(genes: ModelGenes, seq_len: int, n_features: int):
 
     return ModelConfig(n_features=int(n_features), embedding_dim=genes.embedding_dim, num_blocks=genes.num_blocks,
                        num_heads=genes.num_heads, slstm_at=tuple(genes.slstm_at), dropout=genes.dropout,
-                       seq_len=int(seq_len), backend="vanilla")
+                       seq_len=int(seq_len), backend="vanilla", proj_factor=genes.proj_factor)
 
 
 def _forward_call(genes: ModelGenes, seq_len: int, n_features: int, seed: int) -> Callable[[], object]:
@@ -590,7 +596,7 @@ def model_measurement(ref: RefModel, timing: Timing, threads: int = 1) -> dict[s
     """A profile's ``models`` entry: the reference model and its timing summary (ms)."""
     return {"embedding_dim": ref.embedding_dim, "num_blocks": ref.num_blocks, "num_heads": ref.num_heads,
             "slstm_at": list(ref.slstm_at), "seq_len": ref.seq_len, "n_features": ref.n_features,
-            "params": count_params(ref.genes()), **timing.summary(threads)}
+            "proj_factor": ref.proj_factor, "params": count_params(ref.genes()), **timing.summary(threads)}
 
 
 def _machine(threads: int) -> dict[str, Any]:

@@ -47,9 +47,10 @@ def _is_int(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def mlstm_inner_dim(embedding_dim: int) -> int:
-    """Width of the mLSTM cell for an ``embedding_dim``-wide block: 2 x E rounded up to MLSTM_ROUND_TO."""
-    return int(math.ceil(MLSTM_PROJ_FACTOR * embedding_dim / MLSTM_ROUND_TO) * MLSTM_ROUND_TO)
+def mlstm_inner_dim(embedding_dim: int, proj_factor: float = MLSTM_PROJ_FACTOR) -> int:
+    """Width of the mLSTM cell (the "hidden size") of an ``embedding_dim``-wide block: ``proj_factor`` x E
+    rounded up to a multiple of MLSTM_ROUND_TO (xlstm's arithmetic): E 512 x 2.0 = 1024, E 64 x 1.0 = 64."""
+    return int(math.ceil(proj_factor * embedding_dim / MLSTM_ROUND_TO) * MLSTM_ROUND_TO)
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,8 @@ class ModelConfig:
     backend:       sLSTM kernel, ``"vanilla"`` (any device) or ``"cuda"`` (CUDA only, see
                    :func:`pick_backend`). Weights do not depend on it: a bundle exported from a
                    ``"cuda"`` model loads into a ``"vanilla"`` one (``models.network``).
+    proj_factor:   up-projection of the mLSTM blocks: the cell runs ``mlstm_inner_dim(E, proj_factor)``
+                   wide (1.0-2.0; 2.0 is xlstm's default and every model's before it was a gene).
     """
 
     n_features: int
@@ -79,6 +82,7 @@ class ModelConfig:
     dropout: float
     seq_len: int
     backend: str = "vanilla"
+    proj_factor: float = MLSTM_PROJ_FACTOR
 
     def __post_init__(self) -> None:
         for name in ("n_features", "embedding_dim", "num_blocks", "num_heads"):
@@ -111,20 +115,29 @@ class ModelConfig:
         object.__setattr__(self, "dropout", float(self.dropout))
         if self.backend not in BACKENDS:
             raise ConfigError(f"ModelConfig.backend must be one of {BACKENDS}, got {self.backend!r}")
+        if not isinstance(self.proj_factor, numbers.Real) or not 0.5 <= float(self.proj_factor) <= 4.0:
+            raise ConfigError(f"ModelConfig.proj_factor must lie in [0.5, 4] (e.g. 2.0), got {self.proj_factor!r}")
+        object.__setattr__(self, "proj_factor", float(self.proj_factor))
         E, H = self.embedding_dim, self.num_heads
         if E % H:
             divisors = [h for h in range(1, E + 1) if E % h == 0]
             raise ConfigError(f"ModelConfig.num_heads={H} must divide embedding_dim={E}; pick one of {divisors}")
-        if self.has_mlstm and mlstm_inner_dim(E) % H:
+        if self.has_mlstm and self.inner_dim % H:
             raise ConfigError(
-                f"ModelConfig.num_heads={H} must divide the mLSTM cell width {mlstm_inner_dim(E)} "
-                f"(2 x embedding_dim={E} rounded up to {MLSTM_ROUND_TO}); use a power of two for num_heads"
+                f"ModelConfig.num_heads={H} must divide the mLSTM cell width {self.inner_dim} "
+                f"({self.proj_factor:g} x embedding_dim={E} rounded up to {MLSTM_ROUND_TO}); "
+                "use a power of two for num_heads"
             )
         if self.has_slstm and E // H < 2:
             raise ConfigError(
                 f"ModelConfig: sLSTM blocks need embedding_dim / num_heads >= 2 (got {E} / {H}); "
                 "use fewer heads (a 1-wide sLSTM head gets a NaN forget-gate init)"
             )
+
+    @property
+    def inner_dim(self) -> int:
+        """Width of the mLSTM cell: :func:`mlstm_inner_dim` of E and ``proj_factor``."""
+        return mlstm_inner_dim(self.embedding_dim, self.proj_factor)
 
     @property
     def has_mlstm(self) -> bool:
@@ -162,6 +175,8 @@ class TrainConfig:
     return_loss_weight: weight of the return-regression loss next to the class loss (>= 0).
     seed:               seeds the weight init and the shuffling; same seed, same model.
     device:             ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+    amp:                bfloat16 autocast for forward passes on CUDA (ignored on the CPU, which trains
+                        in float32).
     """
 
     lr: float
@@ -173,6 +188,7 @@ class TrainConfig:
     return_loss_weight: float = 0.1
     seed: int = 0
     device: str = "cpu"
+    amp: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.lr, numbers.Real) or not (math.isfinite(self.lr) and self.lr > 0):
@@ -216,7 +232,7 @@ def build_stack_config(cfg: ModelConfig) -> xLSTMBlockStackConfig:
                 conv1d_kernel_size=CONV1D_KERNEL_SIZE,
                 qkv_proj_blocksize=QKV_PROJ_BLOCKSIZE,
                 num_heads=cfg.num_heads,
-                proj_factor=MLSTM_PROJ_FACTOR,
+                proj_factor=cfg.proj_factor,
                 round_proj_up_to_multiple_of=MLSTM_ROUND_TO,
             )
         )

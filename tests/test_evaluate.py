@@ -105,3 +105,29 @@ def test_search_steps_generation_by_generation_and_checkpoints(bars, budget, tmp
     assert store.load_checkpoint()["generation"] == 1
     # every genome evaluated once, each in the journal
     assert len(store.records()) == len(search.records) >= budget.ga.population + 1
+
+
+def test_training_genes_reach_the_training_loop(bars, budget):
+    """A model's batch-size and clip genes replace the budget's values: equal to the budget's, the same
+    model; different, a different one. The up-projection gene changes the network itself."""
+    from dataclasses import replace
+
+    from evo.evaluate import fit_model, fold_layout, predict_segment
+
+    ds = prepare_dataset(bars, "nvda", budget)
+    fold = fold_layout(ds, budget)[0]
+    g = genome()
+    ends = np.arange(*fold.test)[:50]
+
+    def probs(genes):
+        run, _, _ = fit_model(genes, g, ds, fold.train, fold.val, budget, lr=1e-3, seed=3, device="cpu")
+        return predict_segment(run, ds, ends, g.seq_len, g.horizon)[0]
+
+    base = probs(g.model_b)
+    tb = budget.train
+    np.testing.assert_array_equal(base, probs(replace(g.model_b, batch_size=tb.batch_size, grad_clip=tb.grad_clip)))
+    assert not np.allclose(base, probs(replace(g.model_b, batch_size=16)))
+    assert not np.allclose(base, probs(replace(g.model_b, grad_clip=1e-3)))
+    run, _, _ = fit_model(replace(g.model_b, proj_factor=1.0), g, ds, fold.train, fold.val, budget, lr=1e-3, seed=3,
+                          device="cpu")
+    assert run.model.config.proj_factor == 1.0

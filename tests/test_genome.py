@@ -21,6 +21,9 @@ def assert_valid(g: Genome, space: SearchSpace, pools: FeaturePools = POOLS) -> 
         assert space.num_blocks[0] <= m.num_blocks <= space.num_blocks[1]
         assert all(0 <= i < m.num_blocks for i in m.slstm_at)
         assert space.dropout[0] <= m.dropout <= space.dropout[1]
+        assert m.proj_factor in space.proj_factor
+        assert (m.batch_size in space.batch_size) if space.batch_size else m.batch_size is None
+        assert (space.grad_clip[0] <= m.grad_clip <= space.grad_clip[1]) if space.grad_clip else m.grad_clip is None
     assert g.seq_len in space.seq_len and g.horizon in space.horizon
     assert g.consensus in space.consensus
     assert space.threshold[0] <= g.threshold <= space.threshold[1]
@@ -92,3 +95,67 @@ def test_model_genes_reject_invalid_values():
         ModelGenes(("a",), 16, 1, 3, (), 0.1)
     with pytest.raises(ConfigError):
         ModelGenes(("a",), 16, 2, 1, (2,), 0.1)
+
+
+# --------------------------------------------------------------------------------------------
+# training genes: up-projection (hidden size), batch size, gradient clip
+
+
+def test_gpu_preset_opens_the_training_genes_and_every_value_is_reached():
+    space = load_budget("gpu").search
+    assert space.proj_factor == (1.0, 1.5, 2.0)
+    assert space.batch_size == (16, 32, 64, 128, 256) and space.grad_clip == (0.5, 2.0)
+    rng = np.random.default_rng(4)
+    pop = [random_genome(space, POOLS, rng) for _ in range(200)]
+    models = [m for g in pop for m in (g.model_a, g.model_b)]
+    assert {m.proj_factor for m in models} == set(space.proj_factor)
+    assert {m.batch_size for m in models} == set(space.batch_size)
+    clips = np.array([m.grad_clip for m in models])
+    assert clips.min() >= 0.5 and clips.max() <= 2.0 and clips.std() > 0.2
+    # hidden size (the mLSTM cell) spans 64 .. 1024 across the preset's embeddings and factors
+    from models import mlstm_inner_dim
+
+    widths = {mlstm_inner_dim(e, f) for e in space.embedding_dim for f in space.proj_factor}
+    assert min(widths) == 64 and max(widths) == 1024
+
+
+def test_smoke_preset_keeps_the_training_genes_closed():
+    space = load_budget("smoke").search
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        g = random_genome(space, POOLS, rng)
+        for m in (g.model_a, g.model_b):
+            assert (m.proj_factor, m.batch_size, m.grad_clip) == (2.0, None, None)
+            assert m.training(64, 1.0) == (64, 1.0)
+
+
+def test_genes_at_their_default_keep_an_old_genomes_key_and_old_dicts_load():
+    from pathlib import Path
+
+    from evo.genome import load_genome_file
+
+    seed = Path(__file__).resolve().parents[1] / "experiments" / "seeds" / "todays_bot.toml"
+    (_, g), = load_genome_file(seed)
+    # The key this genome had before the training genes existed (evo at commit 5490dad).
+    assert g.key() == "3dd0e42f6c7e3de4"
+    old = g.to_dict()
+    for m in ("model_a", "model_b"):
+        for gene in ("proj_factor", "batch_size", "grad_clip"):
+            del old[m][gene]
+    assert Genome.from_dict(old) == g
+    wider = Genome.from_dict({**g.to_dict(), "model_a": {**g.to_dict()["model_a"], "batch_size": 32}})
+    assert wider.key() != g.key() and wider.model_a.training(64, 1.0) == (32, 1.0)
+
+
+def test_training_gene_values_are_checked():
+    with pytest.raises(ConfigError, match="proj_factor"):
+        ModelGenes(("a",), 16, 1, 1, (), 0.1, proj_factor=0.5)
+    with pytest.raises(ConfigError, match="batch_size"):
+        ModelGenes(("a",), 16, 1, 1, (), 0.1, batch_size=0)
+    with pytest.raises(ConfigError, match="grad_clip"):
+        ModelGenes(("a",), 16, 1, 1, (), 0.1, grad_clip=0.0)
+    from evo.config import budget_from_dict
+
+    with pytest.raises(ConfigError, match="grad_clip"):
+        budget_from_dict("x", {"search": {"grad_clip": [2.0]}})
+    assert budget_from_dict("x", {"search": {"batch_size": [], "grad_clip": []}}).search.batch_size == ()

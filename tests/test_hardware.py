@@ -76,7 +76,8 @@ def synthetic_profile(name: str = "synthetic-pc") -> dict:
     2 ms + 0.01 ms per bar): no timing involved, so limits can be tested exactly."""
     models = []
     for r in reference_models():
-        ms = float(_model_row(r.embedding_dim, r.num_heads, r.num_blocks, len(r.slstm_at), r.seq_len) @ TRUE_COEF)
+        ms = float(_model_row(r.embedding_dim, r.num_heads, r.num_blocks, len(r.slstm_at), r.seq_len,
+                              r.proj_factor) @ TRUE_COEF)
         models.append(model_measurement(r, Timing((ms,), (ms,))))
     return {"format": PROFILE_FORMAT, "name": name, "threads": 1, "quick": False, "machine": {},
             "models": models, "features": [{"tail_bars": n, "ms": 2.0 + 0.01 * n} for n in (128, 800, 1600)]}
@@ -223,16 +224,22 @@ def test_profile_round_trip_and_bad_files(tmp_path: Path) -> None:
 # parameters and hard limits
 
 
-@pytest.mark.parametrize("E,H,blocks,slstm_at,n_features", [
-    (8, 2, 1, (), 1), (8, 4, 1, (0,), 3), (16, 2, 2, (1,), 5), (24, 2, 2, (), 7), (24, 4, 3, (0, 2), 2),
-    (32, 1, 1, (), 4), (48, 4, 2, (0, 1), 9), (64, 4, 3, (1,), 12), (96, 2, 2, (0,), 6), (100, 4, 1, (0,), 3),
-    (128, 8, 2, (), 16), (192, 4, 1, (0,), 5),
+@pytest.mark.parametrize("E,H,blocks,slstm_at,n_features,proj", [
+    (8, 2, 1, (), 1, 2.0), (8, 4, 1, (0,), 3, 2.0), (16, 2, 2, (1,), 5, 2.0), (24, 2, 2, (), 7, 2.0),
+    (24, 4, 3, (0, 2), 2, 2.0), (32, 1, 1, (), 4, 2.0), (48, 4, 2, (0, 1), 9, 2.0), (64, 4, 3, (1,), 12, 2.0),
+    (96, 2, 2, (0,), 6, 2.0), (100, 4, 1, (0,), 3, 2.0), (128, 8, 2, (), 16, 2.0), (192, 4, 1, (0,), 5, 2.0),
+    (64, 4, 1, (), 4, 1.0), (96, 2, 2, (1,), 3, 1.5), (128, 8, 1, (), 5, 1.0),
 ])
-def test_count_params_equals_the_built_model(E, H, blocks, slstm_at, n_features) -> None:
-    genes = ModelGenes(tuple(A_FEATS[:n_features]), E, blocks, H, slstm_at, 0.2)
+def test_count_params_equals_the_built_model(E, H, blocks, slstm_at, n_features, proj) -> None:
+    genes = ModelGenes(tuple(A_FEATS[:n_features]), E, blocks, H, slstm_at, 0.2, proj_factor=proj)
     model = DirectionModel(ModelConfig(n_features=n_features, embedding_dim=E, num_blocks=blocks, num_heads=H,
-                                       slstm_at=slstm_at, dropout=0.2, seq_len=16))
+                                       slstm_at=slstm_at, dropout=0.2, seq_len=16, proj_factor=proj))
     assert count_params(genes) == sum(p.numel() for p in model.parameters())
+    if blocks > len(slstm_at):  # the up-projection gene sets the width of the mLSTM cell
+        from models import mlstm_inner_dim
+
+        up = model.stack.blocks[[i for i in range(blocks) if i not in slstm_at][0]].xlstm.proj_up
+        assert up.out_features == 2 * mlstm_inner_dim(E, proj)
     assert count_params(genes, n_features + 3) == count_params(genes) + 3 * E
 
 
