@@ -1308,6 +1308,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"- **Load average (1 min):** {report['load_start'][0]:.2f} at the start, {report['load_end'][0]:.2f} at "
         "the end; per item in the table (before → after). The machine is shared: A/B figures are "
         "interleaved and read as medians, so both sides meet the same load.",
+        *_merge_lines(report),
         "",
         "| # | figure | value | target | met | how measured | load |",
         "| --- | --- | --- | --- | --- | --- | --- |",
@@ -1318,7 +1319,53 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += ["", "Items as numbered in issue 9: 1 overhead, 2 multi-fidelity, 3 xLSTM on the CPU, 4 backtest "
               "engines, 5 start-up, 6 caches, 7 memory, 8 GPU.", ""]
     lines += _notes(report)
+    lines += experiment_sections()
     return "\n".join(lines) + "\n"
+
+
+def _merge_lines(report: dict[str, Any]) -> list[str]:
+    dates = report.get("item_dates") or {}
+    later = {k: d for k, d in dates.items() if d != report["machine"]["date_utc"]}
+    if not later:
+        return []
+    items = ", ".join(f"{k} ({d})" for k, d in sorted(later.items()))
+    return [f"- **Refreshed later** with `python -m evo bench --only ITEM --merge` (same machine): {items}; "
+            "the other items are from the full run above."]
+
+
+EXPERIMENTS_DIR = Path(__file__).resolve().parents[1] / "docs" / "experiments"
+
+
+def experiment_sections(directory: Path = EXPERIMENTS_DIR) -> list[str]:
+    """Markdown for the search experiments in ``docs/experiments/*.json`` (each written by a script
+    under ``experiments/``: ``{"title", "command", "when", "machine", "rows": [{...}], "notes": [...]}``).
+    They are real searches, too long for every bench run, so they are rendered from their last run."""
+    lines: list[str] = []
+    for path in sorted(Path(directory).glob("*.json")):
+        try:
+            exp = json.loads(path.read_text())
+            rows = list(exp["rows"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        lines += ["", f"## {exp.get('title', path.stem)}", ""]
+        meta = [f"`{exp['command']}`" if exp.get("command") else "", exp.get("when", ""), exp.get("machine", "")]
+        lines += ["Run: " + "; ".join(m for m in meta if m) + f" (results: `docs/experiments/{path.name}`).", ""]
+        if rows:
+            cols = list(dict.fromkeys(k for r in rows for k in r))
+            lines += ["| " + " | ".join(cols) + " |", "|" + " --- |" * len(cols)]
+            for r in rows:
+                cells = [_cell(r.get(c, "")) for c in cols]
+                lines.append("| " + " | ".join(cells) + " |")
+        lines += [""] + [f"- {n}" for n in exp.get("notes", [])]
+    return lines
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        text = f"{value:.4g}"
+    else:
+        text = str(value)
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def _notes(report: dict[str, Any]) -> list[str]:

@@ -28,7 +28,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"run only these items: {', '.join(ITEMS)}")
     p.add_argument("--out", default=None, metavar="PATH.md",
                    help="where to write the Markdown report (default docs/benchmarks.md; with --quick or "
-                        "--only nothing is written unless --out is given)")
+                        "--only nothing is written unless --out or --merge is given)")
+    p.add_argument("--merge", action="store_true",
+                   help="with --only: replace just those items in the last full report (docs/benchmarks.json) "
+                        "and rewrite docs/benchmarks.md; every row keeps the date and load of its own run")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -46,19 +49,46 @@ def main(args: argparse.Namespace) -> int:
     def progress(msg: str) -> None:
         print(f"bench: {msg}", file=sys.stderr, flush=True)
 
+    if args.merge and (args.quick or not args.only):
+        raise ConfigError("--merge needs --only ITEM[,ITEM] and no --quick: it refreshes items of the full report")
+    if args.merge and not DEFAULT_JSON.exists():
+        raise ConfigError(f"--merge: {DEFAULT_JSON} is not there; run `python -m evo bench` once in full")
     report = run_suite(quick=args.quick, only=only, progress=progress)
-    out = Path(args.out) if args.out else (None if (args.quick or args.only) else DEFAULT_OUT)
+    if args.merge:
+        report = merge_reports(json.loads(DEFAULT_JSON.read_text()), report)
+    out = Path(args.out) if args.out else (None if (args.quick or args.only) and not args.merge else DEFAULT_OUT)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(out.suffix + ".tmp")
-        tmp.write_text(render_markdown(report))
-        tmp.replace(out)
+        _write(out, render_markdown(report))
         progress(f"wrote {out}")
+        if out == DEFAULT_OUT:
+            _write(DEFAULT_JSON, json.dumps(report, indent=1, default=_jsonable))
     if args.json:
         print(json.dumps(report, indent=1, default=_jsonable))
     else:
         print(render_markdown(report))
     return 0
+
+
+DEFAULT_JSON = DEFAULT_OUT.with_suffix(".json")
+
+
+def merge_reports(base: dict, new: dict) -> dict:
+    """``base`` with the items of ``new`` replaced; each item keeps the date and load of the run that
+    measured it (``item_dates``), so a merged table never passes one run's figure off as another's."""
+    dates = dict(base.get("item_dates") or {k: base["machine"]["date_utc"] for k in base["items"]})
+    merged = {**base, "items": {**base["items"]}, "load": {**base.get("load", {})}, "item_dates": dates}
+    for name, result in new["items"].items():
+        merged["items"][name] = result
+        merged["load"][name] = new["load"][name]
+        dates[name] = new["machine"]["date_utc"]
+    return merged
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def _jsonable(obj):
