@@ -206,22 +206,91 @@ def _check_signal(signal: object, ohlcv: pd.DataFrame) -> np.ndarray:
     return values.astype(np.int8)
 
 
+def _held(target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Position wanted during each bar (the decision made at the previous bar's close) and the one
+    wanted during the bar before: ``held[i] = target[i - 1]``, ``held[0] = 0``, ``before[i] = held[i - 1]``."""
+    held = np.zeros_like(target)
+    held[1:] = target[:-1]
+    before = np.zeros_like(held)
+    before[1:] = held[:-1]
+    return held, before
+
+
+def _uses_signals_engine(target: np.ndarray, risk: RiskRules) -> bool:
+    """True where only ``Portfolio.from_signals`` can run the rules: stop-loss / take-profit (checked
+    inside the bar), or a fraction-of-equity size with a long <-> short reversal (which
+    ``from_signals`` rejects with a ValueError, as before; ``from_orders`` has one order per bar)."""
+    if risk.stop_loss is not None or risk.take_profit is not None:
+        return True
+    if risk.size < 1.0:
+        held, before = _held(target)
+        return bool(np.any(held * before == -1))
+    return False
+
+
+def _order_arrays(target: np.ndarray, size: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Orders equal to those ``Portfolio.from_signals`` places for ``target`` (no stops), one per bar
+    where the held position changes, as ``(size, size_type, direction)`` arrays for the from-orders
+    simulator (NaN size = no order):
+
+    - entry from flat or a reversal: ``+-inf`` units (all cash, fees included) in direction Both, or
+      ``+-size`` of the resources as SizeType.Percent (entries from flat only);
+    - exit to flat: target amount 0, i.e. ``-position`` units, the order from_signals' exit places
+      (in direction Both: for an order that closes the position exactly, vectorbt's ``buy_nb`` /
+      ``sell_nb`` fill it as they do from_signals' LongOnly / ShortOnly one).
+
+    Equal while the account's position follows ``held``; where it does not (an order that could not
+    fill: a short blown through, its cover unaffordable), :func:`_simulate_orders` notices.
+    """
+    from vectorbt.portfolio.enums import Direction, SizeType
+
+    held, before = _held(target)
+    n = target.shape[0]
+    order_size = np.full(n, np.nan)
+    size_type = np.full(n, SizeType.Amount, dtype=np.int64)
+    direction = np.full(n, Direction.Both, dtype=np.int64)
+    enter = (held != 0) & (held != before)
+    if size >= 1.0:
+        order_size[enter] = held[enter] * np.inf
+    else:
+        order_size[enter] = held[enter] * size
+        size_type[enter] = SizeType.Percent
+    leave = (held == 0) & (before != 0)
+    order_size[leave] = 0.0
+    size_type[leave] = SizeType.TargetAmount
+    return order_size, size_type, direction
+
+
 def _simulate(
     index: pd.DatetimeIndex, open_: np.ndarray, close: np.ndarray, target: np.ndarray, costs: CostModel,
     risk: RiskRules = RiskRules(), high: np.ndarray | None = None, low: np.ndarray | None = None,
+    *, engine: str = "signals",
 ) -> vbt.Portfolio:
-    """The vectorbt portfolio behind :func:`backtest_signals` (inputs already validated).
+    """A vectorbt ``Portfolio`` for the rules of :func:`backtest_signals` (inputs already validated).
 
-    ``target`` is the int8 signal; it is shifted by one bar here. Also used by the tests to
-    cross-check vectorbt's own statistics against :mod:`backtest.metrics`.
+    ``target`` is the int8 signal; it is shifted by one bar here. ``engine="signals"`` builds it with
+    ``Portfolio.from_signals`` (every rule; the path with stops), ``"orders"`` with
+    ``Portfolio.from_orders`` from :func:`_order_arrays` (no stops). :func:`backtest_signals` itself
+    calls the from-orders simulator directly (:func:`_simulate_orders`); these are the references the
+    tests check it against, and they cross-check vectorbt's own statistics against
+    :mod:`backtest.metrics`.
     """
     import pandas as pd
     import vectorbt as vbt  # the module-level import is for type checking only
 
+    if engine == "orders":
+        if _uses_signals_engine(target, risk):
+            raise ValueError("engine='orders' runs neither stops nor fractional sizes with reversals")
+        order_size, size_type, direction = _order_arrays(target, risk.size)
+        return vbt.Portfolio.from_orders(
+            pd.Series(close, index=index), size=order_size, size_type=size_type, direction=direction,
+            price=pd.Series(open_, index=index), fees=costs.fees, fixed_fees=0.0, slippage=costs.slippage,
+            init_cash=_INIT_CASH, log=False,
+        )
+    if engine != "signals":
+        raise ValueError(f"engine must be 'signals' or 'orders', got {engine!r}")
     # Position wanted during bar i = decision made at the close of bar i - 1.
-    held = np.zeros_like(target)
-    held[1:] = target[:-1]
-    before = np.concatenate([[0], held[:-1]])
+    held, before = _held(target)
     flat = held == 0
     stops = risk.stop_loss is not None or risk.take_profit is not None
     sizing = dict(size=np.inf, size_type="amount") if risk.size >= 1.0 else dict(size=risk.size, size_type="percent")
@@ -253,6 +322,90 @@ def _simulate(
         **extra,
     )
     return pf
+
+
+@dataclass(frozen=True)
+class _Account:
+    """Per-bar account series of one simulation, float64 ``(N,)`` each, marked to the close.
+
+    returns: simple returns of ``value`` (bar 0 against the starting cash), non-finite ones set to 0.
+    assets: units held (negative = short). asset_value: ``assets * close``. value: cash + asset value.
+    trade_returns: per exit-trade return after costs (vectorbt's exit trades; NaN kept).
+    """
+
+    returns: np.ndarray
+    assets: np.ndarray
+    asset_value: np.ndarray
+    value: np.ndarray
+    trade_returns: np.ndarray
+
+    @property
+    def trades(self) -> int:
+        return int(self.trade_returns.shape[0])
+
+
+def _account_of(pf: vbt.Portfolio) -> _Account:
+    """The :class:`_Account` of a vectorbt ``Portfolio`` (the path with stops)."""
+    def flat(x) -> np.ndarray:
+        return np.asarray(x, dtype=np.float64).reshape(-1)
+
+    return _Account(returns=_finite_returns(flat(pf.returns())), assets=flat(pf.assets()),
+                    asset_value=flat(pf.asset_value()), value=flat(pf.value()),
+                    trade_returns=flat(pf.trades.returns.values))
+
+
+def _simulate_orders(open_: np.ndarray, close: np.ndarray, target: np.ndarray, costs: CostModel,
+                     size: float) -> _Account | None:
+    """What ``_simulate(..., engine="orders")`` computes, without the ``Portfolio`` object; None where
+    the position did not follow the signal (see :func:`_order_arrays`: from_signals' orders may differ
+    there, so the caller runs that engine instead).
+
+    Calls vectorbt's numba kernels directly with the arguments ``Portfolio.from_orders`` passes them
+    (one column, no grouping, vectorbt's default ``min_size``), then the same kernels its ``assets``,
+    ``cash``, ``value``, ``returns`` and ``trades`` use. All are compiled with ``cache=True``, so a
+    process with a warm ``NUMBA_CACHE_DIR`` loads them instead of compiling (``from_signals``' simulator
+    is not cached), and a call costs well under a millisecond instead of vectorbt's ~5 ms of pandas
+    and config copying around the same kernels. The tests pin it to both ``Portfolio`` engines.
+    """
+    import vectorbt as vbt
+    from vectorbt.portfolio import nb
+    from vectorbt.portfolio.enums import Direction
+    from vectorbt.records.nb import col_map_nb
+    from vectorbt.returns.nb import returns_nb
+
+    # Writable C arrays always: numba compiles (and caches) one version per argument type, and
+    # pandas hands out read-only views or writable copies depending on the frame.
+    open_, close = (np.require(a, np.float64, ("C", "W")) for a in (open_, close))
+    n = close.shape[0]
+    shape = (n, 1)
+    order_size, size_type, direction = _order_arrays(target, size)
+    cfg = vbt.settings.portfolio
+    init_cash = np.full(1, _INIT_CASH)
+    close_2d = close.reshape(shape)
+    # Positional (numba dispatches keyword calls ~40 us slower), in the simulator's order:
+    orders, _ = nb.simulate_from_orders_nb(
+        shape, np.ones(1, dtype=np.int64), init_cash, np.zeros(shape, dtype=np.int64),  # shape .. call_seq
+        order_size, open_, size_type, direction,  # size, price, size_type, direction
+        np.asarray(costs.fees), np.asarray(0.0), np.asarray(costs.slippage),  # fees, fixed_fees, slippage
+        np.asarray(float(cfg["min_size"])), np.asarray(float(cfg["max_size"])),  # min_size, max_size
+        np.asarray(float(cfg["size_granularity"])), np.asarray(0.0),  # size_granularity, reject_prob
+        np.asarray(bool(cfg["lock_cash"])), np.asarray(bool(cfg["allow_partial"])),  # lock_cash, allow_partial
+        np.asarray(False), np.asarray(False), np.asarray(np.inf), close,  # raise_reject, log, val_price, close
+        False, bool(cfg["ffill_val_price"]), bool(cfg["update_value"]),  # auto_call_seq, ffill_val_price, update_value
+        n, 1, bool(cfg["init_temp_records"]), False,  # max_orders, max_logs, init_temp_records, flex_2d
+    )
+    col_map = col_map_nb(orders["col"], 1)
+    assets = nb.assets_nb(nb.asset_flow_nb(shape, orders, col_map, Direction.Both))
+    if not np.array_equal(np.sign(assets.reshape(-1)), _held(target)[0]):
+        return None
+    cash = nb.cash_nb(nb.cash_flow_nb(shape, orders, col_map, False), init_cash)
+    asset_value = np.where(assets == 0, 0.0, close_2d) * assets  # (Portfolio.asset_value zeroes close there)
+    value = cash + asset_value
+    returns = returns_nb(value, init_cash)
+    trades = nb.get_exit_trades_nb(orders, close_2d, col_map)
+    return _Account(returns=_finite_returns(returns.reshape(-1)), assets=assets.reshape(-1),
+                    asset_value=asset_value.reshape(-1), value=value.reshape(-1),
+                    trade_returns=np.asarray(trades["return"], dtype=np.float64))
 
 
 def backtest_signals(
@@ -312,21 +465,37 @@ def backtest_signals(
     open_, close = _check_ohlcv(ohlcv)
     target = _check_signal(signal, ohlcv)
 
-    high = ohlcv["high"].to_numpy(dtype=np.float64) if "high" in ohlcv.columns else None
-    low = ohlcv["low"].to_numpy(dtype=np.float64) if "low" in ohlcv.columns else None
-    pf = _simulate(ohlcv.index, open_, close, target, costs, risk, high, low)
+    return _backtest(ohlcv, open_, close, target, costs, periods_per_year, risk)
+
+
+def _backtest(ohlcv: pd.DataFrame, open_: np.ndarray, close: np.ndarray, target: np.ndarray, costs: CostModel,
+              periods_per_year: float, risk: RiskRules, *, engine: str = "auto") -> BacktestResult:
+    """:func:`backtest_signals` on checked inputs. ``engine``: ``"auto"`` (the from-orders kernels
+    unless :func:`_uses_signals_engine`), or ``"signals"`` / ``"orders"`` to force a ``Portfolio``
+    engine of :func:`_simulate` (the tests compare them)."""
+    if engine not in ("auto", "signals", "orders"):
+        raise ValueError(f"engine must be 'auto', 'signals' or 'orders', got {engine!r}")
+
+    def simulate(t: np.ndarray) -> _Account:
+        if engine == "auto" and not _uses_signals_engine(t, risk):
+            account = _simulate_orders(open_, close, t, costs, risk.size)
+            if account is not None:
+                return account
+        high = ohlcv["high"].to_numpy(dtype=np.float64) if "high" in ohlcv.columns else None
+        low = ohlcv["low"].to_numpy(dtype=np.float64) if "low" in ohlcv.columns else None
+        kind = "signals" if engine == "auto" else engine
+        return _account_of(_simulate(ohlcv.index, open_, close, t, costs, risk, high, low, engine=kind))
+
+    account = simulate(target)
     if risk.breaker is not None:
-        first = _first_breach(_account_returns(pf), risk.breaker)
+        first = _first_breach(account.returns, risk.breaker)
         if first is not None:
             target = target.copy()
             target[first:] = 0
-            pf = _simulate(ohlcv.index, open_, close, target, costs, risk, high, low)
-    returns = _account_returns(pf)
-    trades = int(pf.trades.count())
-    in_market = np.asarray(pf.assets(), dtype=np.float64).reshape(-1) != 0.0
-    exposure = float(in_market.mean())
-    traded = trades > 0
-    if not traded:
+            account = simulate(target)
+    returns = account.returns
+    trades = account.trades
+    if trades == 0:
         # Flat equity: vectorbt would report an infinite Sharpe ratio for it. Score it 0.
         return BacktestResult(
             returns=returns,
@@ -337,11 +506,10 @@ def backtest_signals(
             exposure=0.0,
             traded=False,
         )
-    trade_returns = np.asarray(pf.trades.returns.values, dtype=np.float64).reshape(-1)
-    trade_returns = trade_returns[np.isfinite(trade_returns)]
-    position = np.asarray(pf.asset_value(), dtype=np.float64).reshape(-1)
-    value = np.asarray(pf.value(), dtype=np.float64).reshape(-1)
-    fraction = np.divide(position, value, out=np.zeros_like(position), where=value > 0)
+    exposure = float(np.count_nonzero(account.assets) / account.assets.shape[0])
+    trade_returns = account.trade_returns[np.isfinite(account.trade_returns)]
+    value = account.value
+    fraction = np.divide(account.asset_value, value, out=np.zeros_like(value), where=value > 0)
     return BacktestResult(
         returns=returns,
         sharpe=sharpe_ratio(returns, periods_per_year),
@@ -359,8 +527,8 @@ def backtest_signals(
     )
 
 
-def _account_returns(pf: vbt.Portfolio) -> np.ndarray:
-    returns = np.asarray(pf.returns(), dtype=np.float64).reshape(-1).copy()
+def _finite_returns(returns: np.ndarray) -> np.ndarray:
+    returns = np.array(returns, dtype=np.float64)
     # Only an account whose value reached exactly 0 (a short blown through) yields 0/0 here;
     # from then on it holds nothing, so its return is 0.
     returns[~np.isfinite(returns)] = 0.0

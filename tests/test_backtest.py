@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 import backtest as bt
-from backtest.portfolio import _simulate
+from backtest.portfolio import _backtest, _check_ohlcv, _simulate, _simulate_orders
 from evo.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -461,6 +461,75 @@ def test_short_side_and_reversals_hand_computed() -> None:
     np.testing.assert_allclose(res.returns, expected, atol=1e-12)
     assert res.trades == 3  # long, short, long: the reversal at bar 2 closes one and opens one
     assert res.exposure == pytest.approx(5 / 7)
+
+
+def _engine_spans(nvda: pd.DataFrame, indexfut: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """A daily span the length of the `cpu` budget's NVDA test span, and a 1-minute one (overnight gaps)."""
+    return {"nvda": nvda.iloc[-939:], "minute": indexfut.iloc[-3000:]}
+
+
+@pytest.mark.parametrize("span_name", ["nvda", "minute"])
+@pytest.mark.parametrize(
+    ("kind", "risk"),
+    [
+        ("long", bt.RiskRules()),
+        ("long", bt.RiskRules(size=0.5)),
+        ("long_short", bt.RiskRules()),
+        ("long_short", bt.RiskRules(breaker=0.05)),
+    ],
+)
+def test_from_orders_kernels_trade_like_both_vectorbt_engines(
+    nvda: pd.DataFrame, indexfut: pd.DataFrame, span_name: str, kind: str, risk: bt.RiskRules
+) -> None:
+    """backtest_signals' default path (vectorbt's from-orders kernels called directly) gives the
+    trades, returns and equity of Portfolio.from_signals and Portfolio.from_orders to 1e-9."""
+    span = _engine_spans(nvda, indexfut)[span_name]
+    close = span["close"]
+    if kind == "long":
+        signal = _sma_signal(close, 20)
+    else:  # long above the 20-bar mean, short below, flat on a fresh cross: reversals and flats
+        sma = close.rolling(20).mean()
+        signal = np.sign(close - sma).fillna(0).to_numpy().astype(np.int8)
+        signal[np.flatnonzero(np.diff(signal) != 0)[::3] + 1] = 0
+        assert {-1, 0, 1} <= set(signal) and (np.r_[0, signal][:-1] * signal == -1).any()
+    open_, close_ = _check_ohlcv(span)
+    ppy = bt.periods_per_year(span.index)
+    costs = bt.CostModel(5, 5)
+    assert _simulate_orders(open_, close_, signal, costs, risk.size) is not None  # the fast path ran
+    fast = bt.backtest_signals(span, signal, costs=costs, periods_per_year=ppy, risk=risk)
+    assert fast.trades >= (1 if risk.breaker else 5)
+    for engine in ("signals", "orders"):
+        ref = _backtest(span, open_, close_, signal, costs, ppy, risk, engine=engine)
+        assert fast.trades == ref.trades, engine
+        np.testing.assert_allclose(fast.trade_returns, ref.trade_returns, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(fast.returns, ref.returns, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(np.cumprod(1 + fast.returns), np.cumprod(1 + ref.returns), rtol=1e-9)
+        assert fast.exposure == ref.exposure
+        for name in ("sharpe", "max_drawdown", "total_return", "turnover", "win_rate", "profit_factor"):
+            assert getattr(fast, name) == pytest.approx(getattr(ref, name), rel=1e-9, abs=1e-12), (engine, name)
+    if risk.breaker is not None:  # the breaker did cut trading short
+        free = bt.backtest_signals(span, signal, costs=costs, periods_per_year=ppy)
+        assert fast.trades < free.trades
+    pf = _simulate(span.index, open_, close_, signal, costs, risk, engine="orders")
+    if risk.breaker is None:
+        assert fast.total_return == pytest.approx(float(pf.total_return()), rel=1e-9)
+
+
+def test_a_blown_short_falls_back_to_from_signals() -> None:
+    """Short at 100, the price runs to 250: the account is worth less than the cover costs, so the
+    exit fills only in part. The position then no longer follows the signal, the from-orders
+    kernels give up, and backtest_signals returns what Portfolio.from_signals does."""
+    o = [100, 100, 150, 250, 250, 250, 240, 230]
+    c = [100, 100, 200, 250, 250, 250, 240, 230]
+    signal = np.array([-1, -1, 0, 0, 1, 1, 0, 0], dtype=np.int8)
+    bars = _bars(o, c)
+    open_, close_ = _check_ohlcv(bars)
+    costs = bt.CostModel(0, 0)
+    assert _simulate_orders(open_, close_, signal, costs, 1.0) is None
+    res = bt.backtest_signals(bars, signal, costs=costs, periods_per_year=252)
+    ref = _backtest(bars, open_, close_, signal, costs, 252, bt.RiskRules(), engine="signals")
+    np.testing.assert_array_equal(res.returns, ref.returns)
+    assert res.trades == ref.trades and res.exposure == ref.exposure
 
 
 def test_a_strategy_that_never_trades_scores_zero(nvda: pd.DataFrame, indexfut: pd.DataFrame) -> None:

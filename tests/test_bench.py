@@ -99,6 +99,28 @@ def test_bench_overhead_restores_what_it_wraps(nvda):
     assert sum(out["sections_s"].values()) == pytest.approx(out["total_s"], rel=0.02, abs=0.05)
     lb = out["last_backtest"]
     assert len(lb["signal"]) == len(lb["ohlcv"]) and lb["signal"][-1] == 0
+    calls = out["genome_backtests"]  # risk tuning, validation returns, then the test span
+    assert len(calls) > budget.evaluate.folds and calls[-1]["ohlcv"] is lb["ohlcv"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("backtesting") is None, reason="backtesting.py is not installed")
+def test_walk_forward_backtest_bench_runs_evos_calls_through_three_engines(nvda):
+    from evo.evaluate import fold_layout, prepare_run_data
+
+    budget = B.overhead_budget(quick=True)
+    ds, _ = prepare_run_data(nvda.iloc[-1500:], "nvda", budget, cache_dir=None)
+    calls = B.walk_forward_backtests(ds, budget)
+    folds = fold_layout(ds, budget)
+    ev = budget.evaluate
+    assert len(calls) == (ev.risk_trials + 1) * ev.folds + 1
+    test = calls[-1]["ohlcv"]
+    assert test.index[0] == ds.bars.index[folds[0].test[0]] and test.index[-1] == ds.bars.index[folds[-1].test[1]]
+    for c in calls:
+        assert len(c["signal"]) == len(c["ohlcv"]) and c["signal"][-1] == 0
+    out = B.bench_walk_forward_backtest(calls, repeats=1, warmup=0)
+    assert out["calls"] == len(calls) and out["skipped_calls"] == 0 and out["trades"] > 0
+    assert out["same_engines"] and out["same_trades"] and out["equity_diff"] < 1e-4
+    assert out["speedup"] > 0 and out["speedup_vs_from_signals"] > 0
 
 
 def test_bench_command_writes_the_report(tmp_path):

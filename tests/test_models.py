@@ -363,6 +363,50 @@ def test_training_is_deterministic(planted):
     assert not np.array_equal(predict_proba(a.model, val[0]), predict_proba(c.model, val[0]))
 
 
+def test_fused_adamw_and_foreach_clip_match_the_for_loop_versions(planted):
+    """train_model's fused AdamW + foreach clip compute the default for-loop update to float32 rounding.
+
+    Both optimisers get the same gradients every step (those of the fused copy): through the model,
+    a rounding difference in the weights changes the next gradient, and Adam turns a gradient of
+    1e-10 into a step of ``lr`` whatever its rounding, so separate trajectories drift apart by ~1e-5
+    with either optimiser. The sLSTM block is in, for its bias with such tiny gradients.
+    """
+    train, _ = planted
+    cfg = tiny(num_blocks=2, slstm_at=(1,), num_heads=4)
+    torch.manual_seed(7)
+    fused_model, loop_model = DirectionModel(cfg), DirectionModel(cfg)
+    loop_model.load_state_dict(fused_model.state_dict())
+    start = {k: v.clone() for k, v in fused_model.state_dict().items()}
+
+    def optimizer(model, **kw):
+        decay = [p for p in model.parameters() if p.dim() >= 2]
+        no_decay = [p for p in model.parameters() if p.dim() < 2]
+        groups = [{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}]
+        return torch.optim.AdamW(groups, lr=3e-3, **kw)
+
+    opt_fused, opt_loop = optimizer(fused_model, fused=True), optimizer(loop_model, foreach=False)
+    fused_params, loop_params = list(fused_model.parameters()), list(loop_model.parameters())
+    X, y = torch.from_numpy(train[0]), torch.from_numpy(train[1])
+    for step in range(8):
+        batch = slice(32 * step, 32 * (step + 1))
+        opt_fused.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(fused_model(X[batch])[0], y[batch]).backward()
+        for p, q in zip(fused_params, loop_params):
+            q.grad = None if p.grad is None else p.grad.clone()
+        # a small max norm, so that the clip really scales the gradient
+        norm_foreach = torch.nn.utils.clip_grad_norm_(fused_params, 0.05, foreach=True)
+        norm_loop = torch.nn.utils.clip_grad_norm_(loop_params, 0.05, foreach=False)
+        torch.testing.assert_close(norm_foreach, norm_loop, rtol=1e-6, atol=0)
+        assert norm_loop > 0.05
+        opt_fused.step()
+        opt_loop.step()
+    moved = 0.0
+    for (name, a), b in zip(fused_model.state_dict().items(), loop_model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5, msg=name)
+        moved = max(moved, (a - start[name]).abs().max().item())
+    assert moved > 1e-2  # 8 steps of lr 3e-3: the weights did move
+
+
 def test_early_stopping_restores_the_best_epoch():
     # pure noise and a high learning rate: the model overfits and validation loss rises
     train, val = planted_series(seed=3, noise=50.0)
