@@ -1,7 +1,8 @@
 """The trading-PC bundle: one zip file, JSON + safetensors, no pickle, checksummed.
 
-Spec (version 2)
-----------------
+Spec (version 3; version 2 bundles still load: they are version 3 bundles without the optional
+``timeframes``, ``regime``, ``clock`` and gate keys below)
+----------------------------------------------------------------------------------------------
 - A bundle MUST be a zip archive holding exactly these four entries, each once, and no others:
   ``manifest.json``, ``manifest.sha256``, ``model_a.safetensors``, ``model_b.safetensors``.
   A reader MUST refuse any other name (a path, ``..``, an absolute name), a duplicate name and an
@@ -21,11 +22,19 @@ Spec (version 2)
   column order), ``feature_specs`` (name, kind, source, warmup_bars, needs_volume as
   :func:`features.catalog` gives them), ``scaler`` (float32 ``mean`` and ``scale``),
   ``dead_zone`` (log return), ``lr`` and ``fit`` (epochs); ``consensus`` (rule, threshold,
-  allow_short) and ``risk`` (costs in bps per side, allow_short, the fill rule); ``training``
+  allow_short; ``gate_low``/``gate_high``/``gate_model`` when the threshold depends on the volatility
+  regime) and ``risk`` (costs in bps per side, allow_short, the fill rule); ``training``
   (mode and segments); ``trained_on`` (data source, hash, bar range, seed, device); ``metrics``
   (each block named for what it is: ``walk_forward_oos``, and ``holdout`` when the run has one);
   ``golden`` (bars, and the probabilities the exported models gave on them); ``versions`` (evo,
   torch, xlstm, ta-lib, ta, numpy, pandas, safetensors, python); ``entries``.
+- Multi-timeframe and regime models (optional keys): ``models.{a,b}.timeframes`` (multipliers of
+  the base bar, ascending, 1 first; missing = ``[1]``), ``models.{a,b}.regime`` (``mode``:
+  ``none``/``features``/``gate``, ``thresholds``: :class:`evo.regime.RegimeThresholds`), and
+  ``clock`` (:class:`features.timeframes.BarClock`: base interval, open/close labels, week
+  length) whenever a model reads more than ``x1``. A model with several timeframes stores a
+  ``models.multi.MultiConfig`` as its ``config`` (``base``, ``timeframes``, ``fusion``) and a
+  scaler over the packed columns (:mod:`evo.inputs`).
 - A reader MUST refuse a bundle whose checksums do not match, whose version differs, whose
   ``catalog_version`` or any feature spec differs from its own catalog, or whose
   ``export_layout`` it does not know. ``verify()`` recomputes ``golden`` (within 1e-6).
@@ -52,12 +61,13 @@ from typing import Any
 
 import numpy as np
 
-from evo.errors import BundleError, DataError
+from evo.errors import BundleError, DataError, GenomeError
 
 log = logging.getLogger(__name__)
 
 FORMAT = "evo-bundle"
-VERSION = 2
+VERSION = 3
+READABLE_VERSIONS = (2, 3)   # version 2: no timeframes, regimes or gate (read as x1, regime "none")
 ENTRIES = ("manifest.json", "manifest.sha256", "model_a.safetensors", "model_b.safetensors")
 MAX_ENTRY_BYTES = 1 << 30
 GOLDEN_TOLERANCE = 1e-6   # probabilities: verify() refuses a larger difference
@@ -152,9 +162,10 @@ def _check_manifest(manifest: Any, path: Path) -> None:
     from models import EXPORT_LAYOUT
 
     _need(isinstance(manifest, dict), path, "is not a JSON object")
-    if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
-        raise BundleError(f"{path}: not an evo bundle of version {VERSION} (format {manifest.get('format')!r}, "
-                          f"version {manifest.get('version')!r}); export it again with this evo")
+    if manifest.get("format") != FORMAT or manifest.get("version") not in READABLE_VERSIONS:
+        raise BundleError(f"{path}: not an evo bundle of version {' or '.join(map(str, READABLE_VERSIONS))} "
+                          f"(format {manifest.get('format')!r}, version {manifest.get('version')!r}); "
+                          "export it again with this evo")
     if manifest.get("catalog_version") != features.CATALOG_VERSION:
         raise BundleError(
             f"{path}: made with feature catalog {manifest.get('catalog_version')!r}, this evo has "
@@ -195,13 +206,23 @@ def _check_manifest(manifest: Any, path: Path) -> None:
                 raise BundleError(f"{path}: feature {stored['name']!r} was {stored}, this evo's catalog has "
                                   f"{current}; export it again with this version")
         scaler = spec["scaler"]
-        _need(isinstance(scaler, dict) and len(scaler.get("mean", ())) == len(scaler.get("scale", ())) == len(names),
+        width = input_width(spec)
+        _need(isinstance(scaler, dict) and len(scaler.get("mean", ())) == len(scaler.get("scale", ())) == width,
               path, f"model {name.upper()}: the scaler does not have one mean and scale per feature")
+        if len(spec.get("timeframes", [1])) > 1:
+            _need(isinstance(manifest.get("clock"), dict), path, "lacks the 'clock' its timeframes need")
     for key in ("bars", "p_a", "p_b", "signal"):
         _need(isinstance(manifest["golden"], dict) and key in manifest["golden"], path, f"golden lacks {key!r}")
     entries = manifest["entries"]
     _need(isinstance(entries, dict) and set(entries) == {"model_a.safetensors", "model_b.safetensors"}, path,
           "entries must list the digests of model_a.safetensors and model_b.safetensors")
+
+
+def input_width(spec: dict[str, Any]) -> int:
+    """Columns a stored model reads: (features + 2 regime columns if any) x timeframes."""
+    regime = spec.get("regime") or {}
+    per_frame = len(spec["features"]) + (2 if regime.get("mode") == "features" else 0)
+    return per_frame * len(spec.get("timeframes", [1]))
 
 
 def read_bundle(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
@@ -287,7 +308,8 @@ class Bundle:
         backend it was trained with). ``verify=True`` also runs :meth:`verify`."""
         from safetensors.torch import load as load_tensors
 
-        from models import ModelConfig, Scaler, load_exported
+        from models import Scaler
+        from models.multi import config_from_dict, load_model
 
         manifest, blobs = read_bundle(path)
         models, scalers = {}, {}
@@ -295,14 +317,13 @@ class Bundle:
             spec = manifest["models"][name]
             try:
                 tensors = load_tensors(blobs[name])
-                cfg = ModelConfig.from_dict({**spec["config"], "slstm_at": tuple(spec["config"]["slstm_at"]),
-                                             "backend": "vanilla"})
+                cfg = config_from_dict(spec["config"])
                 bad = sorted(k for k, t in tensors.items() if str(t.dtype) != "torch.float32")
                 if bad:
                     raise BundleError(f"tensors {bad[:3]} are not float32")
-                if cfg.n_features != len(spec["features"]) or cfg.seq_len != manifest["seq_len"]:
+                if cfg.n_features != input_width(spec) or cfg.seq_len != manifest["seq_len"]:
                     raise BundleError("the config disagrees with the features or seq_len")
-                models[name] = load_exported(cfg, tensors)
+                models[name] = load_model(cfg, tensors)  # always the portable "vanilla" sLSTM backend
                 scalers[name] = Scaler.from_dict(spec["scaler"])
             except Exception as exc:  # noqa: BLE001 - safetensors, config or shape mismatch: unusable
                 raise BundleError(f"{path}: model {name.upper()} cannot be rebuilt ({exc})") from None
@@ -343,7 +364,6 @@ class Bundle:
         Features are computed from ``bars`` alone; the value at bar t uses bars <= t, so each
         decision equals the one the same bars give in a live run.
         """
-        from backtest.consensus import consensus_signal
         from features import compute_features
         from models import make_windows, predict_proba
 
@@ -358,14 +378,66 @@ class Bundle:
         ends = np.arange(len(bars) - last, len(bars))
         probs = {}
         for name in MODELS:
-            values = feats[m["models"][name]["features"]].to_numpy(dtype=np.float64)
-            X = self.scalers[name].transform(values[len(bars) - last - self.seq_len + 1:])
-            probs[name] = predict_proba(self.models[name], make_windows(X, ends - ends[0] + self.seq_len - 1,
-                                                                         self.seq_len))
+            spec = m["models"][name]
+            if len(spec.get("timeframes", [1])) == 1 and (spec.get("regime") or {}).get("mode", "none") != "features":
+                values = feats[spec["features"]].to_numpy(dtype=np.float64)
+                X = self.scalers[name].transform(values[len(bars) - last - self.seq_len + 1:])
+                X = make_windows(X, ends - ends[0] + self.seq_len - 1, self.seq_len)
+            else:
+                X = self._packed_windows(spec, name, bars, feats, ends)
+            probs[name] = predict_proba(self.models[name], X)
         c = m["consensus"]
-        signal = consensus_signal(probs["a"], probs["b"], rule=c["rule"], threshold=float(c["threshold"]),
-                                  weight=float(c.get("weight", 0.5)), allow_short=bool(c.get("allow_short", False)))
+        thresholds = float(c["threshold"])
+        regime = None
+        if c.get("gate_low") or c.get("gate_high"):
+            from evo.regime import RegimeThresholds, regime_inputs, vol_regime
+
+            thr = RegimeThresholds.from_dict(m["models"][c["gate_model"]]["regime"]["thresholds"])
+            regime = vol_regime(regime_inputs(bars)[ends], thr)
+            offsets = np.array([float(c.get("gate_low", 0.0)), 0.0, float(c.get("gate_high", 0.0))])
+            thresholds = np.clip(float(c["threshold"]) + offsets[regime], 0.01, 0.99)
+        signal = self._consensus(probs, c, thresholds, regime)
         return Probabilities(ends=ends, p_a=probs["a"], p_b=probs["b"], signal=np.asarray(signal))
+
+    @staticmethod
+    def _consensus(probs: dict[str, np.ndarray], c: dict[str, Any], thresholds, regime) -> np.ndarray:
+        """The consensus signal; with a regime gate, each regime's rows under its own threshold."""
+        from backtest.consensus import consensus_signal
+
+        def at(threshold: float) -> np.ndarray:
+            return np.asarray(consensus_signal(probs["a"], probs["b"], rule=c["rule"], threshold=float(threshold),
+                                               weight=float(c.get("weight", 0.5)),
+                                               allow_short=bool(c.get("allow_short", False))))
+
+        if regime is None:
+            return at(thresholds)
+        signal = at(float(c["threshold"]))
+        for r in (0, 2):
+            rows = regime == r
+            if rows.any():
+                signal = np.where(rows, at(thresholds[rows][0]), signal).astype(signal.dtype)
+        return signal
+
+    def _packed_windows(self, spec: dict[str, Any], name: str, bars, feats, ends: np.ndarray) -> np.ndarray:
+        """Windows of a multi-timeframe or regime-input model, rebuilt from ``bars`` alone the way
+        the search built them (:mod:`evo.inputs`)."""
+        from evo.inputs import build_frames, input_windows, model_rows
+        from features.timeframes import BarClock
+
+        tfs = tuple(int(x) for x in spec.get("timeframes", [1]))
+        clock = BarClock.from_dict(self.manifest["clock"]) if len(tfs) > 1 else None
+        frames = build_frames(bars, feats, clock, tfs)
+        cols = None
+        regime = spec.get("regime") or {}
+        if regime.get("mode") == "features":
+            from evo.regime import RegimeThresholds, regime_features, regime_inputs
+
+            cols = regime_features(regime_inputs(bars), RegimeThresholds.from_dict(regime["thresholds"]))
+        try:
+            return input_windows(model_rows(spec["features"], tfs, frames, cols), self.scalers[name], frames, tfs,
+                                 ends, self.seq_len)
+        except GenomeError as exc:
+            raise DataError(f"too few bars for the model's slowest timeframe ({exc})") from None
 
     def decide(self, bars, last: int = 1) -> list[Decision]:
         """Decisions for the last ``last`` bars of ``bars`` (canonical frame), oldest first.

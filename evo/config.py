@@ -42,6 +42,13 @@ class SearchSpace:
     ``proj_factor`` x embedding, rounded up to 64: E 512 x 2.0 = 1024); ``batch_size`` choices and
     the ``grad_clip`` range (a max gradient norm) make batch size and clipping genes; left empty
     (the default) every model uses the budget's ``train.batch_size`` / ``train.grad_clip``.
+
+    Timeframe and regime genes (per model): ``timeframes`` lists the multipliers of the base bar a
+    model may add to its own (``[1, 5, 15, 60]`` on minute data: 5-minute, 15-minute and hourly
+    encoders; ``[1, 5]`` on daily: the week; only those the data support are used); ``(1,)``
+    closes the gene. ``fusion`` choices (``concat``, ``attention``) join several timeframes;
+    ``regime`` choices (``none``, ``features``, ``gate``) add the volatility/trend regime
+    (``evo.regime``). The defaults keep every model single-timeframe, regime-free.
     """
 
     embedding_dim: tuple[int, ...] = (8, 16, 24)
@@ -58,6 +65,9 @@ class SearchSpace:
     proj_factor: tuple[float, ...] = (2.0,)
     batch_size: tuple[int, ...] = ()
     grad_clip: tuple[float, ...] = ()
+    timeframes: tuple[int, ...] = (1,)
+    fusion: tuple[str, ...] = ("concat",)
+    regime: tuple[str, ...] = ("none",)
 
     def __post_init__(self) -> None:
         _check(all(e >= 4 for e in self.embedding_dim), "search.embedding_dim values must be >= 4")
@@ -78,6 +88,12 @@ class SearchSpace:
         _check(all(b >= 1 for b in self.batch_size), "search.batch_size values must be >= 1")
         _check(len(self.grad_clip) in (0, 2) and all(c > 0 for c in self.grad_clip),
                "search.grad_clip must be [low, high] (max gradient norms > 0) or left out")
+        _check(1 in self.timeframes and all(m >= 1 for m in self.timeframes),
+               "search.timeframes are multipliers of the base bar >= 1 and must include 1 (e.g. [1, 5, 15, 60])")
+        _check(len(self.fusion) >= 1 and set(self.fusion) <= {"concat", "attention"},
+               "search.fusion must be among concat, attention")
+        _check(len(self.regime) >= 1 and set(self.regime) <= {"none", "features", "gate"},
+               "search.regime must be among none, features, gate")
 
 
 @dataclass(frozen=True)
@@ -197,6 +213,7 @@ _SPACE_KINDS = {
     "dropout": ("range", float), "seq_len": ("choices", int), "horizon": ("choices", int),
     "threshold": ("range", float), "consensus": ("choices", str), "proj_factor": ("choices", float),
     "batch_size": ("optional choices", int), "grad_clip": ("optional range", float),
+    "timeframes": ("choices", int), "fusion": ("choices", str), "regime": ("choices", str),
 }
 
 

@@ -48,6 +48,8 @@ class Dataset:
     warmup: dict[str, int]
     first_bar: int
     periods_per_year: float
+    clock: Any = None             # features.timeframes.BarClock of the bars
+    frames: dict = field(default_factory=dict)   # higher timeframes' rows (evo.inputs.Frame) by multiplier
 
     @property
     def n_bars(self) -> int:
@@ -62,16 +64,25 @@ def prepare_dataset(bars: pd.DataFrame, label: str, budget: Budget, *, cache_dir
     """
     import features as F
     from backtest import bars_needed, periods_per_year
+    from evo.inputs import build_frames, first_decision_bar
+    from features.timeframes import infer_clock
 
+    space = budget.search
     usable = set(F.usable_features(bars))
+    clock = infer_clock(bars.index) if len(bars) > 1 else None
+    timeframes = tuple(m for m in clock.multipliers() if m in space.timeframes) if clock else (1,)
     pools = FeaturePools(
         a=tuple(n for n in F.model_a_features() if n in usable),
         b=tuple(n for n in F.model_b_features() if n in usable),
+        timeframes=timeframes,
     )
     warmup = {s.name: int(s.warmup_bars) for s in F.catalog()}
-    space = budget.search
     worst_warmup = max(warmup[n] for n in pools.a + pools.b)
     first_bar = worst_warmup + max(space.seq_len) - 1
+    frames = {}
+    if len(timeframes) > 1:  # the slowest timeframe needs its own warm-up and window of closed periods
+        frames = {m: f for m, f in build_frames(bars, None, clock, timeframes).items() if m != 1}
+        first_bar = max(first_bar, first_decision_bar(frames, worst_warmup + max(space.seq_len)))
     ev = budget.evaluate
     need = bars_needed(n_folds=ev.folds, horizon=max(space.horizon), first_bar=first_bar,
                        test_fraction=ev.test_fraction, val_fraction=ev.val_fraction, embargo=ev.embargo)
@@ -86,7 +97,8 @@ def prepare_dataset(bars: pd.DataFrame, label: str, budget: Budget, *, cache_dir
         )
     feats = F.load_or_compute(bars, cache_dir)
     return Dataset(bars=bars, features=feats, label=label, data_hash=F.data_hash(bars)[:16], pools=pools,
-                   warmup=warmup, first_bar=first_bar, periods_per_year=periods_per_year(bars.index))
+                   warmup=warmup, first_bar=first_bar, periods_per_year=periods_per_year(bars.index),
+                   clock=clock, frames=frames)
 
 
 def holdout_bars(n_bars: int, fraction: float) -> int:
@@ -98,9 +110,10 @@ def head(ds: Dataset, n: int) -> Dataset:
     """The dataset of the first ``n`` bars (copies: nothing after them stays reachable). Features
     at bar t use bars <= t, so slicing equals recomputing on the shorter data."""
     from backtest import periods_per_year
+    from evo.inputs import truncate_frames
 
     return replace(ds, bars=ds.bars.iloc[:n].copy(), features=ds.features.iloc[:n].copy(),
-                   periods_per_year=periods_per_year(ds.bars.index[:n]))
+                   periods_per_year=periods_per_year(ds.bars.index[:n]), frames=truncate_frames(ds.frames, n))
 
 
 class HoldoutSealed(RuntimeError):
@@ -202,22 +215,54 @@ class ModelRun:
     scaler: Any
     model: Any
     dead_zone: float
+    regime: Any = None    # evo.regime.RegimeThresholds fitted on the training rows (regime gene not "none")
 
 
 def model_config(genes: ModelGenes, seq_len: int, device: str):
+    """The model's config: a ``models.ModelConfig`` (one timeframe: today's DirectionModel) or a
+    ``models.multi.MultiConfig`` (one encoder per timeframe, shared topology)."""
     from models import ModelConfig, pick_backend
 
-    return ModelConfig(n_features=len(genes.features), embedding_dim=genes.embedding_dim,
-                       num_blocks=genes.num_blocks, num_heads=genes.num_heads,
-                       slstm_at=tuple(genes.slstm_at), dropout=genes.dropout, seq_len=seq_len,
-                       backend=pick_backend() if device == "cuda" else "vanilla", proj_factor=genes.proj_factor)
+    n_features = len(genes.features) + (2 if genes.regime == "features" else 0)
+    cfg = ModelConfig(n_features=n_features, embedding_dim=genes.embedding_dim,
+                      num_blocks=genes.num_blocks, num_heads=genes.num_heads,
+                      slstm_at=tuple(genes.slstm_at), dropout=genes.dropout, seq_len=seq_len,
+                      backend=pick_backend() if device == "cuda" else "vanilla", proj_factor=genes.proj_factor)
+    if len(genes.timeframes) == 1:
+        return cfg
+    from models.multi import MultiConfig
+
+    return MultiConfig(base=cfg, timeframes=tuple(genes.timeframes), fusion=genes.fusion)
 
 
-def _segment(values: np.ndarray, close: np.ndarray, ends: np.ndarray, seq_len: int, horizon: int,
+def dataset_frames(ds: Dataset) -> dict:
+    """Every timeframe's rows of ``ds`` (:class:`evo.inputs.Frame`), ``x1`` being its feature matrix."""
+    from evo.inputs import Frame
+
+    ident = np.arange(ds.n_bars, dtype=np.int64)
+    return {1: Frame(1, ds.features, ident, ident), **ds.frames}
+
+
+def model_input_rows(genes: ModelGenes, ds: Dataset, regime) -> tuple[list[np.ndarray], dict]:
+    """The model's rows per timeframe (:func:`evo.inputs.model_rows`) and the frames they index;
+    ``regime``: the fitted :class:`evo.regime.RegimeThresholds` (used when the gene is ``features``)."""
+    from evo.inputs import model_rows
+
+    frames = dataset_frames(ds)
+    cols = None
+    if genes.regime == "features":
+        from evo.regime import regime_features, regime_inputs
+
+        cols = regime_features(regime_inputs(ds.bars), regime)
+    return model_rows(genes.features, tuple(genes.timeframes), frames, cols), frames
+
+
+def _segment(rows, frames, timeframes, close: np.ndarray, ends: np.ndarray, seq_len: int, horizon: int,
              scaler, dead_zone: float | None):
-    from models import forward_returns, make_labels, make_windows
+    from evo.inputs import input_windows
+    from models import forward_returns, make_labels
 
-    X = make_windows(scaler.transform(values), ends, seq_len)
+    X = input_windows(rows, scaler, frames, timeframes, ends, seq_len)
     r = forward_returns(close, ends, horizon)
     y = make_labels(r, dead_zone) if dead_zone is not None else None
     return X, y, r
@@ -235,18 +280,26 @@ def fit_model(genes: ModelGenes, g: Genome, ds: Dataset, train: tuple[int, int],
     uninterrupted one). With ``epochs`` set, ``val`` is ignored and the model trains exactly that
     many epochs, keeping the epoch with the lowest training loss (export's ``--refit-all``).
     """
-    from models import TrainConfig, fit_dead_zone, fit_scaler, forward_returns, train_model
+    from evo.inputs import fit_input_scaler
+    from models import TrainConfig, fit_dead_zone, forward_returns, train_model
 
     tb = budget.train
-    values = ds.features[list(genes.features)].to_numpy(dtype=np.float64)
     close = ds.bars["close"].to_numpy()
     ends_train = np.arange(max(train[0], train[1] - tb.max_train_windows), train[1])
+    regime = None
+    if genes.regime != "none":  # thresholds from the rows the training windows see, nothing later
+        from evo.regime import fit_regime, regime_inputs
+
+        regime = fit_regime(regime_inputs(ds.bars.iloc[: ends_train[-1] + 1]),
+                            (max(0, ends_train[0] - g.seq_len + 1), ends_train[-1] + 1))
+    rows, frames = model_input_rows(genes, ds, regime)
+    tfs = tuple(genes.timeframes)
     # Scaler: rows seen by the training windows only (all at or before the last training bar).
-    scaler = fit_scaler(values[ends_train[0] - g.seq_len + 1: ends_train[-1] + 1])
+    scaler = fit_input_scaler(rows, frames, tfs, ends_train, g.seq_len)
     dead_zone = fit_dead_zone(forward_returns(close, ends_train, g.horizon))
-    tr = _segment(values, close, ends_train, g.seq_len, g.horizon, scaler, dead_zone)
-    va = tr if epochs is not None else _segment(values, close, np.arange(*val), g.seq_len, g.horizon, scaler,
-                                               dead_zone)
+    tr = _segment(rows, frames, tfs, close, ends_train, g.seq_len, g.horizon, scaler, dead_zone)
+    va = tr if epochs is not None else _segment(rows, frames, tfs, close, np.arange(*val), g.seq_len, g.horizon,
+                                               scaler, dead_zone)
     cfg = model_config(genes, g.seq_len, device)
     batch_size, grad_clip = genes.training(tb.batch_size, tb.grad_clip)
     base = TrainConfig(lr=lr or 1e-3, max_epochs=epochs or tb.max_epochs, patience=epochs or tb.patience,
@@ -260,7 +313,7 @@ def fit_model(genes: ModelGenes, g: Genome, ds: Dataset, train: tuple[int, int],
                                    n_trials=tb.lr_trials, seed=seed, storage=storage, study_name=name)
         base = replace(base, lr=lr)
     result = train_model(cfg, base, tr, va)
-    run = ModelRun(genes=genes, scaler=scaler, model=result.model, dead_zone=dead_zone)
+    run = ModelRun(genes=genes, scaler=scaler, model=result.model, dead_zone=dead_zone, regime=regime)
     return run, float(lr), result
 
 
@@ -295,10 +348,11 @@ def predict_segment(run: ModelRun, ds: Dataset, ends: np.ndarray, seq_len: int,
                     horizon: int) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities (N, 3) of ``run`` at decision bars ``ends``, and the true labels where the
     label's horizon lies inside the data (-1 elsewhere)."""
-    from models import forward_returns, make_labels, make_windows, predict_proba
+    from evo.inputs import input_windows
+    from models import forward_returns, make_labels, predict_proba
 
-    values = ds.features[list(run.genes.features)].to_numpy(dtype=np.float64)
-    X = make_windows(run.scaler.transform(values), ends, seq_len)
+    rows, frames = model_input_rows(run.genes, ds, run.regime)
+    X = input_windows(rows, run.scaler, frames, tuple(run.genes.timeframes), ends, seq_len)
     probs = predict_proba(run.model, X)
     close = ds.bars["close"].to_numpy()
     has_label = ends + horizon < len(close)
@@ -323,6 +377,20 @@ class WalkForward:
     lr_b: float
     val_segments: list        # one evo.risk.Segment per fold: its validation bars
     train_segment: Any = None  # fold 0's training bars, in-sample (only for Kelly sizing)
+    regime: np.ndarray | None = None   # volatility regime at each test bar (only when the genome gates)
+
+
+def gate_regime(g: Genome, runs: dict[str, ModelRun], ds: Dataset, ends: np.ndarray) -> np.ndarray | None:
+    """Volatility regime (0 low, 1 mid, 2 high) at decision bars ``ends`` under the thresholds the
+    gating model fitted on its training rows; None when the genome does not gate (evo.risk.gates)."""
+    from evo.risk import gates
+
+    if not gates(g):
+        return None
+    from evo.regime import regime_inputs, vol_regime
+
+    run = runs["a"] if g.model_a.regime == "gate" else runs["b"]
+    return vol_regime(regime_inputs(ds.bars)[np.asarray(ends, dtype=np.int64)], run.regime)
 
 
 def fold_layout(ds: Dataset, budget: Budget) -> list:
@@ -356,8 +424,10 @@ def walk_forward_predictions(g: Genome, ds: Dataset, budget: Budget, *, seed: in
     labels: dict[str, list] = {"a": [], "b": []}
     val_probs: dict[str, list] = {"a": [], "b": []}
     train_probs: dict[str, Any] = {}
+    regimes: dict[str, list] = {"val": [], "test": [], "train": []}
     kelly = budget.evaluate.sizing == "kelly"
     for k, fold in enumerate(folds):
+        runs = {}
         for name, genes in (("a", g.model_a), ("b", g.model_b)):
             if progress:
                 progress(f"fold {k + 1}/{len(folds)} model {name.upper()}")
@@ -367,6 +437,7 @@ def walk_forward_predictions(g: Genome, ds: Dataset, budget: Budget, *, seed: in
                                                   lr=lrs[name], seed=seed, device=device, study=study)
             except torch.cuda.OutOfMemoryError as exc:
                 raise GenomeError(f"out of memory: {exc}") from None
+            runs[name] = run
             p, y = predict_segment(run, ds, np.arange(*fold.test), g.seq_len, g.horizon)
             probs[name].append(p)
             labels[name].append(y)
@@ -375,15 +446,21 @@ def walk_forward_predictions(g: Genome, ds: Dataset, budget: Budget, *, seed: in
                 start = max(fold.train[0], fold.train[1] - budget.train.max_train_windows)
                 train_probs[name] = (start, predict_segment(run, ds, np.arange(start, fold.train[1]),
                                                             g.seq_len, g.horizon)[0])
+        regimes["val"].append(gate_regime(g, runs, ds, np.arange(*fold.val)))
+        regimes["test"].append(gate_regime(g, runs, ds, np.arange(*fold.test)))
+        if kelly and k == 0:
+            regimes["train"].append(gate_regime(g, runs, ds, np.arange(train_probs["a"][0], fold.train[1])))
+    gated = regimes["test"][0] is not None
     wf = WalkForward(
         folds=folds, ends=np.concatenate([np.arange(*f.test) for f in folds]),
         p_a=np.concatenate(probs["a"]), p_b=np.concatenate(probs["b"]),
         y_a=np.concatenate(labels["a"]), y_b=np.concatenate(labels["b"]),
         lr_a=float(lrs["a"]), lr_b=float(lrs["b"]),
-        val_segments=[Segment(f.val[0], f.val[1], pa, pb)
-                      for f, pa, pb in zip(folds, val_probs["a"], val_probs["b"])],
-        train_segment=(Segment(train_probs["a"][0], folds[0].train[1], train_probs["a"][1], train_probs["b"][1])
-                       if kelly else None),
+        val_segments=[Segment(f.val[0], f.val[1], pa, pb, r)
+                      for f, pa, pb, r in zip(folds, val_probs["a"], val_probs["b"], regimes["val"])],
+        train_segment=(Segment(train_probs["a"][0], folds[0].train[1], train_probs["a"][1], train_probs["b"][1],
+                               regimes["train"][0]) if kelly else None),
+        regime=np.concatenate(regimes["test"]) if gated else None,
     )
     if not (np.isfinite(wf.p_a).all() and np.isfinite(wf.p_b).all()):
         raise GenomeError("a model produced non-finite probabilities")
@@ -401,7 +478,8 @@ def risk_for(g: Genome, ds: Dataset, budget: Budget, wf: WalkForward, *, seed: i
         in_sample = RiskParams(**{**risk.to_dict(), "size": 1.0})
         seg = wf.train_segment
         span = ds.bars.iloc[seg.start: seg.stop + 1]
-        signal = np.concatenate([signal_for(seg.p_a, seg.p_b, g, in_sample, ev.allow_short), np.zeros(1, np.int8)])
+        signal = np.concatenate([signal_for(seg.p_a, seg.p_b, g, in_sample, ev.allow_short, seg.regime),
+                                 np.zeros(1, np.int8)])
         bt = backtest_signals(span, signal[: len(span)], costs=CostModel(ev.fees_bps, ev.slippage_bps),
                               periods_per_year=ds.periods_per_year, risk=in_sample.rules(None))
         return replace(risk, size=kelly_fraction(bt.trade_returns, ev.kelly_cap))
@@ -427,10 +505,13 @@ def evaluate_genome(g: Genome, ds: Dataset, budget: Budget, *, seed: int = 0, de
 
 
 def shared_pools(datasets: list[Dataset]) -> FeaturePools:
-    """The features every instrument can give (volume features only if all have volume)."""
+    """The features every instrument can give (volume features only if all have volume), and the
+    timeframes every instrument supports."""
     first = datasets[0].pools
     return FeaturePools(a=tuple(f for f in first.a if all(f in d.pools.a for d in datasets)),
-                        b=tuple(f for f in first.b if all(f in d.pools.b for d in datasets)))
+                        b=tuple(f for f in first.b if all(f in d.pools.b for d in datasets)),
+                        timeframes=tuple(m for m in first.timeframes if all(m in d.pools.timeframes
+                                                                            for d in datasets)))
 
 
 def evaluate_instruments(g: Genome, datasets: Dataset | list[Dataset], budget: Budget, **kwargs) -> EvalResult:
@@ -508,7 +589,7 @@ def _evaluate_once(g: Genome, ds: Dataset, budget: Budget, *, seed: int, device:
         progress("tuning consensus and risk parameters on validation")
     risk = risk_for(g, ds, budget, wf, seed=seed)
     val_returns, _ = segment_returns(ds.bars, wf.val_segments, g, risk, ev, ds.periods_per_year)
-    signal = signal_for(wf.p_a, wf.p_b, g, risk, ev.allow_short)
+    signal = signal_for(wf.p_a, wf.p_b, g, risk, ev.allow_short, wf.regime)
     start, stop = wf.folds[0].test[0], wf.folds[-1].test[1]
     # Bars start..stop inclusive: the signal at the last test bar would fill at bar `stop`.
     span = ds.bars.iloc[start: stop + 1]
@@ -559,12 +640,14 @@ def evaluate_holdout(g: Genome, result: dict[str, Any], holdout: Holdout, budget
     ev = budget.evaluate
     train, val = holdout_segments(full, holdout.cut, budget)
     ends = np.arange(holdout.cut, full.n_bars - 1)
-    probs = {}
+    probs, runs = {}, {}
     for name, genes, lr in (("a", g.model_a, result["lr_a"]), ("b", g.model_b, result["lr_b"])):
-        run, _ = train_pair_model(genes, g, full, train, val, budget, lr=lr, seed=seed, device=device)
-        probs[name] = predict_segment(run, full, ends, g.seq_len, g.horizon)[0]
+        runs[name], _ = train_pair_model(genes, g, full, train, val, budget, lr=lr, seed=seed, device=device)
+        probs[name] = predict_segment(runs[name], full, ends, g.seq_len, g.horizon)[0]
     risk = RiskParams.from_dict(result["risk"]) if result.get("risk") else RiskParams(threshold=g.threshold)
-    signal = np.concatenate([signal_for(probs["a"], probs["b"], g, risk, ev.allow_short), np.zeros(1, np.int8)])
+    regime = gate_regime(g, runs, full, ends)
+    signal = np.concatenate([signal_for(probs["a"], probs["b"], g, risk, ev.allow_short, regime),
+                             np.zeros(1, np.int8)])
     span = full.bars.iloc[holdout.cut:]
     costs = CostModel(fees_bps=ev.fees_bps, slippage_bps=ev.slippage_bps)
     bt = backtest_signals(span, signal, costs=costs, periods_per_year=full.periods_per_year,

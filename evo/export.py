@@ -30,7 +30,7 @@ import numpy as np
 from evo.bundle import GOLDEN_TOLERANCE, Bundle, library_versions, write_bundle
 from evo.config import Budget
 from evo.errors import StoreError
-from evo.evaluate import Dataset, ModelRun, fit_model, holdout_bars, holdout_segments, model_config
+from evo.evaluate import Dataset, ModelRun, fit_model, holdout_bars, holdout_segments, model_config, predict_segment
 from evo.genome import Genome, ModelGenes
 from evo.store import Record
 
@@ -123,6 +123,14 @@ def train_final(record: Record, ds: Dataset, budget: Budget, *, seed: int, devic
                     val=None if refit_all else val, holdout=holdout, models=models, seed=seed, device=device)
 
 
+def _gate_spec(g: Genome, risk: dict[str, Any]) -> dict[str, Any]:
+    """The consensus's regime gate (threshold offsets by volatility regime), when the genome has one."""
+    if "gate" not in (g.model_a.regime, g.model_b.regime) or not (risk.get("gate_low") or risk.get("gate_high")):
+        return {}
+    return {"gate_low": float(risk.get("gate_low", 0.0)), "gate_high": float(risk.get("gate_high", 0.0)),
+            "gate_model": "a" if g.model_a.regime == "gate" else "b"}
+
+
 def _span(ds: Dataset, seg: tuple[int, int] | None) -> list[str] | None:
     if seg is None:
         return None
@@ -137,12 +145,14 @@ def _choose_tail(ds: Dataset, fit: FinalFit) -> tuple[int, dict[str, Any]]:
 
     g = fit.genome
     names = list(g.model_a.features) + list(g.model_b.features)
-    tail = tail_bars_for(names, g.seq_len)
+    tail = max(tail_bars_for(names, g.seq_len), _frames_tail_bars(g))
     worst, checked = None, 0
     while tail <= ds.n_bars:
         ends = np.unique(np.linspace(tail - 1, ds.n_bars - 1, TAIL_CHECKS).astype(np.int64))
+        # x1 features only (the first columns of a packed scaler); higher timeframes: _frames_tail_bars
         worst = max(tail_difference(ds.bars, ds.features, list(fm.run.genes.features),
-                                    fm.run.scaler.scale.astype(np.float64), g.seq_len, tail, ends)
+                                    fm.run.scaler.scale[: len(fm.run.genes.features)].astype(np.float64),
+                                    g.seq_len, tail, ends)
                     for fm in fit.models.values())
         checked = len(ends)
         if worst <= TAIL_CHECK_TOLERANCE:
@@ -156,6 +166,30 @@ def _choose_tail(ds: Dataset, fit: FinalFit) -> tuple[int, dict[str, Any]]:
                   "max_feature_diff_std": worst, "check_tolerance": TAIL_CHECK_TOLERANCE}
 
 
+def _frames_tail_bars(g: Genome) -> int:
+    """Tail the higher timeframes and regime inputs need (:func:`evo.stream.frame_tail_bars`)."""
+    from evo.stream import frame_tail_bars
+
+    return max(frame_tail_bars(m.features, m.timeframes, m.regime, g.seq_len) for m in (g.model_a, g.model_b))
+
+
+def _min_bars(g: Genome, warmup: dict[str, int]) -> int:
+    """Bars of history the first decision needs: warm-up + window on ``x1``, and ``m x (warm-up +
+    window + 1)`` bars for a timeframe ``x m`` (enough closed periods even when the first is partial)."""
+    need = 0
+    for genes in (g.model_a, g.model_b):
+        rows = max(warmup[f] for f in genes.features) + g.seq_len
+        need = max([need, rows] + [m * (rows + 1) for m in genes.timeframes if m > 1])
+    return need
+
+
+def _regime_spec(fm: FinalModel) -> dict[str, Any]:
+    genes = fm.run.genes
+    if genes.regime == "none":
+        return {}
+    return {"regime": {"mode": genes.regime, "thresholds": fm.run.regime.to_dict()}}
+
+
 def write_member_bundle(fit: FinalFit, record: Record, ds: Dataset, budget: Budget, out: Path, *,
                         run_meta: dict | None = None) -> dict[str, Any]:
     """Write the bundle of a final fit to ``out`` (temp file, then rename); return its manifest.
@@ -165,7 +199,8 @@ def write_member_bundle(fit: FinalFit, record: Record, ds: Dataset, budget: Budg
     computed the way the trading PC will (CPU, vanilla sLSTM, features from those bars alone).
     """
     import features
-    from models import EXPORT_LAYOUT, load_exported, make_windows, predict_proba, state_dict_for_export
+    from models import EXPORT_LAYOUT, state_dict_for_export
+    from models.multi import load_model
 
     g, result, ev = fit.genome, record.result, budget.evaluate
     tensors = {name: state_dict_for_export(fm.run.model) for name, fm in fit.models.items()}
@@ -181,7 +216,7 @@ def write_member_bundle(fit: FinalFit, record: Record, ds: Dataset, budget: Budg
         "genome": g.to_dict(),
         "seq_len": g.seq_len,
         "horizon": g.horizon,
-        "min_bars": max(specs[f].warmup_bars for f in g.model_a.features + g.model_b.features) + g.seq_len,
+        "min_bars": _min_bars(g, {n: s.warmup_bars for n, s in specs.items()}),
         "tail_bars": tail_bars,
         "tail": tail_info,
         "models": {
@@ -194,6 +229,8 @@ def write_member_bundle(fit: FinalFit, record: Record, ds: Dataset, budget: Budg
                     for f in genes.features
                 ],
                 "scaler": fm.run.scaler.to_dict(),
+                "timeframes": list(genes.timeframes),
+                **_regime_spec(fm),
                 "dead_zone": float(fm.run.dead_zone),
                 "lr": fm.lr,
                 "fit": {"epochs_run": fm.epochs_run, "best_epoch": fm.best_epoch, "best_loss": fm.best_loss,
@@ -203,7 +240,8 @@ def write_member_bundle(fit: FinalFit, record: Record, ds: Dataset, budget: Budg
             for (name, fm), genes in zip(fit.models.items(), (g.model_a, g.model_b))
         },
         "consensus": {"rule": g.consensus, "threshold": float(risk["threshold"]),
-                      "weight": float(risk.get("weight", 0.5)), "allow_short": bool(ev.allow_short)},
+                      "weight": float(risk.get("weight", 0.5)), "allow_short": bool(ev.allow_short),
+                      **_gate_spec(g, risk)},
         "risk": {**risk, "sizing": ev.sizing, "breaker": ev.breaker, "fees_bps": ev.fees_bps,
                  "slippage_bps": ev.slippage_bps, "allow_short": bool(ev.allow_short),
                  "fill": "a decision at bar t's close trades at bar t+1's open"},
@@ -223,6 +261,8 @@ def write_member_bundle(fit: FinalFit, record: Record, ds: Dataset, budget: Budg
         "versions": library_versions(),
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if any(len(genes.timeframes) > 1 for genes in (g.model_a, g.model_b)):
+        manifest["clock"] = ds.clock.to_dict()
     if isinstance(result.get("holdout"), dict):
         manifest["metrics"]["holdout"] = {k: v for k, v in result["holdout"].items() if k != "returns"}
         if fit.refit_all:
@@ -232,7 +272,7 @@ def write_member_bundle(fit: FinalFit, record: Record, ds: Dataset, budget: Budg
     cpu_models, scalers = {}, {}
     for name, fm in fit.models.items():
         cfg = model_config(fm.run.genes, g.seq_len, "cpu")
-        cpu_models[name] = load_exported(cfg, tensors[name])
+        cpu_models[name] = load_model(cfg, tensors[name])
         scalers[name] = fm.run.scaler
     runtime = Bundle({**manifest, "golden": None}, cpu_models, scalers)
     stop = (fit.val or fit.train)[1]
@@ -241,10 +281,7 @@ def write_member_bundle(fit: FinalFit, record: Record, ds: Dataset, budget: Budg
     p = runtime.probabilities(bars, last=GOLDEN_BARS)
     # The in-memory models (on the training device) at the same bars, features from the full history.
     ends = np.arange(stop - GOLDEN_BARS, stop)
-    in_memory = {}
-    for name, fm in fit.models.items():
-        X = fm.run.scaler.transform(ds.features[list(fm.run.genes.features)].to_numpy(dtype=np.float64))
-        in_memory[name] = predict_proba(fm.run.model, make_windows(X, ends, g.seq_len))
+    in_memory = {name: predict_segment(fm.run, ds, ends, g.seq_len, g.horizon)[0] for name, fm in fit.models.items()}
     drift = float(max(np.abs(in_memory["a"] - p.p_a).max(), np.abs(in_memory["b"] - p.p_b).max()))
     if drift > 1e-5:
         log.warning("the exported CPU models differ from the trained ones by %.2e in probability "

@@ -39,6 +39,9 @@ class ModelGenes:
     proj_factor: float = 2.0          # mLSTM up-projection: hidden size ~ proj_factor x embedding_dim
     batch_size: int | None = None     # windows per optimiser step; None = the budget's train.batch_size
     grad_clip: float | None = None    # max gradient norm; None = the budget's train.grad_clip
+    timeframes: tuple[int, ...] = (1,)  # multipliers of the base bar, one encoder each (features.timeframes)
+    fusion: str = "concat"            # how several timeframes' states meet: "concat" | "attention"
+    regime: str = "none"              # regime input (evo.regime): "none" | "features" | "gate"
 
     def __post_init__(self) -> None:
         if not self.features:
@@ -59,12 +62,26 @@ class ModelGenes:
             raise ConfigError(f"batch_size {self.batch_size} must be >= 1")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ConfigError(f"grad_clip {self.grad_clip} must be > 0")
+        tfs = list(self.timeframes)
+        if not tfs or tfs[0] != 1 or tfs != sorted(set(tfs)):
+            raise ConfigError(f"timeframes {self.timeframes} must be sorted, unique multipliers starting with 1")
+        if self.fusion not in FUSIONS:
+            raise ConfigError(f"fusion {self.fusion!r} must be one of {FUSIONS}")
+        if len(tfs) == 1:  # nothing to fuse: one canonical value, so equal models share a key
+            object.__setattr__(self, "fusion", "concat")
+        object.__setattr__(self, "timeframes", tuple(int(m) for m in tfs))
+        if self.regime not in REGIMES:
+            raise ConfigError(f"regime {self.regime!r} must be one of {REGIMES}")
 
     def describe(self) -> str:
         """``emb×blocks h heads, sLSTM@[…]`` as the front table shows it."""
         text = f"{self.embedding_dim}x{self.num_blocks} h{self.num_heads} sLSTM@{list(self.slstm_at)}"
         if self.proj_factor != MODEL_GENE_DEFAULTS["proj_factor"]:
             text += f" up{self.proj_factor:g}"
+        if len(self.timeframes) > 1:
+            text += f" x{'/'.join(map(str, self.timeframes))} {self.fusion}"
+        if self.regime != "none":
+            text += f" regime:{self.regime}"
         return text
 
     def training(self, batch_size: int, grad_clip: float) -> tuple[int, float]:
@@ -75,7 +92,10 @@ class ModelGenes:
 # Genes added after the first runs, with the value every older genome implicitly had. A gene at its
 # default is left out of :meth:`Genome.key`, so adding a gene never changes an old genome's key (a
 # run store written before keeps resuming, an old seed genome keeps its identity).
-MODEL_GENE_DEFAULTS: dict[str, Any] = {"proj_factor": 2.0, "batch_size": None, "grad_clip": None}
+MODEL_GENE_DEFAULTS: dict[str, Any] = {"proj_factor": 2.0, "batch_size": None, "grad_clip": None,
+                                       "timeframes": (1,), "fusion": "concat", "regime": "none"}
+FUSIONS = ("concat", "attention")         # mirrors models.multi (kept import-free here)
+REGIMES = ("none", "features", "gate")    # mirrors evo.regime
 
 
 def _model_genes(d: dict[str, Any]) -> ModelGenes:
@@ -88,6 +108,7 @@ def _model_genes(d: dict[str, Any]) -> ModelGenes:
         proj_factor=float(opt["proj_factor"]),
         batch_size=None if opt["batch_size"] is None else int(opt["batch_size"]),
         grad_clip=None if opt["grad_clip"] is None else float(opt["grad_clip"]),
+        timeframes=tuple(int(m) for m in opt["timeframes"]), fusion=str(opt["fusion"]), regime=str(opt["regime"]),
     )
 
 
@@ -106,6 +127,7 @@ class Genome:
         for m in ("model_a", "model_b"):
             d[m]["features"] = list(d[m]["features"])
             d[m]["slstm_at"] = list(d[m]["slstm_at"])
+            d[m]["timeframes"] = list(d[m]["timeframes"])
         return d
 
     @classmethod
@@ -129,7 +151,7 @@ class Genome:
             if d[m]["grad_clip"] is not None:
                 d[m]["grad_clip"] = round(d[m]["grad_clip"], 6)
             for gene, default in MODEL_GENE_DEFAULTS.items():
-                if d[m][gene] == default:
+                if d[m][gene] == (list(default) if isinstance(default, tuple) else default):
                     del d[m][gene]
         blob = json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
@@ -137,10 +159,13 @@ class Genome:
 
 @dataclass(frozen=True)
 class FeaturePools:
-    """The features each model may choose from (the catalog, less what the data cannot support)."""
+    """The features each model may choose from (the catalog, less what the data cannot support),
+    and the timeframes the data support (multipliers of the base bar: ``(1, 5, 15, 60)`` on minute
+    data, ``(1, 5)`` on daily; see :meth:`features.timeframes.BarClock.multipliers`)."""
 
     a: tuple[str, ...]
     b: tuple[str, ...]
+    timeframes: tuple[int, ...] = (1,)
 
     def __post_init__(self) -> None:
         if not self.a or not self.b:
@@ -157,8 +182,13 @@ def _nearest(value: float, choices: tuple) -> Any:
     return min(choices, key=lambda c: (abs(c - value), c))
 
 
+def _allowed_timeframes(space: SearchSpace, pools: FeaturePools) -> tuple[int, ...]:
+    """Timeframes a genome may use: the space's that the data support (1 always)."""
+    return tuple(sorted({1} | (set(space.timeframes) & set(pools.timeframes))))
+
+
 def _repair_model(m: ModelGenes | dict, pool: tuple[str, ...], max_features: int,
-                  space: SearchSpace, rng: np.random.Generator) -> ModelGenes:
+                  space: SearchSpace, rng: np.random.Generator, timeframes: tuple[int, ...] = (1,)) -> ModelGenes:
     d = asdict(m) if isinstance(m, ModelGenes) else dict(m)
     allowed = set(pool)
     feats = [f for f in dict.fromkeys(d["features"]) if f in allowed]
@@ -184,16 +214,22 @@ def _repair_model(m: ModelGenes | dict, pool: tuple[str, ...], max_features: int
         clip = float(np.clip(float(clip), *space.grad_clip)) if clip else float(rng.uniform(*space.grad_clip))
     else:
         clip = None
-    return ModelGenes(tuple(feats), emb, blocks, heads, slstm, dropout, proj, batch, clip)
+    tfs = tuple(sorted({1} | {int(x) for x in d.get("timeframes", (1,)) if int(x) in timeframes}))
+    fusion = "concat"  # one timeframe: nothing to fuse, the default keeps the key
+    if len(tfs) > 1:
+        fusion = d.get("fusion", "concat") if d.get("fusion", "concat") in space.fusion else space.fusion[0]
+    regime = d.get("regime", "none") if d.get("regime", "none") in space.regime else space.regime[0]
+    return ModelGenes(tuple(feats), emb, blocks, heads, slstm, dropout, proj, batch, clip, tfs, fusion, regime)
 
 
 def repair(g: Genome | dict, space: SearchSpace, pools: FeaturePools, rng: np.random.Generator) -> Genome:
     """Return the nearest valid genome in ``space``: features within the pools and non-empty,
     heads dividing the embedding, sLSTM positions inside the stack, values inside their ranges."""
     d = g.to_dict() if isinstance(g, Genome) else g
+    tfs = _allowed_timeframes(space, pools)
     return Genome(
-        model_a=_repair_model(d["model_a"], pools.a, space.max_features_a, space, rng),
-        model_b=_repair_model(d["model_b"], pools.b, space.max_features_b, space, rng),
+        model_a=_repair_model(d["model_a"], pools.a, space.max_features_a, space, rng, tfs),
+        model_b=_repair_model(d["model_b"], pools.b, space.max_features_b, space, rng, tfs),
         seq_len=_nearest(int(d["seq_len"]), space.seq_len),
         horizon=_nearest(int(d["horizon"]), space.horizon),
         consensus=d["consensus"] if d["consensus"] in space.consensus else space.consensus[0],
@@ -206,7 +242,7 @@ def repair(g: Genome | dict, space: SearchSpace, pools: FeaturePools, rng: np.ra
 
 
 def _random_model(pool: tuple[str, ...], max_features: int, space: SearchSpace,
-                  rng: np.random.Generator) -> dict:
+                  rng: np.random.Generator, timeframes: tuple[int, ...] = (1,)) -> dict:
     n = int(rng.integers(1, min(max_features, len(pool)) + 1))
     feats = [pool[i] for i in np.sort(rng.choice(len(pool), size=n, replace=False))]
     blocks = int(rng.integers(space.num_blocks[0], space.num_blocks[1] + 1))
@@ -220,14 +256,31 @@ def _random_model(pool: tuple[str, ...], max_features: int, space: SearchSpace,
         "proj_factor": float(rng.choice(space.proj_factor)),
         "batch_size": int(rng.choice(space.batch_size)) if space.batch_size else None,
         "grad_clip": float(rng.uniform(*space.grad_clip)) if space.grad_clip else None,
+        **_random_frame_genes(space, rng, timeframes),
     }
+
+
+def _random_frame_genes(space: SearchSpace, rng: np.random.Generator, timeframes: tuple[int, ...]) -> dict:
+    """Timeframes (1 plus a uniformly sized random subset of the others), fusion and regime; draws
+    nothing from ``rng`` for a gene the space keeps closed (so closed spaces search as before)."""
+    d: dict[str, Any] = {"timeframes": [1], "fusion": "concat", "regime": "none"}
+    extra = [m for m in timeframes if m != 1]
+    if extra:
+        k = int(rng.integers(0, len(extra) + 1))
+        d["timeframes"] = [1] + sorted(int(m) for m in rng.choice(extra, size=k, replace=False))
+    if len(space.fusion) > 1:
+        d["fusion"] = str(rng.choice(list(space.fusion)))
+    if len(space.regime) > 1:
+        d["regime"] = str(rng.choice(list(space.regime)))
+    return d
 
 
 def random_genome(space: SearchSpace, pools: FeaturePools, rng: np.random.Generator) -> Genome:
     """A uniformly drawn valid genome."""
+    tfs = _allowed_timeframes(space, pools)
     d = {
-        "model_a": _random_model(pools.a, space.max_features_a, space, rng),
-        "model_b": _random_model(pools.b, space.max_features_b, space, rng),
+        "model_a": _random_model(pools.a, space.max_features_a, space, rng, tfs),
+        "model_b": _random_model(pools.b, space.max_features_b, space, rng, tfs),
         "seq_len": int(rng.choice(space.seq_len)),
         "horizon": int(rng.choice(space.horizon)),
         "consensus": str(rng.choice(list(space.consensus))),
@@ -271,6 +324,10 @@ def cx_uniform(a: Genome, b: Genome, space: SearchSpace, pools: FeaturePools,
         src1, src2 = (mb, ma) if swap else (ma, mb)
         m1["num_blocks"], m1["slstm_at"] = src1["num_blocks"], src1["slstm_at"]
         m2["num_blocks"], m2["slstm_at"] = src2["num_blocks"], src2["slstm_at"]
+        for key, is_open in (("timeframes", len(_allowed_timeframes(space, pools)) > 1),
+                             ("fusion", len(space.fusion) > 1), ("regime", len(space.regime) > 1)):
+            swap = is_open and rng.random() < 0.5  # a closed gene draws nothing
+            m1[key], m2[key] = (mb[key], ma[key]) if swap else (ma[key], mb[key])
         c1[m], c2[m] = m1, m2
     return repair(c1, space, pools, rng), repair(c2, space, pools, rng)
 
@@ -302,7 +359,7 @@ def _mut_features(feats: list[str], pool: tuple[str, ...], max_features: int,
 
 
 def _mut_model(m: dict, pool: tuple[str, ...], max_features: int, space: SearchSpace,
-               rng: np.random.Generator, indpb: float) -> dict:
+               rng: np.random.Generator, indpb: float, timeframes: tuple[int, ...] = (1,)) -> dict:
     m = dict(m)
     if rng.random() < indpb:
         m["features"] = _mut_features(list(m["features"]), pool, max_features, rng)
@@ -323,6 +380,13 @@ def _mut_model(m: dict, pool: tuple[str, ...], max_features: int, space: SearchS
         m["batch_size"] = _step_choice(m["batch_size"] or space.batch_size[0], space.batch_size, rng)
     if space.grad_clip and rng.random() < indpb:
         m["grad_clip"] = float(m["grad_clip"] or 1.0) * float(np.exp(rng.normal(0.0, 0.25)))
+    extra = [t for t in timeframes if t != 1]
+    if extra and rng.random() < indpb:  # add or drop one timeframe (x1 always stays)
+        m["timeframes"] = sorted(set(m.get("timeframes", [1])) ^ {int(extra[int(rng.integers(len(extra)))])})
+    if len(space.fusion) > 1 and rng.random() < indpb:
+        m["fusion"] = str(rng.choice(list(space.fusion)))
+    if len(space.regime) > 1 and rng.random() < indpb:
+        m["regime"] = str(rng.choice(list(space.regime)))
     return m
 
 
@@ -333,8 +397,9 @@ def mut_genome(g: Genome, space: SearchSpace, pools: FeaturePools, rng: np.rando
     threshold. At least one gene always changes where the space allows it."""
     d = g.to_dict()
     for _ in range(8):  # retry until something changed (a tiny space may need a few draws)
-        d["model_a"] = _mut_model(d["model_a"], pools.a, space.max_features_a, space, rng, indpb)
-        d["model_b"] = _mut_model(d["model_b"], pools.b, space.max_features_b, space, rng, indpb)
+        tfs = _allowed_timeframes(space, pools)
+        d["model_a"] = _mut_model(d["model_a"], pools.a, space.max_features_a, space, rng, indpb, tfs)
+        d["model_b"] = _mut_model(d["model_b"], pools.b, space.max_features_b, space, rng, indpb, tfs)
         if rng.random() < indpb:
             d["seq_len"] = _step_choice(d["seq_len"], space.seq_len, rng)
         if rng.random() < indpb:

@@ -160,17 +160,23 @@ def _slstm_block_params(E: int, H: int) -> int:
 
 def count_params(genes: ModelGenes, n_features: int | None = None) -> int:
     """Exact number of parameters of one :class:`models.DirectionModel` built from ``genes``
-    reading ``n_features`` columns (default: ``len(genes.features)``); computed from the layer
-    shapes, so it needs no model (tests pin it against built models)."""
-    F = len(genes.features) if n_features is None else int(n_features)
+    reading ``n_features`` columns per timeframe (default: ``len(genes.features)``, plus the two
+    regime columns when ``genes.regime == "features"``); computed from the layer shapes, so it
+    needs no model (tests pin it against built models). A model with several timeframes
+    (:class:`models.multi.MultiTimeframeModel`) counts every encoder and its fusion layer."""
+    F = len(genes.features) + (2 if genes.regime == "features" else 0) if n_features is None else int(n_features)
     E, H = int(genes.embedding_dim), int(genes.num_heads)
     n_s = len(genes.slstm_at)
     n_m = int(genes.num_blocks) - n_s
-    return (F * E + E                       # input projection
-            + n_m * _mlstm_block_params(E, H, genes.proj_factor)
-            + n_s * _slstm_block_params(E, H)
-            + E                             # post-blocks norm
-            + 3 * E + 3 + E + 1)            # class head and return head
+    encoder = (F * E + E                    # input projection
+               + n_m * _mlstm_block_params(E, H, genes.proj_factor)
+               + n_s * _slstm_block_params(E, H)
+               + E)                         # post-blocks norm
+    k = len(genes.timeframes)
+    fusion = 0
+    if k > 1:
+        fusion = k * E * E + E if genes.fusion == "concat" else 4 * E * E + 4 * E   # Linear(kE->E) | attention
+    return k * encoder + fusion + 3 * E + 3 + E + 1   # + class head and return head
 
 
 def genome_params(genome: Genome) -> int:
@@ -383,14 +389,16 @@ def estimate_model_ms(genes: ModelGenes, seq_len: int, profile: HardwareProfile 
     p = _as_profile(profile)
     row = _model_row(int(genes.embedding_dim), int(genes.num_heads), int(genes.num_blocks),
                      len(genes.slstm_at), int(seq_len), genes.proj_factor)
-    return float(row @ p.model_coef)
+    return float(row @ p.model_coef) * len(genes.timeframes)   # one encoder per timeframe, same window
 
 
 def _tail_bars(genome: Genome) -> int:
-    from evo.stream import tail_bars_for
+    from evo.stream import frame_tail_bars, tail_bars_for
 
     try:
-        return tail_bars_for(genome.model_a.features + genome.model_b.features, genome.seq_len)
+        return max([tail_bars_for(genome.model_a.features + genome.model_b.features, genome.seq_len)]
+                   + [frame_tail_bars(m.features, m.timeframes, m.regime, genome.seq_len)
+                      for m in (genome.model_a, genome.model_b)])
     except KeyError:  # a name outside the catalog (a hand-made genome): assume a typical tail
         return genome.seq_len + DEFAULT_TAIL_BARS
 

@@ -38,6 +38,8 @@ class RiskParams:
     stop_loss: float | None = None   # fraction against the entry (0.02 = 2 %)
     take_profit: float | None = None  # fraction in favour
     size: float = 1.0                # fraction of equity per position
+    gate_low: float = 0.0            # threshold offset in the low-volatility regime (regime gate; 0 = none)
+    gate_high: float = 0.0           # ... in the high-volatility regime (evo.regime)
 
     def rules(self, breaker: float | None):
         from backtest import RiskRules
@@ -45,19 +47,43 @@ class RiskParams:
         return RiskRules(size=self.size, stop_loss=self.stop_loss, take_profit=self.take_profit, breaker=breaker)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain dict; the gate offsets only when set (a genome without a gate reads as before)."""
+        d = asdict(self)
+        for key in ("gate_low", "gate_high"):
+            if not d[key]:
+                del d[key]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RiskParams:
         return cls(**d)
 
 
-def signal_for(p_a: np.ndarray, p_b: np.ndarray, g: Genome, risk: RiskParams, allow_short: bool) -> np.ndarray:
-    """The consensus signal (int8, one per decision bar) under ``risk``'s threshold and weight."""
+def gates(g: Genome) -> bool:
+    """True when the genome's consensus threshold depends on the volatility regime (either
+    model's ``regime`` gene is ``"gate"``; see :mod:`evo.regime`)."""
+    return "gate" in (g.model_a.regime, g.model_b.regime)
+
+
+def signal_for(p_a: np.ndarray, p_b: np.ndarray, g: Genome, risk: RiskParams, allow_short: bool,
+               regime: np.ndarray | None = None) -> np.ndarray:
+    """The consensus signal (int8, one per decision bar) under ``risk``'s threshold and weight.
+
+    With ``regime`` (the volatility regime per decision bar, 0 low / 1 mid / 2 high) the threshold
+    is ``threshold + gate_low`` in the low and ``threshold + gate_high`` in the high regime."""
     from backtest import consensus_signal
 
-    return consensus_signal(p_a, p_b, rule=g.consensus, threshold=risk.threshold, weight=risk.weight,
-                            allow_short=allow_short)
+    def at(threshold: float) -> np.ndarray:
+        return consensus_signal(p_a, p_b, rule=g.consensus, threshold=float(np.clip(threshold, 0.01, 0.99)),
+                                weight=risk.weight, allow_short=allow_short)
+
+    signal = at(risk.threshold)
+    if regime is not None and (risk.gate_low or risk.gate_high):
+        regime = np.asarray(regime)
+        for r, offset in ((0, risk.gate_low), (2, risk.gate_high)):
+            if offset and (regime == r).any():
+                signal = np.where(regime == r, at(risk.threshold + offset), signal).astype(signal.dtype)
+    return signal
 
 
 @dataclass(frozen=True)
@@ -68,6 +94,7 @@ class Segment:
     stop: int
     p_a: np.ndarray
     p_b: np.ndarray
+    regime: np.ndarray | None = None   # volatility regime per decision bar (only when the genome gates)
 
 
 def segment_returns(bars: pd.DataFrame, segments: list[Segment], g: Genome, risk: RiskParams,
@@ -81,7 +108,8 @@ def segment_returns(bars: pd.DataFrame, segments: list[Segment], g: Genome, risk
     parts, trades = [], 0
     for seg in segments:
         span = bars.iloc[seg.start: seg.stop + 1]
-        signal = np.concatenate([signal_for(seg.p_a, seg.p_b, g, risk, ev.allow_short), np.zeros(1, np.int8)])
+        signal = np.concatenate([signal_for(seg.p_a, seg.p_b, g, risk, ev.allow_short, seg.regime),
+                                 np.zeros(1, np.int8)])
         bt = backtest_signals(span, signal[: len(span)], costs=costs, periods_per_year=periods_per_year, risk=rules)
         parts.append(bt.returns)
         trades += bt.trades
@@ -106,6 +134,12 @@ def tune_risk(g: Genome, bars: pd.DataFrame, val_segments: list[Segment], space:
                                                      upper=space.threshold[1])}
     if g.consensus == "weighted":
         spec["weight"] = ng.p.Scalar(init=0.5, lower=0.0, upper=1.0)
+    gated = gates(g) and all(seg.regime is not None for seg in val_segments)
+    if gated:
+        from evo.regime import GATE_BOUND
+
+        spec["gate_low"] = ng.p.Scalar(init=0.0, lower=-GATE_BOUND, upper=GATE_BOUND)
+        spec["gate_high"] = ng.p.Scalar(init=0.0, lower=-GATE_BOUND, upper=GATE_BOUND)
     if ev.tune_stops:
         spec["stop_loss"] = ng.p.Log(init=0.05, lower=0.005, upper=0.25)
         spec["take_profit"] = ng.p.Log(init=0.10, lower=0.005, upper=0.5)
@@ -114,14 +148,16 @@ def tune_risk(g: Genome, bars: pd.DataFrame, val_segments: list[Segment], space:
 
     def loss(values: dict[str, float]) -> float:
         risk = RiskParams(threshold=float(values["threshold"]), weight=float(values.get("weight", 0.5)),
-                          stop_loss=_opt(values.get("stop_loss")), take_profit=_opt(values.get("take_profit")))
+                          stop_loss=_opt(values.get("stop_loss")), take_profit=_opt(values.get("take_profit")),
+                          gate_low=float(values.get("gate_low", 0.0)), gate_high=float(values.get("gate_high", 0.0)))
         returns, trades = segment_returns(bars, val_segments, g, risk, ev, periods_per_year)
         return -sharpe_ratio(returns, periods_per_year) if trades else 0.0
 
     optimizer = ng.optimizers.NGOpt(parametrization=params, budget=ev.risk_trials, num_workers=1)
     warnings.filterwarnings("ignore", message="COBYLA", category=UserWarning)  # scipy, for tiny budgets
     start = {"threshold": g.threshold, **({"weight": 0.5} if "weight" in spec else {}),
-             **({"stop_loss": 0.05, "take_profit": 0.10} if ev.tune_stops else {})}
+             **({"stop_loss": 0.05, "take_profit": 0.10} if ev.tune_stops else {}),
+             **({"gate_low": 0.0, "gate_high": 0.0} if gated else {})}
     best_loss, best = math.inf, start
     for i in range(ev.risk_trials):
         if i == 0:
@@ -133,7 +169,8 @@ def tune_risk(g: Genome, bars: pd.DataFrame, val_segments: list[Segment], space:
             best_loss, best = value, dict(cand.value)
     log.debug("risk tuning for %s: best validation Sharpe %.3f", g.key(), -best_loss)
     return RiskParams(threshold=float(best["threshold"]), weight=float(best.get("weight", 0.5)),
-                      stop_loss=_opt(best.get("stop_loss")), take_profit=_opt(best.get("take_profit")))
+                      stop_loss=_opt(best.get("stop_loss")), take_profit=_opt(best.get("take_profit")),
+                      gate_low=float(best.get("gate_low", 0.0)), gate_high=float(best.get("gate_high", 0.0)))
 
 
 def _opt(value: Any) -> float | None:

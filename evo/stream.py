@@ -22,6 +22,16 @@ recursive feature, the cap for ``since_<p>``, and 0 otherwise. With ``ema_50`` (
 margin is 519 bars; measured on NVDA daily and the 1-minute index future, 552 bars after the
 seed leave less than 1e-9 of a feature's std. The export also measures the difference on its own
 data (:func:`tail_difference`) and lengthens the tail if a feature outside this table needs it.
+
+Higher timeframes and regimes
+-----------------------------
+A model reading ``x m`` bars (:mod:`features.timeframes`) needs the same margin counted in rows of
+its timeframe: the stream rebuilds the closed ``x m`` bars from its tail on every step, and a
+period holds at most ``m`` base bars, so ``m x (rows + 2)`` base bars give ``rows`` closed periods
+after a possibly partial first one and before the still open last one (:func:`frame_tail_bars`).
+The partial first period acts like a different seed: it lies before every row the windows read
+and their warm-up. Regime inputs (:mod:`evo.regime`) remember 60 base bars before the first row
+of the slowest window. Multi-timeframe bundles recompute everything on the tail at each step.
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ from evo.errors import DataError
 __all__ = [
     "SEED_TOLERANCE",
     "BarTail",
+    "frame_tail_bars",
     "parse_bar",
     "seed_margin_bars",
     "tail_bars_for",
@@ -118,6 +129,19 @@ def tail_bars_for(names: Iterable[str], seq_len: int, *, tolerance: float = SEED
             margin = _since_cap()
         need = max(need, int(spec.warmup_bars) + margin)
     return int(seq_len) + need
+
+
+def frame_tail_bars(features: Iterable[str], timeframes: Iterable[int], regime: str, seq_len: int) -> int:
+    """Base bars a stream must keep for one model's higher timeframes and regime inputs (module
+    docstring); 0 for a single-timeframe model without regime (:func:`tail_bars_for` covers it)."""
+    from evo.regime import TREND_LAG, TREND_SMA
+
+    features = list(features)
+    rows = tail_bars_for(features, seq_len)
+    need = max([0] + [int(m) * (rows + 2) for m in timeframes if int(m) > 1])
+    if regime != "none":
+        need = max(need, max(int(m) * (seq_len + 2) for m in timeframes) + TREND_SMA + TREND_LAG)
+    return need
 
 
 def tail_difference(bars: pd.DataFrame, full: pd.DataFrame, columns: list[str], scale: np.ndarray,

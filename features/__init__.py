@@ -21,14 +21,17 @@ from features.catalog import (
     model_b_features,
     usable_features,
 )
+from features.timeframes import BarClock, aligned_features, infer_clock, resample_closed, timeframe_features
 
 __all__ = [
+    "BarClock",
     "CATALOG_VERSION",
     "KINDS",
     "OHLCV_COLUMNS",
     "PATTERN_EVENTS",
     "SOURCES",
     "FeatureSpec",
+    "aligned_features",
     "cache_key",
     "cache_path",
     "catalog",
@@ -36,8 +39,11 @@ __all__ = [
     "data_hash",
     "feature_spec",
     "has_usable_volume",
+    "infer_clock",
     "load_or_compute",
     "model_a_features",
     "model_b_features",
+    "resample_closed",
+    "timeframe_features",
     "usable_features",
 ]

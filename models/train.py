@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from evo.errors import ConfigError, GenomeError
 from models.config import ModelConfig, TrainConfig
+from models.multi import build_model
 from models.network import N_CLASSES, DirectionModel
 
 __all__ = ["Split", "TrainResult", "predict_proba", "train_model"]
@@ -165,7 +166,7 @@ def _train(cfg, tcfg, train, val, device, on_epoch) -> TrainResult:
     # --- model and optimiser: weight decay on matrices only (nanoGPT's rule)
     torch.manual_seed(tcfg.seed)
     shuffle = torch.Generator().manual_seed(tcfg.seed)
-    model = DirectionModel(cfg).to(device)
+    model = build_model(cfg).to(device)  # DirectionModel, or models.multi's for a MultiConfig
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW(

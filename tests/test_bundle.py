@@ -125,7 +125,9 @@ def stream_vs_full(b: Bundle, bars, n: int):
 def test_export_load_decide_round_trip(exported, bundle, ds):
     path, manifest, fit = exported
     m, _ = read_bundle(path)
-    assert m == manifest and m["version"] == 2
+    assert m == manifest and m["version"] == 3
+    assert all(m["models"][n]["timeframes"] == [1] and "regime" not in m["models"][n] for n in ("a", "b"))
+    assert "clock" not in m and "gate_low" not in m["consensus"]
     assert m["genome"] == genome().to_dict()
     for name in ("a", "b"):
         spec = m["models"][name]
@@ -276,6 +278,17 @@ def test_an_incompatible_or_incomplete_manifest_is_refused(exported, tmp_path, e
         Bundle.load(resign(exported[0], tmp_path / "edited.evo", edit))
 
 
+def test_a_version_2_bundle_still_loads_and_decides_alike(exported, bundle, ds, tmp_path):
+    """Bundles written before timeframes were genes (version 2: no timeframes, regime, clock)."""
+    def to_v2(m):
+        m["version"] = 2
+        for name in ("a", "b"):
+            del m["models"][name]["timeframes"]
+
+    old = Bundle.load(resign(exported[0], tmp_path / "v2.evo", to_v2), verify=True)
+    assert old.decide(ds.bars, last=5) == bundle.decide(ds.bars, last=5)
+
+
 def test_a_bundle_trained_with_the_cuda_backend_loads_and_decides_on_the_cpu(exported, bundle, ds, tmp_path):
     def to_cuda(m):
         for name in ("a", "b"):
@@ -390,3 +403,64 @@ def test_predict_in_a_fresh_process_imports_no_search_library(exported):
     assert proc.returncode == 0, proc.stderr
     assert "LOADED []" in proc.stdout
     assert len([line for line in proc.stdout.splitlines() if line.startswith("{")]) == 3
+
+
+# ------------------------------------------------------------------ multi-timeframe and regime bundles
+
+MULTI_TINY = {**TINY, "search": {**TINY["search"], "timeframes": [1, 5, 15], "fusion": ["concat", "attention"],
+                                 "regime": ["none", "features", "gate"]}}
+
+
+def multi_genome() -> Genome:
+    """A: 1/5/15-minute encoders fused by attention, regime inputs; B: 1/5-minute, concat, gating
+    the threshold. Finite-memory features, so a short stream tail must reproduce everything."""
+    return Genome(
+        model_a=ModelGenes(("body_range", "gap", "close_pos"), 8, 1, 2, (0,), 0.0, timeframes=(1, 5, 15),
+                           fusion="attention", regime="features"),
+        model_b=ModelGenes(("logret_5", "bb_pctb_20_2", "realvol_20"), 8, 1, 2, (), 0.0, timeframes=(1, 5),
+                           regime="gate"),
+        seq_len=8, horizon=2, consensus="either", threshold=0.36,
+    )
+
+
+@pytest.fixture(scope="module")
+def multi_exported(indexfut, tmp_path_factory):
+    budget = budget_from_dict("multi", MULTI_TINY)
+    ds = prepare_dataset(indexfut.iloc[:5000].copy(), "indexfut", budget)
+    g = multi_genome()
+    rec = record(g)
+    rec.result["risk"] = {**rec.result["risk"], "threshold": 0.4, "gate_low": -0.04, "gate_high": 0.05}
+    fit = train_final(rec, ds, budget, seed=1)
+    path = tmp_path_factory.mktemp("multi") / "multi.evo"
+    return path, write_member_bundle(fit, rec, ds, budget, path), ds
+
+
+def test_multi_timeframe_bundle_round_trip(multi_exported):
+    from models.multi import MultiTimeframeModel
+
+    path, manifest, ds = multi_exported
+    b = Bundle.load(path, verify=True)
+    assert manifest["clock"] == {"base_seconds": 60, "label": "close", "week_days": 5}
+    assert manifest["models"]["a"]["timeframes"] == [1, 5, 15] and manifest["models"]["a"]["config"]["fusion"]
+    assert manifest["models"]["a"]["regime"]["mode"] == "features"
+    assert manifest["consensus"]["gate_model"] == "b" and manifest["consensus"]["gate_high"] == 0.05
+    assert isinstance(b.models["a"], MultiTimeframeModel) and len(b.models["a"].encoders) == 3
+    assert manifest["golden"]["trained_model_max_diff"] <= 1e-6
+    assert manifest["min_bars"] == max(15 * (1 + 8 + 1), 5 * (20 + 8 + 1))   # x15: warm-up 1 + window 8
+    assert manifest["tail_bars"] >= manifest["min_bars"]
+    with pytest.raises(DataError):
+        b.decide(ds.bars.iloc[-(manifest["min_bars"] - 30):])
+
+
+def test_multi_timeframe_stream_decides_as_the_full_history(multi_exported, indexfut):
+    """Bar by bar, the bundle rebuilds the 5- and 15-minute bars from its tail and decides as the
+    full history does (1e-5), after the tail has dropped thousands of bars."""
+    path, manifest, _ = multi_exported
+    b = Bundle.load(path)
+    bars = indexfut.iloc[10_000:10_000 + 2 * b.tail_bars + 120]
+    full, streamed = stream_vs_full(b, bars, 120)
+    diff = max(max(abs(d.p_a - pa[2]), abs(d.p_b - pb[2])) for d, pa, pb in zip(streamed, full.p_a, full.p_b))
+    assert diff <= PROB_TOL
+    names = {1: "long", 0: "flat", -1: "short"}
+    assert [d.signal for d in streamed] == [names[int(s)] for s in full.signal]
+    assert b.settled

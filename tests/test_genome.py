@@ -159,3 +159,55 @@ def test_training_gene_values_are_checked():
     with pytest.raises(ConfigError, match="grad_clip"):
         budget_from_dict("x", {"search": {"grad_clip": [2.0]}})
     assert budget_from_dict("x", {"search": {"batch_size": [], "grad_clip": []}}).search.batch_size == ()
+
+
+MINUTE_POOLS = FeaturePools(a=POOLS.a, b=POOLS.b, timeframes=(1, 5, 15))  # data without the hour
+
+
+def test_timeframe_genes_stay_valid_under_the_operators():
+    """Timeframes stay sorted, unique, with x1, inside the space and the data's multipliers;
+    fusion is 'concat' for one timeframe; every value is reached."""
+    space = SearchSpace(timeframes=(1, 5, 15, 60), fusion=("concat", "attention"),
+                        regime=("none", "features", "gate"))
+    rng = np.random.default_rng(7)
+    pop = [random_genome(space, MINUTE_POOLS, rng) for _ in range(20)]
+    seen = {"tfs": set(), "fusion": set(), "regime": set()}
+    for _ in range(300):
+        a, b = pop[rng.integers(len(pop))], pop[rng.integers(len(pop))]
+        c1, c2 = cx_uniform(a, b, space, MINUTE_POOLS, rng)
+        pop[rng.integers(len(pop))] = mut_genome(c1, space, MINUTE_POOLS, rng, indpb=0.3)
+        for g in (c1, c2, *pop):
+            assert_valid(g, space, MINUTE_POOLS)
+            for m in (g.model_a, g.model_b):
+                assert m.timeframes[0] == 1 and list(m.timeframes) == sorted(set(m.timeframes))
+                assert set(m.timeframes) <= {1, 5, 15}
+                assert m.fusion in space.fusion and (len(m.timeframes) > 1 or m.fusion == "concat")
+                assert m.regime in space.regime
+                seen["tfs"].add(m.timeframes)
+                seen["fusion"].add(m.fusion)
+                seen["regime"].add(m.regime)
+    assert seen["tfs"] == {(1,), (1, 5), (1, 15), (1, 5, 15)}
+    assert seen["fusion"] == {"concat", "attention"} and seen["regime"] == {"none", "features", "gate"}
+    d = {**pop[0].to_dict(), "model_a": {**pop[0].to_dict()["model_a"], "timeframes": [60, 5, 5]}}
+    assert repair(d, space, MINUTE_POOLS, rng).model_a.timeframes == (1, 5)   # the data lack x60
+    with pytest.raises(ConfigError, match="timeframes"):
+        ModelGenes(("a",), 16, 1, 1, (), 0.1, timeframes=(5, 15))
+    with pytest.raises(ConfigError, match="fusion"):
+        ModelGenes(("a",), 16, 1, 1, (), 0.1, fusion="sum")
+
+
+def test_closed_timeframe_genes_change_neither_keys_nor_draws():
+    """With timeframes/fusion/regime closed the operators draw exactly as before (same genomes
+    from the same seed whatever the data's timeframes) and default genes leave the key alone."""
+    space = load_budget("smoke").search
+    r1, r2 = np.random.default_rng(3), np.random.default_rng(3)
+    for _ in range(10):
+        a, b = random_genome(space, POOLS, r1), random_genome(space, MINUTE_POOLS, r2)
+        assert a == b and a.model_a.timeframes == (1,) and a.model_b.regime == "none"
+    d = a.to_dict()
+    for m in ("model_a", "model_b"):
+        for gene in ("timeframes", "fusion", "regime"):
+            del d[m][gene]
+    assert Genome.from_dict(d).key() == a.key()
+    multi = Genome.from_dict({**a.to_dict(), "model_b": {**a.to_dict()["model_b"], "timeframes": [1, 5]}})
+    assert multi.key() != a.key() and Genome.from_dict(multi.to_dict()) == multi
