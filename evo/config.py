@@ -180,15 +180,24 @@ class EvalBudget:
 
 @dataclass(frozen=True)
 class GABudget:
+    """The search loop. ``reevaluate``: extra training seeds a genome that survives selection may
+    accumulate, one per generation survived (0 = off). ``halving_eta``: successive halving inside
+    each generation, ``population * eta`` candidates screened at 1/eta of the training effort and
+    the best ``population`` trained fully (1 = off)."""
+
     population: int = 6
     generations: int = 2
     cx_prob: float = 0.7
     mut_prob: float = 0.4
+    reevaluate: int = 0
+    halving_eta: int = 1
 
     def __post_init__(self) -> None:
         _check(self.population >= 2, "ga.population must be >= 2")
         _check(self.generations >= 0, "ga.generations must be >= 0")
         _check(0 <= self.cx_prob <= 1 and 0 <= self.mut_prob <= 1, "ga.cx_prob and ga.mut_prob are probabilities")
+        _check(0 <= self.reevaluate <= 16, "ga.reevaluate (extra seeds per survivor) must lie in 0..16")
+        _check(1 <= self.halving_eta <= 8, "ga.halving_eta must lie in 1..8 (1 = no successive halving)")
 
 
 @dataclass(frozen=True)

@@ -190,6 +190,7 @@ class EvalResult:
     sharpe_sd: float = 0.0        # spread of the Sharpe over the training seeds (0 with one seed)
     seeds: int = 1                # training seeds averaged
     instruments: list[dict[str, Any]] | None = None   # per-instrument figures when several are searched
+    seed_sharpes: list[float] = field(default_factory=list)   # each training seed's Sharpe (empty: unknown)
 
     def objectives(self) -> tuple[float, float]:
         """(Sharpe ↑, max drawdown ↓) for NSGA-II. A genome with too few trades keeps its own
@@ -559,6 +560,7 @@ def combine_instruments(parts: list[EvalResult], labels: list[str], budget: Budg
         enough_trades=all(p.enough_trades for p in parts),
         returns=[x for p in parts for x in p.returns], test_bars=int(sum(p.test_bars for p in parts)),
         seconds=round(sum(p.seconds for p in parts), 3), instruments=instruments,
+        seed_sharpes=[float(sh.mean() - lam * sh.std())] if all(p.seeds == 1 for p in parts) else [],
     )
 
 
@@ -573,6 +575,7 @@ def _mean_of_seeds(runs: list[EvalResult], budget: Budget, *, seconds: float) ->
         enough_trades=trades >= budget.evaluate.min_trades,
         returns=[float(x) for x in np.mean([r.returns for r in runs], axis=0)],
         sharpe_sd=float(sharpes.std(ddof=1)), seeds=len(runs), seconds=seconds,
+        seed_sharpes=[float(x) for x in sharpes],
     )
 
 
@@ -612,6 +615,7 @@ def _evaluate_once(g: Genome, ds: Dataset, budget: Budget, *, seed: int, device:
         sortino=float(bt.sortino), calmar=float(bt.calmar), win_rate=float(bt.win_rate),
         profit_factor=float(bt.profit_factor), turnover=float(bt.turnover),
         risk=risk.to_dict(), val_sharpe=float(sharpe_ratio(val_returns, ds.periods_per_year)),
+        seed_sharpes=[float(bt.sharpe)],
     )
 
 

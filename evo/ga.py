@@ -1,26 +1,47 @@
-"""NSGA-II over genomes (DEAP), with an evaluation cache keyed by genome hash.
+"""The search loop (NSGA-II, random search or nevergrad's NGOpt over the same genome), with an
+evaluation journal that makes it resumable.
 
-Pseudocode (one generation = one ``step``)::
+Pseudocode (one generation = one ``step``; ``mu`` = ga.population, ``eta`` = ga.halving_eta)::
 
-    population <- mu random genomes, evaluated                       # generation 0
-    repeat for each generation g = 1..G:
-        parents   <- binary tournaments on (front rank, crowding distance)
-        offspring <- uniform crossover (cx_prob), mutation (mut_prob), de-duplicated
-        evaluate offspring not already in the journal                 # via the injected map
-        population <- selNSGA2(population + offspring, mu)           # elitist
-        checkpoint(g, population, rng state)
+    candidates <- mu*eta genomes never evaluated before:                 # eta = 1: just mu
+                   generation 0: the seed genomes, then random ones
+                   nsga2:  binary tournaments on (front rank, crowding distance) among the population,
+                           uniform crossover (cx_prob), mutation (mut_prob), de-duplicated
+                   random: fresh random genomes        ngopt: asked from NGOpt (evo.ngopt)
+    if eta > 1:                                                        # successive halving
+        screen every candidate at low fidelity (epochs and windows / eta, one lr trial, risk
+        trials / eta, one seed), journaled as fidelity "low"
+        candidates <- the best mu of them (non-dominated sorting + crowding on the screen's
+                      objectives; seed genomes always pass)
+    kids <- candidates trained at full fidelity (train.seeds seeds: seed + 1000 i, the same for
+            every genome: common random numbers)
+    ngopt: tell NGOpt every candidate it proposed (full result, else the screen's)
+    population <- selNSGA2(population + kids, mu)                       # elitist
+    re-evaluate survivors: each member that was already in the population before this step and
+        has fewer than train.seeds + ga.reevaluate seeds is trained with its next seed i
+        (seed + 1000 i, again common to all genomes); its objectives become the mean over all
+        its seeds (evo.front.merge_genome) and carry into the next generation's tournaments
+        and selection, where a lucky score that does not repeat loses its place
+    checkpoint(g, population, rng state)
 
-Only genomes never evaluated before are trained; every result is journaled the moment it lands,
-so a killed run resumes from the last checkpoint, finds the finished genomes of the generation in
-flight in the journal, and re-evaluates only what was still running. With the same seed it reaches
-the same front.
+Selection happens before the re-evaluation, on the scores every member had when the step
+began, so one generation's choice never depends on the order seeds land in; the extra seed then
+corrects the survivors' scores for the next selection. Only full-fidelity results enter the
+selection, the Pareto front and the hypervolume.
+
+Every evaluation (a genome's first one, a survivor's extra seed, a low-fidelity screen) is
+journaled the moment it lands, with its identity (key, fidelity, seed index), so a killed run
+resumes from the last checkpoint, draws the same candidates again from the checkpoint's RNG state
+(NGOpt is rebuilt and fed the journal's results in order), finds the finished evaluations of the
+generation in flight in the journal, and re-evaluates only what was still running. With the same
+seed it reaches the same front, whatever the number of workers.
 """
 
 from __future__ import annotations
 
 import logging
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable
 
 import numpy as np
@@ -29,12 +50,13 @@ from deap import base, tools
 from evo.config import Budget
 from evo.errors import ConfigError, GenomeError
 from evo.evaluate import Dataset, EvalResult, evaluate_instruments, shared_pools
+from evo.front import merge_genome, merge_records
 from evo.genome import Genome, cx_uniform, mut_genome, random_genome
 from evo.store import Record, RunStore
 
 log = logging.getLogger(__name__)
 
-OPTIMIZERS = ("nsga2", "random")
+OPTIMIZERS = ("nsga2", "random", "ngopt")
 
 
 # The objectives a run may optimise, with DEAP's weight (+1 maximise, -1 minimise) and the value
@@ -91,8 +113,50 @@ def _individual(g: Genome, record: Record, names: tuple[str, ...] = DEFAULT_OBJE
 
 @dataclass(frozen=True)
 class EvalTask:
+    """One evaluation: the genome's first one (``seed_index`` None, ``train.seeds`` seeds), one
+    extra training seed of a survivor (``seed_index`` i: seed ``seed + 1000 i``), or a
+    low-fidelity screen (``fidelity`` "low", see :func:`low_fidelity_budget`)."""
+
     genome: Genome
     generation: int
+    fidelity: str = "full"
+    seed_index: int | None = None
+
+    def ident(self) -> tuple[str, str, int | None]:
+        return (self.genome.key(), self.fidelity, self.seed_index)
+
+
+def record_ident(r: Record) -> tuple[str, str, int | None]:
+    """What :meth:`EvalTask.ident` a journal record answers."""
+    return (r.key, r.fidelity, r.seed_index)
+
+
+def task_record(task: EvalTask, result: dict[str, Any] | None, error: str | None = None) -> Record:
+    g = task.genome
+    return Record(g.key(), g.to_dict(), task.generation, result, error, task.fidelity, task.seed_index)
+
+
+def low_fidelity_budget(budget: Budget, eta: int | None = None) -> Budget:
+    """The budget of a successive-halving screen: epochs (and patience) and training windows
+    divided by ``eta`` (default ``ga.halving_eta``), one learning-rate trial of one epoch, risk
+    trials divided by ``eta``, one training seed. The walk-forward layout and costs are the run's,
+    so a screen's objectives are on the same test span, only noisier."""
+    eta = int(eta or budget.ga.halving_eta)
+    tb = budget.train
+    epochs = max(1, tb.max_epochs // eta)
+    train = replace(tb, max_epochs=epochs, patience=max(1, min(tb.patience, epochs)),
+                    max_train_windows=max(16, tb.max_train_windows // eta), lr_trials=1, lr_trial_epochs=1, seeds=1)
+    evaluate = replace(budget.evaluate, risk_trials=budget.evaluate.risk_trials // eta)
+    return replace(budget, train=train, evaluate=evaluate)
+
+
+def task_budget(task: EvalTask, budget: Budget) -> Budget:
+    """The budget ``task`` is evaluated with."""
+    if task.fidelity == "low":
+        return low_fidelity_budget(budget)
+    if task.seed_index is not None:
+        return replace(budget, train=replace(budget.train, seeds=1))
+    return budget
 
 
 @dataclass(frozen=True)
@@ -109,8 +173,13 @@ class Hardware:
 def evaluate_task(task: EvalTask, ds: Dataset | list[Dataset], budget: Budget, seed: int, device: str,
                   progress: Callable[[str], None] | None = None, study_storage: str | None = None,
                   hardware: Hardware | None = None) -> Record:
-    """Evaluate one genome and turn any failure into a recorded error (the run goes on)."""
+    """Evaluate one task (with :func:`task_budget` and the seed of its seed index) and turn any
+    failure into a recorded error (the run goes on). Low-fidelity screens keep no Optuna study."""
     g = task.genome
+    if task.seed_index is not None:
+        seed = seed + 1000 * task.seed_index
+    if task.fidelity != "full":
+        study_storage = None
     try:
         latency = None
         if hardware is not None:
@@ -118,32 +187,38 @@ def evaluate_task(task: EvalTask, ds: Dataset | list[Dataset], budget: Budget, s
 
             reason = hard_limit_violation(g, hardware.profile, hardware.max_latency_ms, hardware.max_params)
             if reason:
-                return Record(g.key(), g.to_dict(), task.generation, None, f"HardLimit: {reason}")
+                return task_record(task, None, f"HardLimit: {reason}")
             if hardware.profile is not None:
                 latency = float(estimate_latency_ms(g, hardware.profile))
-        result = evaluate_instruments(g, ds, budget, seed=seed, device=device, progress=progress,
+        result = evaluate_instruments(g, ds, task_budget(task, budget), seed=seed, device=device, progress=progress,
                                       study_storage=study_storage)
         payload = result.to_dict()
         if latency is not None:
             payload["latency_ms"] = latency
-        return Record(g.key(), g.to_dict(), task.generation, payload)
+        return task_record(task, payload)
     except GenomeError as exc:
         log.warning("genome %s failed: %s", g.key(), exc)
-        return Record(g.key(), g.to_dict(), task.generation, None, f"GenomeError: {exc}")
+        return task_record(task, None, f"GenomeError: {exc}")
     except MemoryError as exc:
         log.warning("genome %s ran out of memory", g.key())
-        return Record(g.key(), g.to_dict(), task.generation, None, f"MemoryError: {exc}")
+        return task_record(task, None, f"MemoryError: {exc}")
     except Exception as exc:  # noqa: BLE001 - a genome's failure must not end the run
         log.warning("genome %s raised %s:\n%s", g.key(), type(exc).__name__, traceback.format_exc())
-        return Record(g.key(), g.to_dict(), task.generation, None, f"{type(exc).__name__}: {exc}")
+        return task_record(task, None, f"{type(exc).__name__}: {exc}")
 
 
 ProgressFn = Callable[[dict[str, Any]], None]
 
 
 class Search:
-    """NSGA-II search state: ask for offspring, evaluate, tell. ``step`` runs one generation,
-    which lets a test drive the search a generation at a time."""
+    """Search state: ask for candidates, evaluate, tell. ``step`` runs one generation, which lets
+    a test drive the search a generation at a time.
+
+    Attributes:
+        records: every genome evaluated at full fidelity, by key, its extra seeds merged in
+            (what selection, the front and the hypervolume see).
+        journal: every evaluation in the order it landed (all fidelities, extra seeds).
+    """
 
     def __init__(self, ds: Dataset, budget: Budget, store: RunStore, *, seed: int, device: str = "cpu",
                  map_fn: Callable[..., Iterable[Record]] | None = None,
@@ -165,50 +240,97 @@ class Search:
         self.map_fn = map_fn
         self.seed_genomes = list(seed_genomes)
         self.progress = progress or (lambda event: None)
-        self.records: dict[str, Record] = store.records()
+        self.min_trades = budget.evaluate.min_trades
+        self.journal: list[Record] = list(store.iter_records())
+        self._by_key: dict[str, list[Record]] = {}
+        for r in self.journal:
+            self._by_key.setdefault(r.key, []).append(r)
+        self._done = {record_ident(r) for r in self.journal}
+        self.records: dict[str, Record] = merge_records(self.journal, self.min_trades)
         self.rng = np.random.default_rng(seed)
         self.population: list[Individual] = []
         self.generation = -1
+        self.ng = None
+        if optimizer == "ngopt":
+            from evo.ngopt import NGSearch
+
+            ga = budget.ga
+            self.ng = NGSearch(self.space, self.pools, seed=seed, num_workers=ga.population * ga.halving_eta,
+                               budget=ga.population * ga.halving_eta * (ga.generations + 1))
         ckpt = store.load_checkpoint()
         if ckpt is not None:
             self.generation = int(ckpt["generation"])
             self.rng.bit_generator.state = ckpt["rng_state"]
-            self.population = [
-                _individual(Genome.from_dict(self.records[k].genome), self.records[k], self.objective_names)
-                for k in ckpt["population"]
-            ]
+            # The population's scores as they were at the checkpoint (extra seeds of the
+            # generation in flight are not yet theirs, as in an uninterrupted run).
+            view = self._view(self.generation)
+            self.population = [_individual(Genome.from_dict(view[k].genome), view[k], self.objective_names)
+                               for k in ckpt["population"]]
+            if self.ng is not None:
+                self.ng.replay(self.journal, self.generation, self._tell_loss, self.seed_genomes,
+                               self.budget.ga.population * self.budget.ga.halving_eta)
             log.info("resuming after generation %d with %d evaluated genomes", self.generation, len(self.records))
+
+    def _view(self, generation: int) -> dict[str, Record]:
+        """The merged full-fidelity records as they stood after ``generation``."""
+        return merge_records((r for r in self.journal if r.generation <= generation), self.min_trades)
 
     # -- evaluation ----------------------------------------------------------------------------
 
-    def evaluate(self, genomes: list[Genome], generation: int) -> list[Individual]:
-        todo = [g for g in dict((g.key(), g) for g in genomes).values() if g.key() not in self.records]
-        done = len(genomes) - len(todo)
-        self.progress({"kind": "generation", "generation": generation, "total": len(genomes), "done": done})
-        tasks = [EvalTask(g, generation) for g in todo]
+    def _run_tasks(self, tasks: list[EvalTask], generation: int, total: int) -> None:
+        todo = [t for t in dict((t.ident(), t) for t in tasks).values() if t.ident() not in self._done]
+        done = total - len(todo)
+        self.progress({"kind": "generation", "generation": generation, "total": total, "done": done})
         if self.map_fn is None:
             results = (evaluate_task(t, self.ds, self.budget, self.seed, self.device,
                                      progress=lambda msg, t=t: self.progress({"kind": "detail", "message": msg}),
                                      study_storage=self.study_storage, hardware=self.hardware)
-                       for t in tasks)
+                       for t in todo)
         else:
-            results = self.map_fn(tasks)
+            results = self.map_fn(todo)
         for record in results:
             self.store.append(record)
-            self.records[record.key] = record
+            self.journal.append(record)
+            self._by_key.setdefault(record.key, []).append(record)
+            self._done.add(record_ident(record))
+            merged = merge_genome(self._by_key[record.key], self.min_trades)
+            if merged is not None:
+                self.records[record.key] = merged
             done += 1
-            self.progress({"kind": "genome", "generation": generation, "done": done, "total": len(genomes),
+            self.progress({"kind": "genome", "generation": generation, "done": done, "total": total,
                            "record": record})
+
+    def _low_record(self, key: str) -> Record:
+        return next(r for r in reversed(self._by_key[key]) if r.fidelity == "low")
+
+    def evaluate(self, genomes: list[Genome], generation: int, fidelity: str = "full") -> list[Individual]:
+        """Evaluate the genomes not evaluated before at this fidelity; their individuals, in order
+        (full fidelity: the merged records' objectives; low: the screen's)."""
+        self._run_tasks([EvalTask(g, generation, fidelity) for g in genomes], generation, len(genomes))
+        if fidelity == "low":
+            return [_individual(g, self._low_record(g.key()), self.objective_names) for g in genomes]
         return [_individual(g, self.records[g.key()], self.objective_names) for g in genomes]
+
+    def _tell_loss(self, key: str) -> tuple[float, ...]:
+        """What NGOpt is told for a genome: its first full-fidelity result, else its screen."""
+        first = next((r for r in self._by_key.get(key, ()) if r.fidelity == "full" and r.seed_index is None), None)
+        return objectives(first if first is not None else self._low_record(key), self.objective_names)
 
     # -- generations ---------------------------------------------------------------------------
 
-    def initial_population(self) -> list[Genome]:
-        mu = self.budget.ga.population
+    def _seen(self) -> set[str]:
+        """Genomes evaluated (at any fidelity) up to the last checkpoint. Only those count: after
+        a crash in the middle of a generation, the candidates drawn again from the checkpoint's
+        RNG state must be the same ones (then found in the journal) as in an uninterrupted run."""
+        return {r.key for r in self.journal if r.generation <= self.generation}
+
+    def initial_population(self, n: int | None = None) -> list[Genome]:
+        """``n`` (default mu) genomes: the user's seed genomes first, then random ones."""
+        n = n or self.budget.ga.population
         # The user's own genomes (today's bot, say) enter first, so evolution starts from them.
-        genomes: dict[str, Genome] = {g.key(): g for g in self.seed_genomes[:mu]}
-        for _ in range(mu * 20):
-            if len(genomes) >= mu:
+        genomes: dict[str, Genome] = {g.key(): g for g in self.seed_genomes[:n]}
+        for _ in range(n * 20):
+            if len(genomes) >= n:
                 break
             g = random_genome(self.space, self.pools, self.rng)
             genomes.setdefault(g.key(), g)
@@ -221,23 +343,21 @@ class Search:
         kb = (ranks[id(b)], -b.fitness.crowding_dist)
         return a if ka <= kb else b
 
-    def offspring(self) -> list[Genome]:
-        """mu children by tournament, crossover and mutation; none equal to a genome already
-        evaluated or to a sibling (mutated again up to a few times). With ``optimizer="random"``
-        the children are fresh random genomes instead: random search on the same budget, the
-        baseline NSGA-II must beat."""
+    def offspring(self, n: int | None = None) -> list[Genome]:
+        """``n`` (default mu) children by tournament, crossover and mutation; none equal to a
+        genome already evaluated or to a sibling (mutated again up to a few times). With
+        ``optimizer="random"`` the children are fresh random genomes instead: random search on
+        the same budget, the baseline NSGA-II must beat."""
         ga = self.budget.ga
-        # Only genomes evaluated up to the last checkpoint count as "seen": after a crash in the
-        # middle of a generation, the offspring drawn again from the checkpoint's RNG state must
-        # be the same ones (then found in the journal) as in an uninterrupted run.
-        seen = {k for k, r in self.records.items() if r.generation <= self.generation}
+        n = n or ga.population
+        seen = self._seen()
         if self.optimizer == "random":
             children: dict[str, Genome] = {}
-            for _ in range(ga.population * 20):
+            for _ in range(n * 20):
                 g = random_genome(self.space, self.pools, self.rng)
                 if g.key() not in seen:
                     children.setdefault(g.key(), g)
-                if len(children) == ga.population:
+                if len(children) == n:
                     break
             return list(children.values())
         fronts = tools.sortNondominated(self.population, len(self.population))
@@ -246,7 +366,7 @@ class Search:
             tools.emo.assignCrowdingDist(front)
         children: dict[str, Genome] = {}
         attempts = 0
-        while len(children) < ga.population and attempts < ga.population * 20:
+        while len(children) < n and attempts < n * 20:
             attempts += 1
             p1, p2 = self._tournament(ranks).genome, self._tournament(ranks).genome
             if self.rng.random() < ga.cx_prob:
@@ -262,15 +382,54 @@ class Search:
                     child = mut_genome(child, self.space, self.pools, self.rng)
                 if child.key() not in seen and child.key() not in children:
                     children[child.key()] = child
-                if len(children) == ga.population:
+                if len(children) == n:
                     break
         return list(children.values())
+
+    def candidates(self, generation: int, n: int) -> list[Genome]:
+        """The generation's ``n`` new genomes, from the optimiser."""
+        if self.ng is not None:
+            return self.ng.generation(generation, n, self._seen(), self.seed_genomes)
+        return self.initial_population(n) if generation == 0 else self.offspring(n)
+
+    def screen(self, genomes: list[Genome], generation: int) -> list[Genome]:
+        """Successive halving: every genome at low fidelity; the best mu (non-dominated sorting
+        and crowding on the screen's objectives; seed genomes always) go on, in their order."""
+        mu = self.budget.ga.population
+        low = self.evaluate(genomes, generation, fidelity="low")
+        seeds = {g.key() for g in self.seed_genomes}
+        keep = {ind.genome.key() for ind in low if ind.genome.key() in seeds}
+        rest = [ind for ind in low if ind.genome.key() not in keep]
+        keep |= {ind.genome.key() for ind in tools.selNSGA2(rest, max(0, min(mu - len(keep), len(rest))))}
+        return [g for g in genomes if g.key() in keep]
 
     def select(self, individuals: list[Individual]) -> list[Individual]:
         return tools.selNSGA2(individuals, min(self.budget.ga.population, len(individuals)))
 
+    def reevaluate_survivors(self, before: set[str], generation: int) -> None:
+        """One more training seed for each population member that was already in the population
+        before this generation and has fewer than ``train.seeds + ga.reevaluate`` seeds; its
+        individual then carries the mean over all its seeds."""
+        limit = self.budget.train.seeds + self.budget.ga.reevaluate
+        tasks = []
+        for ind in self.population:
+            key = ind.genome.key()
+            rs = self._by_key.get(key, [])
+            base = next((r for r in rs if r.fidelity == "full" and r.seed_index is None), None)
+            if key not in before or base is None or not base.ok:
+                continue
+            extra = sum(1 for r in rs if r.seed_index is not None and r.generation < generation)
+            index = int(base.result.get("seeds") or 1) + extra
+            if index < limit:
+                tasks.append(EvalTask(ind.genome, generation, "full", index))
+        if tasks:
+            self._run_tasks(tasks, generation, len(tasks))
+        self.population = [_individual(ind.genome, self.records[ind.genome.key()], self.objective_names)
+                           for ind in self.population]
+
     def hypervolume(self) -> float:
-        """Hypervolume of the front of everything evaluated so far (fixed reference point)."""
+        """Hypervolume of the front of everything evaluated so far at full fidelity (fixed
+        reference point)."""
         from evo.front import front_hypervolume
 
         return front_hypervolume(objectives(r) for r in pareto_front(self.records.values()))
@@ -286,13 +445,18 @@ class Search:
         })
 
     def step(self) -> None:
-        """Run the next generation (generation 0 is the random initial population)."""
+        """Run the next generation (generation 0 starts from the seed genomes and random ones)."""
+        ga = self.budget.ga
         gen = self.generation + 1
-        if gen == 0:
-            self.population = self.select(self.evaluate(self.initial_population(), 0))
-        else:
-            kids = self.evaluate(self.offspring(), gen)
-            self.population = self.select(self.population + kids)
+        pool = self.candidates(gen, ga.population * ga.halving_eta)
+        if ga.halving_eta > 1:
+            pool = self.screen(pool, gen)
+        kids = self.evaluate(pool, gen)
+        if self.ng is not None:
+            self.ng.tell(self._tell_loss)
+        before = {ind.genome.key() for ind in self.population}
+        self.population = self.select(self.population + kids)
+        self.reevaluate_survivors(before, gen)
         self.generation = gen
         self.checkpoint()
         self.progress({"kind": "checkpoint", "generation": gen, "evaluated": len(self.records),

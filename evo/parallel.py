@@ -74,7 +74,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from evo.errors import ConfigError
-from evo.ga import EvalTask, Hardware, evaluate_task
+from evo.ga import EvalTask, Hardware, evaluate_task, task_record
 from evo.store import Record
 
 if TYPE_CHECKING:
@@ -116,8 +116,7 @@ class EvalContext:
 
 def failed_record(task: EvalTask, message: str) -> Record:
     """The record of a genome whose worker failed (not the genome itself): ``"WorkerError: ..."``."""
-    g = task.genome
-    return Record(g.key(), g.to_dict(), task.generation, None, f"WorkerError: {message}")
+    return task_record(task, None, f"WorkerError: {message}")
 
 
 class EvalMap:

@@ -3,7 +3,8 @@
 Layout of ``RUN_DIR``::
 
     run.json          what was asked: budget, data source and hash, seed, generations, versions
-    journal.jsonl     one JSON line per evaluated genome (result or error), fsync'ed as it lands
+    journal.jsonl     one JSON line per evaluation (result or error), fsync'ed as it lands: a
+                      genome's first one, an extra seed of a survivor, or a low-fidelity screen
     checkpoint.json   after every generation: population keys, generation, RNG state
 
 Every whole-file write goes to a temporary file in the same directory and is renamed over the
@@ -47,14 +48,21 @@ class Record:
     generation: int
     result: dict[str, Any] | None
     error: str | None = None
+    fidelity: str = "full"          # "low": a successive-halving screen, never in the front
+    seed_index: int | None = None   # None: the genome's first evaluation; i: one extra training seed i
 
     @property
     def ok(self) -> bool:
         return self.result is not None
 
     def to_json(self) -> str:
-        return json.dumps({"key": self.key, "genome": self.genome, "generation": self.generation,
-                           "result": self.result, "error": self.error}, allow_nan=False)
+        d = {"key": self.key, "genome": self.genome, "generation": self.generation,
+             "result": self.result, "error": self.error}
+        if self.fidelity != "full":
+            d["fidelity"] = self.fidelity
+        if self.seed_index is not None:
+            d["seed_index"] = self.seed_index
+        return json.dumps(d, allow_nan=False)
 
 
 class RunStore:
@@ -144,11 +152,17 @@ class RunStore:
                     continue
                 raise StoreError(f"{self.journal_path}: line {i + 1} is not JSON") from None
             yield Record(key=d["key"], genome=d["genome"], generation=int(d["generation"]),
-                         result=d.get("result"), error=d.get("error"))
+                         result=d.get("result"), error=d.get("error"), fidelity=d.get("fidelity", "full"),
+                         seed_index=d.get("seed_index"))
 
     def records(self) -> dict[str, Record]:
-        """Every evaluated genome by key (the last record of a key wins)."""
-        return {r.key: r for r in self.iter_records()}
+        """Every genome evaluated at full fidelity, by key: its last first-evaluation record with
+        the extra seeds of survivors folded in (:func:`evo.front.merge_records`). Low-fidelity
+        screens are left out (``iter_records`` has every line)."""
+        from evo.front import merge_records
+
+        min_trades = ((self.meta.get("budget") or {}).get("evaluate") or {}).get("min_trades")
+        return merge_records(self.iter_records(), min_trades)
 
     # -- checkpoints ---------------------------------------------------------------------------
 

@@ -26,7 +26,8 @@ def _abbrev(features: list[str], width: int = 38) -> str:
 def print_front(store, *, as_json: bool, top: int | None, sort: str = "sharpe") -> None:
     from evo.front import front_payload
 
-    payload = front_payload(store.records(), store.meta, str(store.path))
+    low = sum(1 for r in store.iter_records() if r.fidelity == "low")
+    payload = front_payload(store.records(), store.meta, str(store.path), low_fidelity=low)
     key = {"sharpe": lambda m: -m["sharpe"], "drawdown": lambda m: m["max_drawdown"],
            "trades": lambda m: -m["trades"]}[sort]
     payload["members"].sort(key=key)
@@ -66,7 +67,8 @@ def print_front(store, *, as_json: bool, top: int | None, sort: str = "sharpe") 
     span = payload["test_span"]
     pbo = payload["pbo"]
     causes = ", ".join(f"{k} {v}" for k, v in payload["failures"].items())
-    console.print(f"{payload['evaluated']} genomes evaluated, {payload['failed']} failed"
+    screened = f" (+{payload['low_fidelity']} low-fidelity screens)" if payload.get("low_fidelity") else ""
+    console.print(f"{payload['evaluated']} genomes evaluated{screened}, {payload['failed']} failed"
                   f"{f' ({causes})' if causes else ''}, {payload['too_few_trades']} with too few trades; "
                   f"test span {span[0][:10] + '..' + span[1][:10] if span else '-'}")
     console.print(f"selection bias: {payload['trials']} trials; DSR = probability the Sharpe beats the best of "

@@ -23,8 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="evaluate genomes in N long-lived local processes (torch on 1 thread each)")
     p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                    help="evaluate on the workers of a Dask scheduler (see README: several machines)")
-    p.add_argument("--optimizer", choices=("nsga2", "random"), default="nsga2",
-                   help="nsga2 (default) or random search on the same evaluation budget")
+    p.add_argument("--optimizer", choices=("nsga2", "random", "ngopt"), default="nsga2",
+                   help="nsga2 (default), random search, or nevergrad's NGOpt over the same genome "
+                        "(compare them on the same evaluation budget)")
     p.add_argument("--time-limit", default=None, metavar="DURATION",
                    help="stop after the generation that crosses it, e.g. 8h, 45m, 1h30m; the front is complete")
     p.add_argument("--target", default=None, metavar="PROFILE.json",
@@ -262,7 +263,11 @@ def _search(store, ds, budget, generations, seed, device, console, seed_genomes=
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[detail]}")]
     with Progress(*columns, console=console, transient=False) as bar:
-        total = bar.add_task("search", total=(generations + 1) * budget.ga.population, detail="")
+        # evaluations per generation: the full ones, plus population * eta screens with halving
+        # (survivors' extra seeds come on top).
+        eta = budget.ga.halving_eta
+        per_gen = budget.ga.population * (1 + (eta if eta > 1 else 0))
+        total = bar.add_task("search", total=(generations + 1) * per_gen, detail="")
 
         def progress(event: dict) -> None:
             kind = event["kind"]
@@ -280,7 +285,7 @@ def _search(store, ds, budget, generations, seed, device, console, seed_genomes=
                 else:
                     bar.update(total, detail=f"{rec.key[:8]} failed: {rec.error[:60]}")
             elif kind == "checkpoint":
-                done = (event["generation"] + 1) * budget.ga.population
+                done = (event["generation"] + 1) * per_gen
                 bar.update(total, completed=max(done, bar.tasks[0].completed))
 
         from evo.evaluate import study_storage_url

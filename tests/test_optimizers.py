@@ -1,0 +1,204 @@
+"""Search quality: survivors re-evaluated with more seeds, nevergrad's NGOpt as an optimiser,
+successive halving inside a generation. Real training on a slice of real data (tiny budgets)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from evo.config import budget_from_dict
+from evo.evaluate import prepare_dataset
+from evo.front import merge_genome
+from evo.ga import EvalTask, Search, evaluate_task, low_fidelity_budget, pareto_front
+from evo.ngopt import GenomeCodec
+from evo.store import Record, RunStore
+
+pytestmark = pytest.mark.slow
+
+# As tests/test_search.py's TINY, with one epoch and one learning-rate trial.
+TINY = {
+    "search": {"embedding_dim": [8], "num_blocks": [1, 1], "num_heads": [2], "seq_len": [8],
+               "horizon": [2], "threshold": [0.34, 0.5], "max_features_a": 4, "max_features_b": 3},
+    "train": {"max_epochs": 2, "patience": 1, "max_train_windows": 300, "lr_trials": 2, "lr_trial_epochs": 1},
+    "evaluate": {"folds": 2, "min_trades": 1, "risk_trials": 4, "holdout_fraction": 0.0},
+    "ga": {"population": 3, "generations": 1},
+}
+ONE_EPOCH = {**TINY, "train": {**TINY["train"], "max_epochs": 1, "lr_trials": 1, "lr_trial_epochs": 1},
+             "evaluate": {**TINY["evaluate"], "risk_trials": 2}}
+
+
+def tiny(**ga) -> dict:
+    return {**ONE_EPOCH, "ga": {**ONE_EPOCH["ga"], **ga}}
+
+
+@pytest.fixture(scope="module")
+def ds(nvda):
+    return prepare_dataset(nvda.iloc[-1000:].copy(), "nvda", budget_from_dict("tiny", ONE_EPOCH))
+
+
+def comparable(r: Record) -> tuple:
+    result = None if r.result is None else {k: v for k, v in r.result.items() if k != "seconds"}
+    return r.key, r.generation, r.fidelity, r.seed_index, r.error, result
+
+
+# -- re-evaluation ------------------------------------------------------------------------------
+
+
+def test_merging_extra_seeds_averages_them_and_reports_their_spread():
+    base = {"sharpe": 1.0, "max_drawdown": 0.2, "total_return": 0.1, "trades": 4, "enough_trades": True,
+            "traded": True, "returns": [0.0, 0.02], "seeds": 2, "seed_sharpes": [0.5, 1.5], "seconds": 1.0,
+            "lr_a": 1e-3}
+    extra = {**base, "sharpe": -0.5, "max_drawdown": 0.5, "trades": 1, "returns": [0.03, -0.01], "seeds": 1,
+             "seed_sharpes": [-0.5], "lr_a": 5e-3}
+    records = [Record("k", {}, 0, base), Record("k", {}, 1, extra, seed_index=2),
+               Record("k", {}, 1, {**extra, "sharpe": 9.0}, fidelity="low")]   # a screen never merges
+    m = merge_genome(records, min_trades=3)
+    assert m.result["seeds"] == 3 and m.result["seed_sharpes"] == [0.5, 1.5, -0.5]
+    assert m.result["sharpe"] == pytest.approx(0.5)
+    assert m.result["sharpe_sd"] == pytest.approx(float(np.std([0.5, 1.5, -0.5], ddof=1)))
+    assert m.result["max_drawdown"] == pytest.approx((2 * 0.2 + 0.5) / 3)
+    assert m.result["trades"] == 3 and m.result["enough_trades"]
+    np.testing.assert_allclose(m.result["returns"], [0.01, 0.01])   # seed-weighted per bar
+    assert m.result["lr_a"] == 1e-3 and m.generation == 0 and m.seed_index is None
+    # A merged record journaled again (the holdout traded) is not merged twice.
+    assert merge_genome(records + [m], min_trades=3).result == m.result
+    # A genome only screened at low fidelity has no full-fidelity record.
+    assert merge_genome(records[2:]) is None
+
+
+def test_survivors_gain_seeds_up_to_the_limit_and_newcomers_do_not(ds, tmp_path):
+    budget = budget_from_dict("tiny", tiny(population=2, reevaluate=1))
+    store = RunStore.create(tmp_path / "run", {"budget": budget.to_dict()})
+    search = Search(ds, budget, store, seed=0)
+    search.run(2)
+    journal = list(store.iter_records())
+    extra = [r for r in journal if r.seed_index is not None]
+    assert extra, "a genome of generation 0 or 1 survives a later selection"
+    assert all(r.seed_index == 1 and r.ok for r in extra)          # train.seeds 1 + reevaluate 1
+    assert len({r.key for r in extra}) == len(extra)                # at most one extra seed each
+    for r in extra:
+        first = next(x for x in journal if x.key == r.key and x.seed_index is None)
+        assert first.generation < r.generation                      # only genomes from an earlier generation
+        merged = store.records()[r.key].result
+        assert merged["seeds"] == 2 and merged["sharpe"] == pytest.approx((first.result["sharpe"]
+                                                                             + r.result["sharpe"]) / 2)
+        assert merged["sharpe_sd"] == pytest.approx(abs(first.result["sharpe"] - r.result["sharpe"]) / np.sqrt(2))
+    # the extra seed is seed + 1000 i with one seed: the same evaluation as that seed alone
+    r = extra[0]
+    again = evaluate_task(EvalTask(_genome(r), r.generation, "full", 1), ds, budget, 0, "cpu")
+    assert comparable(again) == comparable(r)
+
+
+def _genome(r: Record):
+    from evo.genome import Genome
+
+    return Genome.from_dict(r.genome)
+
+
+# -- NGOpt --------------------------------------------------------------------------------------
+
+
+def test_the_codec_decodes_every_point_to_a_valid_genome_and_round_trips(ds):
+    from evo.genome import random_genome
+
+    space = budget_from_dict("cpu-like", {"search": {
+        "embedding_dim": [16, 32], "num_blocks": [1, 3], "num_heads": [1, 2, 4], "seq_len": [8, 16],
+        "proj_factor": [1.0, 2.0], "batch_size": [32, 64], "grad_clip": [0.5, 2.0], "timeframes": [1, 5],
+        "fusion": ["concat", "attention"], "regime": ["none", "features", "gate"]}}).search
+    pools = replace(ds.pools, timeframes=(1, 5))   # as on data long enough for weekly bars
+    codec = GenomeCodec(space, pools)
+    assert any(dim.kind == "timeframe" for dim in codec.dims)
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        g = random_genome(space, pools, rng)
+        assert codec.decode(codec.encode(g)) == g
+        d = codec.decode(rng.random(codec.size))
+        assert 1 <= len(d.model_a.features) <= space.max_features_a and d.seq_len in space.seq_len
+    # a gene the space keeps at one value has no coordinate
+    assert not any(dim.path == ("horizon",) for dim in GenomeCodec(budget_from_dict("t", TINY).search,
+                                                                    ds.pools).dims)
+
+
+def test_ngopt_is_deterministic_and_resumes_to_the_same_front(ds, tmp_path):
+    budget = budget_from_dict("tiny", tiny(population=2))
+    whole = RunStore.create(tmp_path / "whole", {})
+    Search(ds, budget, whole, seed=4, optimizer="ngopt").run(2)
+    # the same seed, stopped after generation 0 and resumed by a fresh Search (rebuilt NGOpt)
+    parts = RunStore.create(tmp_path / "parts", {})
+    Search(ds, budget, parts, seed=4, optimizer="ngopt").run(0)
+    Search(ds, budget, RunStore.open(parts.path, writable=True), seed=4, optimizer="ngopt").run(2)
+    a, b = whole.records(), parts.records()
+    assert len(a) >= 5 and {k: comparable(r) for k, r in a.items()} == {k: comparable(r) for k, r in b.items()}
+    assert [r.key for r in pareto_front(a.values())] == [r.key for r in pareto_front(b.values())]
+    # another seed proposes other genomes
+    other = RunStore.create(tmp_path / "other", {})
+    Search(ds, budget, other, seed=5, optimizer="ngopt").run(0)
+    assert set(other.records()) != {k for k, r in a.items() if r.generation == 0}
+
+
+# -- successive halving -------------------------------------------------------------------------
+
+
+def test_halving_screens_population_times_eta_and_promotes_population(ds, tmp_path):
+    budget = budget_from_dict("tiny", tiny(population=2, halving_eta=3))
+    store = RunStore.create(tmp_path / "run", {})
+    search = Search(ds, budget, store, seed=1)
+    search.run(1)
+    journal = list(store.iter_records())
+    for gen in (0, 1):
+        low = [r for r in journal if r.generation == gen and r.fidelity == "low"]
+        full = [r for r in journal if r.generation == gen and r.fidelity == "full" and r.seed_index is None]
+        assert len(low) == 6 and len({r.key for r in low}) == 6
+        assert len(full) == 2 and {r.key for r in full} <= {r.key for r in low}
+        # the promoted ones are non-dominated among the screens (2 of 6: at least the first front's best)
+        assert all(r.ok for r in full)
+    assert low_fidelity_budget(budget).train.max_epochs == 1 and low_fidelity_budget(budget).train.lr_trials == 1
+    # only full-fidelity results reach the records, the front and the hypervolume
+    merged = store.records()
+    assert set(merged) == {r.key for r in journal if r.fidelity == "full"}
+    assert all(r.fidelity == "full" for r in pareto_front(merged.values()))
+    assert set(search.records) == set(merged)
+
+
+def test_halving_with_two_workers_gives_the_in_process_records(ds, tmp_path):
+    from evo.parallel import make_map
+
+    budget = budget_from_dict("tiny", tiny(population=2, halving_eta=2, reevaluate=1))
+    ref = RunStore.create(tmp_path / "ref", {})
+    Search(ds, budget, ref, seed=2).run(1)
+    par = RunStore.create(tmp_path / "par", {})
+    with make_map(workers=2, scheduler=None, ds=ds, budget=budget, seed=2, device="cpu") as map_fn:
+        Search(ds, budget, par, seed=2, map_fn=map_fn).run(1)
+    key = lambda r: (r.key, r.fidelity, r.seed_index)  # noqa: E731
+    got = {key(r): comparable(r) for r in par.iter_records()}
+    want = {key(r): comparable(r) for r in ref.iter_records()}
+    # 2 generations of 2 x 2 screens and 2 full evaluations, and the survivors' extra seeds
+    assert len(want) == 2 * 4 + 2 * 2 + sum(1 for k in want if k[2] is not None)
+    assert got == want
+
+
+def test_front_counts_low_fidelity_screens_and_runs_ngopt_from_the_cli(tmp_path, shared_data):
+    import os
+
+    budget = tmp_path / "tiny.toml"
+    budget.write_text(
+        '[search]\nembedding_dim = [8]\nnum_blocks = [1, 1]\nnum_heads = [2]\nseq_len = [8]\nhorizon = [2]\n'
+        'max_features_a = 3\nmax_features_b = 3\nthreshold = [0.34, 0.45]\n'
+        '[train]\nmax_epochs = 1\npatience = 1\nmax_train_windows = 200\nlr_trials = 1\nlr_trial_epochs = 1\n'
+        '[evaluate]\nfolds = 2\nmin_trades = 0\nrisk_trials = 2\n[ga]\npopulation = 2\nhalving_eta = 2\n')
+    env = {**os.environ, "EVO_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "evo", "run", "--budget", str(budget), "--generations", "0",
+                           "--optimizer", "ngopt", "--out", str(tmp_path / "run"),
+                           "--data", str(shared_data / "ORCL_1d_1995_2014.csv")],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["optimizer"] == "ngopt"
+    front = json.loads(subprocess.run([sys.executable, "-m", "evo", "front", str(tmp_path / "run"), "--json"],
+                                      env=env, capture_output=True, text=True, timeout=120).stdout)
+    assert front["low_fidelity"] == 4 and front["evaluated"] <= 2
+    assert all("sharpe_sd" in m and m["seeds"] == 1 for m in front["members"])
