@@ -256,12 +256,13 @@ def bench_overhead(ds, budget, genome, *, seed: int = 0, warm_up: bool = True) -
     """Time ``evo.evaluate.evaluate_genome(genome, ds, budget)`` once, split into sections.
 
     The sections are measured by wrapping, for the duration of the call only, the functions that
-    do the work: ``DirectionModel.forward`` (every forward pass: training, validation, lr trials,
-    prediction), ``torch.Tensor.backward``, ``AdamW.step``, ``clip_grad_norm_``, the training loop
-    and ``predict_proba`` themselves (their remaining time: batching, losses, weight copies),
-    ``make_windows``, the risk tuning (nevergrad), ``backtest_signals`` (vectorbt). Time outside
-    all of them is ``other`` (scaler, labels, consensus, Optuna, metrics, glue). Each section's time
-    is exclusive (a forward inside training counts as forward).
+    do the work: ``DirectionModel.forward`` and ``FastDirectionModel.forward`` (every forward
+    pass: training, validation, lr trials, prediction), ``torch.Tensor.backward``,
+    ``AdamW.step``, ``clip_grad_norm_``, the training loop and ``predict_proba`` themselves (their
+    remaining time: batching, losses, weight copies), ``make_windows``, the risk tuning
+    (nevergrad), ``backtest_signals`` (vectorbt). Time outside all of them is ``other`` (scaler,
+    labels, consensus, Optuna, metrics, glue). Each section's time is exclusive (a forward inside
+    training counts as forward).
 
     Returns the sections in seconds, the total, ``outside_fwd_bwd`` (share of the total not in
     forward or backward, the issue's figure) and ``outside_model`` (not in forward, backward or
@@ -280,6 +281,7 @@ def bench_overhead(ds, budget, genome, *, seed: int = 0, warm_up: bool = True) -
     import models
     import models.tuning
     from evo.evaluate import evaluate_genome
+    from models.fast_mlstm import FastDirectionModel
     from models.network import DirectionModel
 
     warmup_s = _warm_up(ds) if warm_up else None
@@ -293,6 +295,8 @@ def bench_overhead(ds, budget, genome, *, seed: int = 0, warm_up: bool = True) -
 
     patches = [
         (DirectionModel, "forward", sec.wrap("forward", DirectionModel.forward)),
+        # training and prediction run through models.fast_mlstm on the CPU (EVO_FAST_PATH=0: xlstm's own)
+        (FastDirectionModel, "forward", sec.wrap("forward", FastDirectionModel.forward)),
         (torch.Tensor, "backward", sec.wrap("backward", torch.Tensor.backward)),
         (torch.optim.AdamW, "step", sec.wrap("optimizer step", torch.optim.AdamW.step)),
         (torch.nn.utils, "clip_grad_norm_", sec.wrap("grad clip", torch.nn.utils.clip_grad_norm_)),
@@ -447,8 +451,9 @@ def _bench_xlstm(*, batch: int, seq_len: int, n_features: int, embedding_dim: in
     parameter count; dropout 0, train mode, same input. Interleaved repeats, medians.
 
     Also the machine's matmul peak and each case's FLOPs (FlopCounterMode), so
-    ``utilisation = flops / time / peak``. If ``models.fast_mlstm`` exists, its path runs on the
-    all-mLSTM model's own parameters and is compared with the vanilla path (ratio, and the largest
+    ``utilisation = flops / time / peak``. If ``models.fast_mlstm`` exists, evo's CPU training
+    path (``models.train`` runs its forward passes through it) runs on the all-mLSTM and the
+    one-sLSTM models' own parameters and is compared with the vanilla path (ratio, and the largest
     differences of outputs and gradients).
     """
     import torch
@@ -473,20 +478,21 @@ def _bench_xlstm(*, batch: int, seq_len: int, n_features: int, embedding_dim: in
                  key=lambda h: abs(_n_params(_lstm_net(n_features, h, num_blocks)) - target))
     torch.manual_seed(0)
     models_[f"nn.LSTM {num_blocks} layers x {hidden}"] = _lstm_net(n_features, hidden, num_blocks).train()
-    fast = _fast_path(models_["xlstm vanilla, all mLSTM"], x)
-    if fast is not None:
-        models_["evo fast path (models.fast_mlstm), all mLSTM"] = fast["model"]
+    fast_of = {FAST_CASES[0]: "xlstm vanilla, all mLSTM", FAST_CASES[1]: "xlstm vanilla, sLSTM at block 1"}
+    fasts = {name: _fast_path(models_[ref], x) for name, ref in fast_of.items()}
+    for name, fast in fasts.items():
+        if fast is not None:
+            models_[name] = fast["model"]
     if progress:
         progress(f"xlstm: {len(models_)} cases, {warmup}+{repeats} interleaved rounds")
     times = interleaved({name: functools.partial(_fwd_bwd, m, x) for name, m in models_.items()},
                         repeats=repeats, warmup=warmup)
     peak = matmul_peak(peak_n)
     cases = {}
-    fast_name = "evo fast path (models.fast_mlstm), all mLSTM"
     for name, m in models_.items():
         # The fast path does the vanilla model's work (its own count includes the zeros of its
         # block-diagonal products): rate it on the vanilla count.
-        flops = model_flops(models_["xlstm vanilla, all mLSTM"] if name == fast_name else m, x)
+        flops = model_flops(models_[fast_of[name]] if name in fast_of else m, x)
         if name.startswith("nn.LSTM"):
             flops += _lstm_cell_flops(m.lstm, batch, seq_len)
         s = summarize(times[name])
@@ -498,20 +504,28 @@ def _bench_xlstm(*, batch: int, seq_len: int, n_features: int, embedding_dim: in
                            "n_features": n_features,
                            "embedding_dim": embedding_dim, "num_blocks": num_blocks, "num_heads": num_heads,
                            "matmul": peak, "cases": cases, "repeats": repeats}
+    fast = fasts[FAST_CASES[0]]
     if fast is not None:
-        fast_ms = cases[fast_name]["median_ms"]
-        out["fast"] = {"speedup": vanilla / fast_ms, "max_abs_out_diff": fast["out_diff"],
-                       "max_abs_grad_diff": fast["grad_diff"]}
-        out["training_path_speedup"] = vanilla / fast_ms
+        mixed = fasts[FAST_CASES[1]]
+        out["fast"] = {"speedup": vanilla / cases[FAST_CASES[0]]["median_ms"],
+                       "speedup_mixed": cases["xlstm vanilla, sLSTM at block 1"]["median_ms"]
+                       / cases[FAST_CASES[1]]["median_ms"],
+                       "max_abs_out_diff": max(fast["out_diff"], mixed["out_diff"]),
+                       "max_abs_grad_diff": max(fast["grad_diff"], mixed["grad_diff"])}
+        out["training_path_speedup"] = out["fast"]["speedup"]
     else:
         # evo trains through DirectionModel, i.e. exactly xlstm's vanilla path.
         out["training_path_speedup"] = 1.0
     return out
 
 
+FAST_CASES = ("evo training path (models.fast_mlstm), all mLSTM", "evo training path, sLSTM at block 1")
+
+
 def _fast_path(vanilla_model, x) -> dict[str, Any] | None:
-    """The fast mLSTM model sharing ``vanilla_model``'s parameters, and its largest output and
-    gradient differences from the vanilla path; None when ``models.fast_mlstm`` is absent."""
+    """evo's CPU training path (``models.fast_mlstm``) sharing ``vanilla_model``'s parameters, and
+    its largest output and gradient differences from the vanilla path; None when
+    ``models.fast_mlstm`` is absent."""
     try:
         from models.fast_mlstm import compare_with_vanilla, fast_model
     except ImportError:
@@ -1295,11 +1309,12 @@ def _rows(report: dict[str, Any]) -> list[dict[str, str]]:
             sp = r["training_path_speedup"]
             if "fast" in r:
                 f = r["fast"]
-                how = (f"`models.fast_mlstm` (not wired into training) on the all-mLSTM model's own parameters "
-                       f"vs xlstm vanilla, same rounds; max |Δ| outputs {f['max_abs_out_diff']:.1e}, gradients "
-                       f"{f['max_abs_grad_diff']:.1e}")
+                how = (f"`models.train` runs its CPU forward passes through `models.fast_mlstm` "
+                       f"(`TrainConfig.fast_path`, `EVO_FAST_PATH=0` turns it off) on xlstm's own parameters; vs "
+                       f"xlstm vanilla, same rounds; one sLSTM block: {f.get('speedup_mixed', float('nan')):.2f}×; "
+                       f"max |Δ| outputs {f['max_abs_out_diff']:.1e}, gradients {f['max_abs_grad_diff']:.1e}")
                 ok = sp >= 3 and max(f["max_abs_out_diff"], f["max_abs_grad_diff"]) <= 1e-5
-                figure = "fast path vs xlstm vanilla, all mLSTM"
+                figure = "evo training path vs xlstm vanilla, all mLSTM"
             else:
                 how = ("evo trains through `DirectionModel`, which runs xlstm's vanilla path itself: the same code, "
                        "so 1.0× by construction")
@@ -1512,8 +1527,8 @@ def _notes(report: dict[str, Any]) -> list[str]:
         "- **3.** Both torch's default thread count and 1 thread are measured. When the machine is "
         "shared (load average above the core count), each op's threads wait for one another, which "
         "hits many-small-op models (the sLSTM's per-step loop) hardest: compare figures within one "
-        "thread count. `models.fast_mlstm` is a measurement of what a faster path could give; it is "
-        "not used by training (see its docstring for what it changes).",
+        "thread count. `models.fast_mlstm` is evo's CPU training path (see its docstring for what it "
+        "changes): mLSTM blocks through its own code, sLSTM blocks through xlstm's modules.",
         "- **4.** backtesting.py is not a dependency of evo; `pip install backtesting` into the venv "
         "to include these rows (the bench skips them otherwise). Without stop-loss / take-profit, "
         "`backtest_signals` calls vectorbt's numba kernels behind `Portfolio.from_orders` directly (orders "

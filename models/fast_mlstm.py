@@ -30,6 +30,7 @@ holds with dropout 0 or in eval mode.
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +38,11 @@ from torch import Tensor, nn
 
 from models.network import DirectionModel
 
-__all__ = ["FastDirectionModel", "compare_with_vanilla", "fast_model"]
+__all__ = [
+    "ENV_SWITCH", "FastDirectionModel", "compare_with_vanilla", "fast_forward", "fast_model", "fast_path_enabled",
+]
+
+ENV_SWITCH = "EVO_FAST_PATH"  # "0" turns the fast path off everywhere (training and predict_proba)
 
 
 def _layer_norm(norm, x: Tensor) -> Tensor:
@@ -45,22 +50,48 @@ def _layer_norm(norm, x: Tensor) -> Tensor:
     return F.layer_norm(x, (norm.ndim,), norm.weight_proxy, norm.bias, norm.eps)
 
 
-def _causal_conv(conv: nn.Conv1d, x: Tensor) -> Tensor:
-    """xlstm's ``CausalConv1d`` (depthwise, kernel K, left padding K-1) on x (B, S, C)."""
-    weight = conv.weight[:, 0, :]  # (C, K)
-    K, S = weight.shape[1], x.shape[1]
-    xp = F.pad(x, (0, 0, K - 1, 0))
-    y = torch.mul(xp[:, 0:S], weight[:, 0]) if conv.bias is None else torch.addcmul(conv.bias, xp[:, 0:S], weight[:, 0])
-    for k in range(1, K):
-        y = torch.addcmul(y, xp[:, k:k + S], weight[:, k])
-    return y
+class _CausalConv(torch.autograd.Function):
+    """xlstm's ``CausalConv1d`` (depthwise, kernel K, left padding K-1) on x (B, S, C) with
+    weight (C, K) and optional bias (C,): ``y_t = b + sum_k w[:, k] x_{t-(K-1)+k}``.
+
+    A hand-written backward: autograd through ``F.pad`` + K shifted ``addcmul`` (or
+    ``nn.Conv1d``) allocates and zero-fills a padded gradient per shift, which dominated the
+    fast path's elementwise time; here every shift is one in-place multiply-add on a slice.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        S, K = x.shape[1], weight.shape[1]
+        y = torch.mul(x, weight[:, K - 1]) if bias is None else torch.addcmul(bias, x, weight[:, K - 1])
+        for lag in range(1, min(K, S)):  # tap K-1-lag reads x_{t-lag}
+            y[:, lag:].addcmul_(x[:, :S - lag], weight[:, K - 1 - lag])
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return y
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        x, weight = ctx.saved_tensors
+        S, K = x.shape[1], weight.shape[1]
+        gx = torch.mul(g, weight[:, K - 1])
+        gw = torch.zeros_like(weight)
+        gw[:, K - 1] = (g * x).sum((0, 1)) if ctx.needs_input_grad[1] else 0.0
+        for lag in range(1, min(K, S)):
+            gx[:, :S - lag].addcmul_(g[:, lag:], weight[:, K - 1 - lag])
+            if ctx.needs_input_grad[1]:
+                gw[:, K - 1 - lag] = (g[:, lag:] * x[:, :S - lag]).sum((0, 1))
+        gb = g.sum((0, 1)) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return gx, gw, gb
 
 
 def _per_head(weight: Tensor, num_heads: int) -> Tensor:
     """``LinearHeadwiseExpand.weight`` (blocks, out, in) as one dense (out, in) matrix per mLSTM
-    head: (num_heads, DH, DH), block-diagonal inside each head."""
-    per = weight.shape[0] // num_heads
-    return torch.stack([torch.block_diag(*weight[h * per:(h + 1) * per].unbind(0)) for h in range(num_heads)])
+    head: (num_heads, DH, DH), block-diagonal inside each head (one broadcast multiply)."""
+    blocks, out, inp = weight.shape
+    per = blocks // num_heads
+    eye = torch.eye(per, dtype=weight.dtype, device=weight.device)
+    dense = weight.view(num_heads, per, out, 1, inp) * eye.view(1, per, 1, per, 1)
+    return dense.reshape(num_heads, per * out, per * inp)
 
 
 # Largest spread (in log units) of the gate terms inside one window that the factorised cell
@@ -68,11 +99,13 @@ def _per_head(weight: Tensor, num_heads: int) -> Tensor:
 _FACTOR_RANGE = 40.0
 
 
-def _cell(q: Tensor, k: Tensor, v: Tensor, ig: Tensor, fg: Tensor, last_only: bool) -> Tensor:
+def _cell(q: Tensor, k: Tensor, v1: Tensor, ig: Tensor, fg: Tensor, last_only: bool) -> Tensor:
     """xlstm's ``parallel_stabilized_simple`` for every (head, batch) pair.
 
-    q, k, v: (P, S, DH) with P = heads x batch; ig, fg: (P, S) input and forget gate
-    pre-activations. Returns h (P, S', DH), S' = 1 (the last step) if ``last_only`` else S.
+    q, k: (P, S, DH) with P = heads x batch, k already divided by sqrt(DH); v1: (P, S, DH + 1),
+    the values with a column of ones appended (so one product gives both ``C v`` and the row
+    sums of C); ig, fg: (P, S) input and forget gate pre-activations. Returns h (P, S', DH),
+    S' = 1 (the last step) if ``last_only`` else S.
 
     xlstm builds the gate matrix ``D[i, j] = exp(F_i - F_j + ig_j - m_i)`` (F the cumulative log
     forget gate, m_i its row maximum) as an S x S tensor. It factorises: with
@@ -89,24 +122,21 @@ def _cell(q: Tensor, k: Tensor, v: Tensor, ig: Tensor, fg: Tensor, last_only: bo
     u = ig - log_f_cum
     run_max = torch.cummax(u, dim=-1).values  # max_{j<=i} u_j
     top = u.max(dim=-1, keepdim=True).values.detach()
-    k = k / math.sqrt(DH)
     if float((top - run_max).max().detach()) <= _FACTOR_RANGE:
         b = torch.exp(u - top)  # <= 1
         a = torch.exp(top - run_max)  # <= exp(_FACTOR_RANGE)
         max_log_d = log_f_cum + run_max
         kb = k * b.unsqueeze(-1)
-        if last_only:
-            q_last = q[:, -1:]
-            c = q_last @ kb.transpose(-2, -1)  # (P, 1, S): every key is causal for the last row
+        if last_only:  # every key is causal for the last row
+            c = q[:, -1:] @ kb.transpose(-2, -1)  # (P, 1, S)
             a, max_log_d = a[:, -1:], max_log_d[:, -1:]
-            row_sum = (q_last * kb.sum(dim=1, keepdim=True)).sum(dim=-1)
         else:
-            causal = torch.ones(S, S, dtype=q.dtype, device=q.device).tril()
-            c = (q @ kb.transpose(-2, -1)) * causal  # (P, S, S), row scale a still to apply
-            row_sum = (q * torch.cumsum(kb, dim=1)).sum(dim=-1)  # sum_{j<=i} q_i . kb_j
-        normalizer = torch.maximum((a * row_sum).abs(), torch.exp(-max_log_d))
-        return (c @ v) * (a / (normalizer + 1e-6)).unsqueeze(-1)
+            c = torch.tril(q @ kb.transpose(-2, -1))  # (P, S, S), row scale a still to apply
+        hv = c @ v1  # (P, S', DH + 1): sum_j c_ij v_j and sum_j c_ij
+        normalizer = torch.maximum((a * hv[..., DH]).abs(), torch.exp(-max_log_d))
+        return hv[..., :DH] * (a / (normalizer + 1e-6)).unsqueeze(-1)
     # exact form, as xlstm computes it
+    v = v1[..., :DH]
     rows = log_f_cum[:, -1:] if last_only else log_f_cum
     log_d = (rows.unsqueeze(-1) - log_f_cum.unsqueeze(-2)) + ig.unsqueeze(-2)  # (P, S', S)
     if not last_only:
@@ -125,41 +155,45 @@ def _mlstm_layer(layer, x: Tensor, last_only: bool) -> Tensor:
     Works head-major: (heads, B*S, DH) tensors, so the per-head projections are one batched
     product and the cell's (heads x batch) pairs are views, not copies. The gates' linear layer
     is folded into the projections: ``W_g [q; k; v] = (W_gq W_q) x_conv + (W_gk W_k) x_conv +
-    (W_gv W_v) x_mlstm``, extra output columns of the same two products.
+    (W_gv W_v) x_mlstm``, extra output columns of the same two products; so is the key scale
+    ``1/sqrt(DH)``, and the values' product also emits the cell's column of ones (its bias).
     """
     cell = layer.mlstm_cell
     inner, NH = layer.config._inner_embedding_dim, cell.config.num_heads
     DH = inner // NH
     B, S, _ = x.shape
     N = B * S
-    w_up = layer.proj_up.weight
-    w_mlstm_up, w_z = w_up.split(inner)
-    x_mlstm = F.linear(x, w_mlstm_up)
-    z = F.linear(x[:, -1:] if last_only else x, w_z)
-    if layer.proj_up.bias is not None:
-        b_mlstm, b_z = layer.proj_up.bias.split(inner)
-        x_mlstm, z = x_mlstm + b_mlstm, z + b_z
-    x_conv = F.silu(_causal_conv(layer.conv1d.conv, x_mlstm))
+    if layer.q_proj.bias is not None:  # not with evo's configs (bias=False)
+        raise ValueError("the fast path does not cover biased q/k/v projections")
+    if last_only:
+        w_mlstm_up, w_z = layer.proj_up.weight.split(inner)
+        b_mlstm, b_z = (None, None) if layer.proj_up.bias is None else layer.proj_up.bias.split(inner)
+        x_mlstm = F.linear(x, w_mlstm_up, b_mlstm)
+        z = F.linear(x[:, -1:], w_z, b_z)
+    else:
+        x_mlstm, z = F.linear(x, layer.proj_up.weight, layer.proj_up.bias).split(inner, dim=-1)
+    conv = layer.conv1d.conv
+    x_conv = F.silu(_CausalConv.apply(x_mlstm, conv.weight[:, 0, :], conv.bias))
 
     wq, wk, wv = (_per_head(p.weight, NH) for p in (layer.q_proj, layer.k_proj, layer.v_proj))  # (NH, DH, DH)
     wg = torch.cat([cell.igate.weight, cell.fgate.weight])  # (2NH, 3*inner): [q | k | v] inputs
     wg_q, wg_k, wg_v = (wg[:, i * inner:(i + 1) * inner].reshape(2 * NH, NH, DH).transpose(0, 1)
                         for i in range(3))  # (NH, 2NH, DH) each: the part of head h
-    w_conv = torch.cat([wq, wk, wg_q @ wq + wg_k @ wk], dim=1)  # (NH, 2DH + 2NH, DH)
-    w_mlstm = torch.cat([wv, wg_v @ wv], dim=1)  # (NH, DH + 2NH, DH)
+    w_conv = torch.cat([wq, wk / math.sqrt(DH), wg_q @ wq + wg_k @ wk], dim=1)  # (NH, 2DH + 2NH, DH)
+    w_mlstm = torch.cat([wv, wv.new_zeros(NH, 1, DH), wg_v @ wv], dim=1)  # (NH, DH + 1 + 2NH, DH)
+    ones = torch.zeros(DH + 1 + 2 * NH, dtype=x.dtype, device=x.device)
+    ones[DH] = 1.0
 
     def head_major(t: Tensor) -> Tensor:  # (B, S, inner) -> (NH, B*S, DH)
         return t.reshape(N, NH, DH).transpose(0, 1).contiguous()
 
     q, k, g_conv = torch.bmm(head_major(x_conv), w_conv.transpose(1, 2)).split([DH, DH, 2 * NH], dim=-1)
-    v, g_mlstm = torch.bmm(head_major(x_mlstm), w_mlstm.transpose(1, 2)).split([DH, 2 * NH], dim=-1)
-    if layer.q_proj.bias is not None:  # not with evo's configs (bias=False)
-        raise ValueError("the fast path does not cover biased q/k/v projections")
+    v1, g_mlstm = torch.baddbmm(ones, head_major(x_mlstm), w_mlstm.transpose(1, 2)).split([DH + 1, 2 * NH], dim=-1)
     gates = g_conv.sum(0) + g_mlstm.sum(0) + torch.cat([cell.igate.bias, cell.fgate.bias])
     gates = gates.t().reshape(2 * NH, B, S)  # (2NH, B, S)
     P = NH * B
-    q, k, v = q.reshape(P, S, DH), k.reshape(P, S, DH), v.reshape(P, S, DH)
-    h = _cell(q, k, v, gates[:NH].reshape(P, S), gates[NH:].reshape(P, S), last_only)  # (P, S', DH)
+    q, k, v1 = q.reshape(P, S, DH), k.reshape(P, S, DH), v1.reshape(P, S, DH + 1)
+    h = _cell(q, k, v1, gates[:NH].reshape(P, S), gates[NH:].reshape(P, S), last_only)  # (P, S', DH)
 
     norm = cell.outnorm
     Sq = h.shape[1]
@@ -168,30 +202,52 @@ def _mlstm_layer(layer, x: Tensor, last_only: bool) -> Tensor:
     if norm.bias is not None:
         h = h + norm.bias
     x_skip = x_conv[:, -1:] if last_only else x_conv
-    h = (h + layer.learnable_skip * x_skip) * F.silu(z)
+    h = torch.addcmul(h, layer.learnable_skip, x_skip) * F.silu(z)
     return layer.dropout(layer.proj_down(h))
 
 
+def _slstm_block(block, x: Tensor, last_only: bool) -> Tensor:
+    """An sLSTM block through xlstm's own modules; with ``last_only`` the residual and the
+    feed-forward layer (position-wise) run on the last step only: (B, 1, E)."""
+    y = block.xlstm(block.xlstm_norm(x))
+    if last_only:
+        x, y = x[:, -1:], y[:, -1:]
+    x = x + y
+    if block.ffn is not None:
+        x = x + block.ffn(block.ffn_norm(x))
+    return x
+
+
 class FastDirectionModel(nn.Module):
-    """The forward of an all-mLSTM :class:`DirectionModel` through the fast path (module
-    docstring); ``forward(x)`` takes and returns what ``DirectionModel.forward`` does."""
+    """The forward of a :class:`DirectionModel` through the fast path (module docstring):
+    mLSTM blocks through :func:`_mlstm_layer`, sLSTM blocks through xlstm's own modules;
+    ``forward(x)`` takes and returns what ``DirectionModel.forward`` does."""
 
     def __init__(self, model: DirectionModel) -> None:
         super().__init__()
-        if model.config.has_slstm:
-            raise ValueError("the fast path covers all-mLSTM models only (config.slstm_at must be empty)")
-        if model.stack.blocks[0].ffn is not None:
-            raise ValueError("the fast path covers mLSTM blocks without a feed-forward layer")
+        if not isinstance(model, DirectionModel):
+            raise TypeError(f"fast_model needs a DirectionModel, got {type(model).__name__}")
+        for i, block in enumerate(model.stack.blocks):
+            if i not in model.config.slstm_at and block.ffn is not None:
+                raise ValueError("the fast path covers mLSTM blocks without a feed-forward layer")
         self.model = model
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         m = self.model
+        cfg = m.config
+        if x.ndim != 3 or x.shape[-1] != cfg.n_features or x.shape[1] > cfg.seq_len:
+            raise ValueError(
+                f"DirectionModel expects x of shape (B, S<={cfg.seq_len}, {cfg.n_features}), got {tuple(x.shape)}"
+            )
         h = m.input_proj(x)
         blocks = m.stack.blocks
         for i, block in enumerate(blocks):
             last = i == len(blocks) - 1
-            out = _mlstm_layer(block.xlstm, _layer_norm(block.xlstm_norm, h), last_only=last)
-            h = (h[:, -1:] if last else h) + out
+            if i in cfg.slstm_at:
+                h = _slstm_block(block, h, last)
+            else:
+                out = _mlstm_layer(block.xlstm, _layer_norm(block.xlstm_norm, h), last_only=last)
+                h = (h[:, -1:] if last else h) + out
         h = _layer_norm(m.stack.post_blocks_norm, h[:, -1])
         h = m.dropout(h)
         return m.head_cls(h), m.head_ret(h).squeeze(-1)
@@ -199,6 +255,25 @@ class FastDirectionModel(nn.Module):
 
 def fast_model(model: DirectionModel) -> FastDirectionModel:
     """The fast path on ``model``'s own parameters (no copy)."""
+    return FastDirectionModel(model)
+
+
+def fast_path_enabled() -> bool:
+    """False when the environment variable ``EVO_FAST_PATH`` is ``0``, ``false``, ``no`` or
+    ``off`` (to compare with xlstm's own forward); True otherwise."""
+    return os.environ.get(ENV_SWITCH, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def fast_forward(model: nn.Module, enabled: bool = True) -> nn.Module:
+    """What to call for ``model``'s forward passes: :func:`fast_model` of it for a
+    :class:`DirectionModel` on the CPU when ``enabled`` and :func:`fast_path_enabled`, else
+    ``model`` itself (multi-timeframe models, CUDA, or the switch off). Same parameters either way."""
+    if not (enabled and fast_path_enabled() and isinstance(model, DirectionModel)):
+        return model
+    if any(p.device.type != "cpu" for p in model.parameters()):
+        return model
+    if any(i not in model.config.slstm_at and b.ffn is not None for i, b in enumerate(model.stack.blocks)):
+        return model
     return FastDirectionModel(model)
 
 

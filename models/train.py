@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from evo.errors import ConfigError, GenomeError
 from models.config import ModelConfig, TrainConfig
+from models.fast_mlstm import fast_forward
 from models.multi import build_model
 from models.network import N_CLASSES, DirectionModel
 
@@ -167,6 +168,7 @@ def _train(cfg, tcfg, train, val, device, on_epoch) -> TrainResult:
     torch.manual_seed(tcfg.seed)
     shuffle = torch.Generator().manual_seed(tcfg.seed)
     model = build_model(cfg).to(device)  # DirectionModel, or models.multi's for a MultiConfig
+    forward = fast_forward(model, tcfg.fast_path)  # models.fast_mlstm on the CPU: same parameters
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW(
@@ -191,7 +193,7 @@ def _train(cfg, tcfg, train, val, device, on_epoch) -> TrainResult:
         for i in range(0, n, tcfg.batch_size):
             idx = order[i : i + tcfg.batch_size]
             with amp():
-                logits, ret = model(Xtr_t[idx])
+                logits, ret = forward(Xtr_t[idx])
             ce, wsum, reg = _loss_terms(logits, ret, ytr_t[idx], rtr_t[idx], class_w, rw)
             loss = ce / wsum + reg / idx.shape[0]
             if not torch.isfinite(loss):
@@ -203,7 +205,7 @@ def _train(cfg, tcfg, train, val, device, on_epoch) -> TrainResult:
             train_sum += loss.item() * idx.shape[0]
 
         # validate, adapt the learning rate, keep the best weights
-        val_loss = _evaluate(model, Xva_t, yva_t, rva_t, class_w, rw, amp)
+        val_loss = _evaluate(forward, Xva_t, yva_t, rva_t, class_w, rw, amp)
         if not math.isfinite(val_loss):
             raise GenomeError(f"NaN validation loss in epoch {epoch} (lr={tcfg.lr:g}): the model diverged")
         history.append((train_sum / n, val_loss))
@@ -245,13 +247,14 @@ def predict_proba(model: DirectionModel, X: np.ndarray, batch_size: int = 256) -
     if batch_size < 1:
         raise ValueError(f"predict_proba: batch_size must be >= 1, got {batch_size}")
     device = next(model.parameters()).device
+    forward = fast_forward(model)  # models.fast_mlstm on the CPU unless EVO_FAST_PATH=0
     was_training = model.training
     model.eval()
     out = []
     try:
         with torch.inference_mode():
             for i in range(0, X.shape[0], batch_size):
-                logits, _ = model(torch.from_numpy(X[i : i + batch_size]).to(device))
+                logits, _ = forward(torch.from_numpy(X[i : i + batch_size]).to(device))
                 out.append(torch.softmax(logits.double(), dim=-1).cpu().numpy())
     finally:
         model.train(was_training)

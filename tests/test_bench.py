@@ -167,10 +167,3 @@ def test_fast_mlstm_matches_xlstm_vanilla(monkeypatch, shape, factor_range):
     assert out_diff <= 1e-5 and grad_diff <= 1e-5
 
 
-def test_fast_mlstm_refuses_slstm_blocks():
-    from models.config import ModelConfig
-    from models.fast_mlstm import fast_model
-    from models.network import DirectionModel
-
-    with pytest.raises(ValueError, match="all-mLSTM"):
-        fast_model(DirectionModel(ModelConfig(3, 16, 2, 2, (1,), 0.0, 8)))
