@@ -104,7 +104,7 @@ class TrainBudget:
     patience: int = 2
     batch_size: int = 64
     max_train_windows: int = 1200
-    lr_trials: int = 2
+    lr_trials: int = 2             # Optuna trials per model on fold 0's validation; 0 = no study, lr 1e-3
     lr_trial_epochs: int = 2
     seeds: int = 1                  # training seeds averaged per genome (common to all genomes)
     weight_decay: float = 0.01
@@ -115,7 +115,8 @@ class TrainBudget:
     def __post_init__(self) -> None:
         _check(self.max_epochs >= 1 and self.patience >= 1, "train.max_epochs and train.patience must be >= 1")
         _check(self.batch_size >= 1 and self.max_train_windows >= 16, "train.batch_size >= 1, max_train_windows >= 16")
-        _check(self.lr_trials >= 1 and self.lr_trial_epochs >= 1, "train.lr_trials and lr_trial_epochs must be >= 1")
+        _check(self.lr_trials >= 0 and self.lr_trial_epochs >= 1,
+               "train.lr_trials must be >= 0 (0: no study, lr 1e-3) and lr_trial_epochs >= 1")
         _check(1 <= self.seeds <= 16, "train.seeds must lie in 1..16")
 
 

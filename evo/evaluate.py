@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[str], None]
 
+DEFAULT_LR = 1e-3  # models.tuning.DEFAULT_LR (kept here so evaluating needs no optuna import)
+
 
 @dataclass(frozen=True)
 class Dataset:
@@ -303,9 +305,11 @@ def fit_model(genes: ModelGenes, g: Genome, ds: Dataset, train: tuple[int, int],
                                                scaler, dead_zone)
     cfg = model_config(genes, g.seq_len, device)
     batch_size, grad_clip = genes.training(tb.batch_size, tb.grad_clip)
-    base = TrainConfig(lr=lr or 1e-3, max_epochs=epochs or tb.max_epochs, patience=epochs or tb.patience,
+    base = TrainConfig(lr=lr or DEFAULT_LR, max_epochs=epochs or tb.max_epochs, patience=epochs or tb.patience,
                        batch_size=batch_size, weight_decay=tb.weight_decay, grad_clip=grad_clip,
                        return_loss_weight=tb.return_loss_weight, seed=seed, device=device, amp=tb.amp)
+    if lr is None and tb.lr_trials == 0:
+        lr = DEFAULT_LR  # no study (successive-halving screens): AdamW's usual default, Optuna's first trial
     if lr is None:
         from models.tuning import tune_learning_rate
 

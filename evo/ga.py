@@ -9,8 +9,8 @@ Pseudocode (one generation = one ``step``; ``mu`` = ga.population, ``eta`` = ga.
                            uniform crossover (cx_prob), mutation (mut_prob), de-duplicated
                    random: fresh random genomes        ngopt: asked from NGOpt (evo.ngopt)
     if eta > 1:                                                        # successive halving
-        screen every candidate at low fidelity (epochs and windows / eta, one lr trial, risk
-        trials / eta, one seed), journaled as fidelity "low"
+        screen every candidate at low fidelity (one fold, epochs and windows / eta, lr 1e-3, no
+        risk tuning, one seed: evo.ga.low_fidelity_budget), journaled as fidelity "low"
         candidates <- the best mu of them (non-dominated sorting + crowding on the screen's
                       objectives; seed genomes always pass)
     kids <- candidates trained at full fidelity (train.seeds seeds: seed + 1000 i, the same for
@@ -137,16 +137,18 @@ def task_record(task: EvalTask, result: dict[str, Any] | None, error: str | None
 
 
 def low_fidelity_budget(budget: Budget, eta: int | None = None) -> Budget:
-    """The budget of a successive-halving screen: epochs (and patience) and training windows
-    divided by ``eta`` (default ``ga.halving_eta``), one learning-rate trial of one epoch, risk
-    trials divided by ``eta``, one training seed. The walk-forward layout and costs are the run's,
-    so a screen's objectives are on the same test span, only noisier."""
+    """The budget of a successive-halving screen, about ``1 / (folds * eta^2)`` of a full
+    evaluation's training: one walk-forward fold (its test segment is the run's whole test span,
+    its training rows those before it), epochs (and patience) and training windows divided by
+    ``eta`` (default ``ga.halving_eta``), no learning-rate study (lr 1e-3), no risk tuning (the
+    genome's own threshold), one training seed. A screen only ranks the generation's candidates
+    against each other: its objectives are never compared with full-fidelity ones."""
     eta = int(eta or budget.ga.halving_eta)
     tb = budget.train
     epochs = max(1, tb.max_epochs // eta)
     train = replace(tb, max_epochs=epochs, patience=max(1, min(tb.patience, epochs)),
-                    max_train_windows=max(16, tb.max_train_windows // eta), lr_trials=1, lr_trial_epochs=1, seeds=1)
-    evaluate = replace(budget.evaluate, risk_trials=budget.evaluate.risk_trials // eta)
+                    max_train_windows=max(16, tb.max_train_windows // eta), lr_trials=0, seeds=1)
+    evaluate = replace(budget.evaluate, folds=1, risk_trials=0)
     return replace(budget, train=train, evaluate=evaluate)
 
 

@@ -157,7 +157,16 @@ def test_halving_screens_population_times_eta_and_promotes_population(ds, tmp_pa
         assert len(full) == 2 and {r.key for r in full} <= {r.key for r in low}
         # the promoted ones are non-dominated among the screens (2 of 6: at least the first front's best)
         assert all(r.ok for r in full)
-    assert low_fidelity_budget(budget).train.max_epochs == 1 and low_fidelity_budget(budget).train.lr_trials == 1
+    low_budget = low_fidelity_budget(budget)
+    assert low_budget.train.max_epochs == 1 and low_budget.train.lr_trials == 0
+    assert low_budget.evaluate.folds == 1 and low_budget.evaluate.risk_trials == 0
+    assert low_budget.train.max_train_windows == budget.train.max_train_windows // budget.ga.halving_eta
+    # a screen trades the run's whole test span on one fold, with the genome's own threshold and lr 1e-3
+    low_rec = next(r for r in journal if r.fidelity == "low" and r.ok)
+    screen, first_full = low_rec.result, next(r for r in journal if r.fidelity == "full" and r.ok).result
+    assert (screen["test_start"], screen["test_end"]) == (first_full["test_start"], first_full["test_end"])
+    assert screen["lr_a"] == screen["lr_b"] == 1e-3
+    assert screen["risk"]["threshold"] == pytest.approx(low_rec.genome["threshold"])
     # only full-fidelity results reach the records, the front and the hypervolume
     merged = store.records()
     assert set(merged) == {r.key for r in journal if r.fidelity == "full"}
