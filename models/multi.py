@@ -36,9 +36,9 @@ import torch
 from torch import Tensor, nn
 from xlstm import xLSTMBlockStack
 
-from evo.errors import BundleError, ConfigError
+from evo.errors import ConfigError
 from models.config import ModelConfig, build_stack_config
-from models.network import N_CLASSES, DirectionModel, _slstm_cells, load_exported, state_dict_for_export
+from models.network import N_CLASSES, DirectionModel, load_exported, load_into
 
 __all__ = ["FUSIONS", "MultiConfig", "MultiTimeframeModel", "build_model", "config_from_dict", "load_model"]
 
@@ -173,21 +173,5 @@ def load_model(cfg: ModelConfig | MultiConfig, tensors: dict[str, Tensor], *, ba
     """
     if not isinstance(cfg, MultiConfig):
         return load_exported(cfg, tensors, backend=backend)
-    model = MultiTimeframeModel(dataclasses.replace(cfg, base=dataclasses.replace(cfg.base, backend=backend)))
-    expected = state_dict_for_export(model)
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    if missing or unexpected:
-        raise BundleError(f"weights do not match the model config: missing {missing[:5]}, "
-                          f"unexpected {unexpected[:5]}")
-    for name, ref in expected.items():
-        if tuple(tensors[name].shape) != tuple(ref.shape):
-            raise BundleError(f"weight {name!r} has shape {tuple(tensors[name].shape)}, "
-                              f"the config needs {tuple(ref.shape)}")
-    state = {name: tensors[name].to(dtype=torch.float32) for name in expected}
-    for name, cell in _slstm_cells(model):
-        key_k, key_b = f"{name}._recurrent_kernel_", f"{name}._bias_"
-        state[key_k] = cell._recurrent_kernel_ext2int(state[key_k]).contiguous()
-        state[key_b] = cell._bias_ext2int(state[key_b]).contiguous()
-    model.load_state_dict(state, strict=True)
-    return model.eval()
+    return load_into(MultiTimeframeModel(dataclasses.replace(cfg, base=dataclasses.replace(cfg.base, backend=backend))),
+                     tensors)

@@ -25,7 +25,7 @@ from xlstm.blocks.slstm.cell import sLSTMCellBase
 from evo.errors import BundleError, ConfigError
 from models.config import ModelConfig, build_stack_config
 
-__all__ = ["EXPORT_LAYOUT", "DirectionModel", "load_exported", "state_dict_for_export"]
+__all__ = ["EXPORT_LAYOUT", "DirectionModel", "load_exported", "load_into", "state_dict_for_export"]
 
 # Bump when the meaning of the exported tensors changes (store it in the bundle's metadata).
 EXPORT_LAYOUT = "evo-direction-model/1 (slstm: xlstm external layout)"
@@ -105,7 +105,13 @@ def load_exported(cfg: ModelConfig, tensors: dict[str, Tensor], *, backend: str 
     weights trained with the "cuda" sLSTM kernel load on a CPU-only machine. Raises
     ``BundleError`` when the tensors do not fit the config (names or shapes).
     """
-    model = DirectionModel(dataclasses.replace(cfg, backend=backend))
+    return load_into(DirectionModel(dataclasses.replace(cfg, backend=backend)), tensors)
+
+
+def load_into(model: nn.Module, tensors: dict[str, Tensor]) -> nn.Module:
+    """Load exported tensors (:func:`state_dict_for_export`'s names, sLSTM kernels in xlstm's
+    neutral layout) into a freshly built ``model``; return it in eval mode. Raises ``BundleError``
+    when the tensors do not fit the model (names or shapes)."""
     expected = state_dict_for_export(model)  # names and (neutral) shapes this config produces
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))

@@ -17,17 +17,10 @@ from evo.front import merge_genome
 from evo.ga import EvalTask, Search, evaluate_task, low_fidelity_budget, pareto_front
 from evo.ngopt import GenomeCodec
 from evo.store import Record, RunStore
+from tests.test_search import TINY  # the tiny search budget shared by the search tests
 
 pytestmark = pytest.mark.slow
 
-# As tests/test_search.py's TINY, with one epoch and one learning-rate trial.
-TINY = {
-    "search": {"embedding_dim": [8], "num_blocks": [1, 1], "num_heads": [2], "seq_len": [8],
-               "horizon": [2], "threshold": [0.34, 0.5], "max_features_a": 4, "max_features_b": 3},
-    "train": {"max_epochs": 2, "patience": 1, "max_train_windows": 300, "lr_trials": 2, "lr_trial_epochs": 1},
-    "evaluate": {"folds": 2, "min_trades": 1, "risk_trials": 4, "holdout_fraction": 0.0},
-    "ga": {"population": 3, "generations": 1},
-}
 ONE_EPOCH = {**TINY, "train": {**TINY["train"], "max_epochs": 1, "lr_trials": 1, "lr_trial_epochs": 1},
              "evaluate": {**TINY["evaluate"], "risk_trials": 2}}
 
