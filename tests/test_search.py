@@ -110,3 +110,20 @@ def test_several_instruments_aggregate_with_a_dispersion_penalty(tmp_path, share
         sh = np.array([i["sharpe"] for i in per])
         assert m["sharpe"] == pytest.approx(sh.mean() - 0.5 * sh.std())
         assert len(m["holdout_instruments"]) == 2 and m["holdout_sharpe"] is not None
+    # export builds the bundle for the instrument asked for, with that instrument's own lr and risk
+    member = front["members"][0]
+    nvda = member["instruments"][1]
+    out = tmp_path / "nvda.evo"
+    proc = subprocess.run([sys.executable, "-m", "evo", "export", str(tmp_path / "run"), "--member", member["id"],
+                           "--instrument", "NVDA_1d_1999_2014.csv", "--out", str(out)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    from evo.bundle import Bundle
+
+    manifest = Bundle.load(out).manifest
+    assert manifest["trained_on"]["data"].endswith("NVDA_1d_1999_2014.csv")
+    assert manifest["models"]["a"]["lr"] == pytest.approx(nvda["lr_a"])
+    assert manifest["risk"]["threshold"] == pytest.approx(nvda["risk"]["threshold"])
+    bad = subprocess.run([sys.executable, "-m", "evo", "export", str(tmp_path / "run"), "--member", member["id"],
+                          "--instrument", "MSFT.csv"], env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "ORCL_1d_1995_2014.csv, NVDA_1d_1999_2014.csv" in bad.stderr

@@ -15,6 +15,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--member", required=True, help="member id (a unique prefix is enough)")
     p.add_argument("--out", default=None, help="bundle file (default RUN_DIR/member-ID.evo)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--instrument", default=None, metavar="LABEL",
+                   help="a run over several instruments: the one to build the bundle for, by its label in "
+                        "`front` (e.g. NVDA_1d_1999_2014.csv) or its position (1, 2, ...); its own learning "
+                        "rates and risk parameters are used. Default: the first")
     p.add_argument("--refit-all", action="store_true",
                    help="train on every labelled bar, the holdout included, for the best epoch count the "
                         "default fit found (default: train on the bars before the holdout, early-stopped on "
@@ -40,17 +44,46 @@ def main(args: argparse.Namespace) -> int:
     device = "cuda" if args.device == "cuda" else "cpu"
     if device == "cuda":
         check_device(budget)
-    ds = load_dataset(store.meta["data"], budget, store.meta["data_hash"], **store.meta.get("source", {}))
+    record, data, data_hash, first = pick_instrument(matches[0], store.meta, args.instrument)
+    ds = load_dataset(data, budget, data_hash, **store.meta.get("source", {}))
     holdout = final_segments(ds, budget)[2]
     recorded = (store.meta.get("holdout") or {}).get("start")
     start = None if holdout is None else ds.bars.index[holdout[0]].isoformat()
-    if recorded != start and "holdout" in store.meta:
+    if first and recorded != start and "holdout" in store.meta:
         raise StoreError(f"{store.path}: the run's holdout starts at {recorded}, this data and budget put it at "
                          f"{start}; the bars changed since the run")
     out = Path(args.out) if args.out else store.path / f"member-{matches[0].key[:8]}.evo"
-    manifest = export_member(matches[0], ds, budget, out, seed=int(store.meta["seed"]), device=device,
+    manifest = export_member(record, ds, budget, out, seed=int(store.meta["seed"]), device=device,
                              refit_all=args.refit_all, run_meta={"run": str(store.path), "budget": budget.name})
     diff = Bundle.load(out).verify()  # read back as the trading PC will: CPU, vanilla sLSTM
     print(f"wrote {out} ({manifest['training']['mode']} fit; golden probabilities reproduced within "
           f"{diff:.1e}; live stream keeps {manifest['tail_bars']} bars)")
     return 0
+
+
+def pick_instrument(record, meta: dict, which: str | None):
+    """``(record, data spec, data hash, is_first)`` for the instrument to export. With several
+    instruments the record's learning rates and risk parameters become that instrument's own (each
+    instrument tuned its own during the search); the figures stay the combined ones."""
+    from dataclasses import replace
+
+    from evo.errors import ConfigError
+
+    instruments = meta.get("instruments") or []
+    if which is None:
+        return record, meta["data"], meta["data_hash"], True
+    if not instruments:
+        raise ConfigError("--instrument: this run searched one instrument; leave the option out")
+    labels = [str(i.get("label", i["data"])) for i in instruments]
+    names = [label.rsplit("/", 1)[-1] for label in labels]
+    if which.isdigit() and 1 <= int(which) <= len(instruments):
+        idx = int(which) - 1
+    elif which in labels or which in names:
+        idx = labels.index(which) if which in labels else names.index(which)
+    else:
+        raise ConfigError(f"--instrument {which!r}: the run's instruments are {', '.join(names)} (or 1..{len(names)})")
+    own = (record.result or {}).get("instruments") or []
+    if record.ok and len(own) == len(instruments):
+        o = own[idx]
+        record = replace(record, result={**record.result, "lr_a": o["lr_a"], "lr_b": o["lr_b"], "risk": o["risk"]})
+    return record, instruments[idx]["data"], instruments[idx]["data_hash"], idx == 0
