@@ -1188,7 +1188,7 @@ def run_suite(*, quick: bool = False, only: tuple[str, ...] = ITEMS,
         return bench_memory(data=str(minute))
 
     item("overhead", overhead)
-    item("multifidelity", lambda: {"skipped": "not implemented"})
+    item("multifidelity", bench_multifidelity_item)
     item("xlstm", xlstm_item)
     item("backtest", backtest_item)
     item("startup", lambda: bench_startup(repeats=2 if quick else 7))
@@ -1197,6 +1197,20 @@ def run_suite(*, quick: bool = False, only: tuple[str, ...] = ITEMS,
     item("gpu", bench_gpu)
     report["load_end"] = load_average()
     return report
+
+
+def bench_multifidelity_item() -> dict[str, Any]:
+    """Item 2 from the last run of ``python -m experiments.search_quality --part multifidelity``
+    (``docs/experiments/multifidelity.json``): two searches of several minutes each, too long to
+    repeat on every bench run."""
+    path = EXPERIMENTS_DIR / "multifidelity.json"
+    if not path.exists():
+        return {"skipped": f"{path} is not there: run python -m experiments.search_quality --part multifidelity"}
+    from experiments.search_quality import bench_multifidelity
+
+    exp = json.loads(path.read_text())
+    return {**bench_multifidelity(quick=False), "source": "docs/experiments/multifidelity.json",
+            "when": exp.get("when"), "machine": exp.get("machine")}
 
 
 def _ma_cross(bars, fast: int = 10, slow: int = 30) -> np.ndarray:
@@ -1292,7 +1306,17 @@ def _rows(report: dict[str, Any]) -> list[dict[str, str]]:
             f"{o['features_once_s']:.2f} s = {_pct(o['features_share_of_genome'])} of one genome", "-", None,
             "`prepare_run_data` with no cache; a run computes it once for all its genomes")
     if not failed("2", "multifidelity"):
-        pass
+        mf = items["multifidelity"]
+        how = (f"{mf['source']}: the same search on the same data for the same wall time "
+               f"({mf['wall_s']:.0f} s a side), full fidelity vs successive halving with eta {mf['eta']} "
+               f"(run {mf.get('when', '?')}, {mf.get('machine', '?')})")
+        add("2", "genomes judged per hour, successive halving / full fidelity", f"{mf['ratio']:.2f}× "
+            f"({mf['judged_per_hour_full']:.0f}/h → {mf['judged_per_hour_halving']:.0f}/h)", "≥ 3×",
+            mf["ratio"] >= 3.0, how)
+        add("2", "hypervolume after the same wall time, halving vs full",
+            f"{mf['hypervolume_halving']:.3f} vs {mf['hypervolume_full']:.3f}", "halving ≥ full",
+            mf["hypervolume_halving"] >= mf["hypervolume_full"], "same runs; hypervolume of the walk-forward "
+            "front (Sharpe, max drawdown) against the fixed reference (Sharpe -3, drawdown 100 %)")
     if not failed("3", "xlstm"):
         for threads, r in items["xlstm"]["runs"].items():
             m = r["matmul"]
@@ -1518,7 +1542,10 @@ def _notes(report: dict[str, Any]) -> list[str]:
         "block, the shortest window, model A mLSTM and model B sLSTM. Larger genomes spend more "
         "time in the models and the same time in the backtests, so their share is smaller: the "
         "figure is an upper bound for the `cpu` space.",
-        "- **2.** Multi-fidelity evaluation is not implemented.",
+        "- **2.** Successive halving (`ga.halving_eta`): each generation screens `population x eta` "
+        "candidates at low fidelity (one fold, epochs and windows / eta, lr 1e-3, no risk tuning: "
+        "`evo.ga.low_fidelity_budget`) and trains the best `population` fully. The figures come from "
+        "the experiment's JSON (see the section below), not from this bench run.",
         "- **3.** FLOPs are those `FlopCounterMode` counts (matrix products, convolutions); the "
         "element-wise work of the gates and norms is not counted, so the share of peak is a lower "
         "bound. `nn.LSTM` is sized to about the all-mLSTM model's parameter count; its cells run in "

@@ -130,7 +130,7 @@ def test_bench_command_writes_the_report(tmp_path):
     assert main(["bench", "--quick", "--only", "startup,multifidelity,gpu", "--out", str(out)]) == 0
     text = out.read_text()
     assert "| 5 | `python -m evo --help` wall time |" in text
-    assert "not implemented" in text and "Load average" in text
+    assert "| 2 | genomes judged per hour, successive halving / full fidelity |" in text and "Load average" in text
     assert "deap" not in text.split("search libraries loaded:")[1].split("|")[0]
 
 
