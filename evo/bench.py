@@ -236,6 +236,23 @@ def overhead_genome(ds, budget):
     )
 
 
+def typical_genome(ds, budget):
+    """A fixed genome in the middle of ``budget``'s space: the median embedding, window and block
+    count, model A mLSTM only, model B with its first block sLSTM (the presets draw about a third
+    of the blocks as sLSTM), the pools' first features, as many as the overhead genome's."""
+    from dataclasses import replace as _replace
+
+    space = budget.search
+    small = overhead_genome(ds, budget)
+    emb = sorted(space.embedding_dim)[len(space.embedding_dim) // 2]
+    heads = max(h for h in space.num_heads if emb % h == 0 and emb // h >= 2 and 64 % h == 0)
+    blocks = (space.num_blocks[0] + space.num_blocks[1] + 1) // 2
+    return _replace(small, seq_len=sorted(space.seq_len)[len(space.seq_len) // 2],
+                    model_a=_replace(small.model_a, embedding_dim=emb, num_heads=heads, num_blocks=blocks),
+                    model_b=_replace(small.model_b, embedding_dim=emb, num_heads=heads, num_blocks=blocks,
+                                     slstm_at=(0,)))
+
+
 def _warm_up(ds) -> float:
     """Seconds of the once-per-process work a search pays before its first genome's backtest:
     importing optuna, nevergrad and vectorbt and loading (or, with a cold ``NUMBA_CACHE_DIR``,
@@ -257,12 +274,13 @@ def bench_overhead(ds, budget, genome, *, seed: int = 0, warm_up: bool = True) -
 
     The sections are measured by wrapping, for the duration of the call only, the functions that
     do the work: ``DirectionModel.forward`` and ``FastDirectionModel.forward`` (every forward
-    pass: training, validation, lr trials, prediction), ``torch.Tensor.backward``,
-    ``AdamW.step``, ``clip_grad_norm_``, the training loop and ``predict_proba`` themselves (their
-    remaining time: batching, losses, weight copies), ``make_windows``, the risk tuning
-    (nevergrad), ``backtest_signals`` (vectorbt). Time outside all of them is ``other`` (scaler,
-    labels, consensus, Optuna, metrics, glue). Each section's time is exclusive (a forward inside
-    training counts as forward).
+    pass: training, validation, lr trials, prediction), the training loss on the heads' outputs
+    (``models.train._loss_terms``, counted as forward: its backward is in backward),
+    ``torch.Tensor.backward``, ``AdamW.step``, ``clip_grad_norm_``, the training loop and
+    ``predict_proba`` themselves (their remaining time: batching, weight copies, bookkeeping),
+    ``make_windows``, the risk tuning (nevergrad), ``backtest_signals`` (vectorbt). Time outside
+    all of them is ``other`` (scaler, labels, consensus, Optuna, metrics, glue). Each section's
+    time is exclusive (a forward inside training counts as forward).
 
     Returns the sections in seconds, the total, ``outside_fwd_bwd`` (share of the total not in
     forward or backward, the issue's figure) and ``outside_model`` (not in forward, backward or
@@ -279,6 +297,7 @@ def bench_overhead(ds, budget, genome, *, seed: int = 0, warm_up: bool = True) -
     import backtest
     import evo.risk
     import models
+    import models.train
     import models.tuning
     from evo.evaluate import evaluate_genome
     from models.fast_mlstm import FastDirectionModel
@@ -297,6 +316,9 @@ def bench_overhead(ds, budget, genome, *, seed: int = 0, warm_up: bool = True) -
         (DirectionModel, "forward", sec.wrap("forward", DirectionModel.forward)),
         # training and prediction run through models.fast_mlstm on the CPU (EVO_FAST_PATH=0: xlstm's own)
         (FastDirectionModel, "forward", sec.wrap("forward", FastDirectionModel.forward)),
+        # the training loss (cross-entropy + Huber on the heads' outputs) is the graph's last forward op:
+        # its backward is in "backward", so it counts as forward work, in a section of its own
+        (models.train, "_loss_terms", sec.wrap("forward (loss)", models.train._loss_terms)),
         (torch.Tensor, "backward", sec.wrap("backward", torch.Tensor.backward)),
         (torch.optim.AdamW, "step", sec.wrap("optimizer step", torch.optim.AdamW.step)),
         (torch.nn.utils, "clip_grad_norm_", sec.wrap("grad clip", torch.nn.utils.clip_grad_norm_)),
@@ -313,7 +335,7 @@ def bench_overhead(ds, budget, genome, *, seed: int = 0, warm_up: bool = True) -
         total = time.perf_counter() - t0
         sec._switch()
     sections = {k: round(v, 4) for k, v in sorted(sec.totals.items(), key=lambda kv: -kv[1])}
-    fwd_bwd = sec.totals["forward"] + sec.totals["backward"]
+    fwd_bwd = sec.totals["forward"] + sec.totals["forward (loss)"] + sec.totals["backward"]
     model = fwd_bwd + sec.totals["optimizer step"]
     ohlcv, signal, kwargs = captured[-1]
     return {
@@ -1117,6 +1139,9 @@ def run_suite(*, quick: bool = False, only: tuple[str, ...] = ITEMS,
                 shared.setdefault("last_backtest", res.pop("last_backtest"))
                 shared.setdefault("genome_backtests", res.pop("genome_backtests"))
                 runs[str(threads)] = res
+            torch.set_num_threads(1)  # as a search runs its genomes (one thread per worker)
+            typical = bench_overhead(ds, budget, typical_genome(ds, budget), warm_up=False)
+            typical.pop("last_backtest"), typical.pop("genome_backtests")
         finally:
             torch.set_num_threads(default)
         first = runs[str(default)]
@@ -1124,7 +1149,7 @@ def run_suite(*, quick: bool = False, only: tuple[str, ...] = ITEMS,
         steps = first["calls"].get("optimizer step", 0)
         saving_ms = statistics.mean(m["adamw_default"] - m["adamw_fused"] + m["clip_default"] - m["clip_foreach"]
                                     for m in step.values())
-        return {"runs": runs, "optimizer_step": step, "steps": steps, "fused_saving_ms": saving_ms,
+        return {"runs": runs, "typical": typical, "optimizer_step": step, "steps": steps, "fused_saving_ms": saving_ms,
                 "default_threads": default, "data": label, "bars": ds.n_bars,
                 "budget": budget.name, "genome": first["genome"], "warmup_s": round(warmup_s, 3),
                 "features_once_s": round(features_s, 3), "features_share_of_genome": features_s / first["total_s"]}
@@ -1209,7 +1234,8 @@ def bench_multifidelity_item() -> dict[str, Any]:
     from experiments.search_quality import bench_multifidelity
 
     exp = json.loads(path.read_text())
-    return {**bench_multifidelity(quick=False), "source": "docs/experiments/multifidelity.json",
+    mf = bench_multifidelity(quick=False)
+    return {**mf, "side_wall_s": mf["wall_s"], "source": "docs/experiments/multifidelity.json",
             "when": exp.get("when"), "machine": exp.get("machine")}
 
 
@@ -1283,10 +1309,23 @@ def _rows(report: dict[str, Any]) -> list[dict[str, str]]:
                 f"{100 * r['outside_fwd_bwd']:.2f} % ({r['outside_fwd_bwd_s']:.1f} s)", "≤ 5 %",
                 r["outside_fwd_bwd"] <= 0.05,
                 f"one `evaluate_genome` ({r['total_s']:.1f} s; budget `{o['budget']}`, {genome}; {o['bars']} bars of "
-                f"{o['data']}); exclusive timers around forward, backward, optimiser step, grad clip, training "
-                f"loop, prediction, windows, risk tuning, vectorbt. Sections: {top}")
+                f"{o['data']}); exclusive timers around forward (the loss included), backward, optimiser step, grad "
+                f"clip, training loop, prediction, windows, risk tuning, vectorbt. Sections: {top}")
             add("1", f"… outside forward/backward/optimiser step, {tag}", f"{100 * r['outside_model']:.2f} %", "-",
                 None, "same run, AdamW's step counted as model work")
+        if "typical" in o:
+            r = o["typical"]
+            t = r["genome"]
+            top = ", ".join(f"{k} {v:.1f} s" for k, v in r["sections_s"].items() if v >= 0.05)
+            add("1", "genome evaluation time outside model forward/backward, a mid-sized genome, 1 thread",
+                f"{100 * r['outside_fwd_bwd']:.2f} % ({r['outside_fwd_bwd_s']:.1f} s)", "≤ 5 %",
+                r["outside_fwd_bwd"] <= 0.05,
+                f"one `evaluate_genome` ({r['total_s']:.1f} s) of `evo.bench.typical_genome`: the middle of the "
+                f"`{o['budget']}` space (A {t['model_a']['embedding_dim']}x{t['model_a']['num_blocks']} mLSTM, B "
+                f"{t['model_b']['embedding_dim']}x{t['model_b']['num_blocks']} with sLSTM at 0, window "
+                f"{t['seq_len']}), one thread as a search's workers run; sections: {top}")
+            add("1", "… outside forward/backward/optimiser step, mid-sized genome, 1 thread",
+                f"{100 * r['outside_model']:.2f} %", "-", None, "same run, AdamW's step counted as model work")
         if "optimizer_step" in o:
             st = o["optimizer_step"]
             desc = "; ".join(f"{k[-1].upper()} ({v['tensors']} tensors): AdamW {v['adamw_default']:.2f} / foreach "
@@ -1308,7 +1347,7 @@ def _rows(report: dict[str, Any]) -> list[dict[str, str]]:
     if not failed("2", "multifidelity"):
         mf = items["multifidelity"]
         how = (f"{mf['source']}: the same search on the same data for the same wall time "
-               f"({mf['wall_s']:.0f} s a side), full fidelity vs successive halving with eta {mf['eta']} "
+               f"({mf['side_wall_s']:.0f} s a side), full fidelity vs successive halving with eta {mf['eta']} "
                f"(run {mf.get('when', '?')}, {mf.get('machine', '?')})")
         add("2", "genomes judged per hour, successive halving / full fidelity", f"{mf['ratio']:.2f}× "
             f"({mf['judged_per_hour_full']:.0f}/h → {mf['judged_per_hour_halving']:.0f}/h)", "≥ 3×",
