@@ -204,3 +204,41 @@ def test_front_counts_low_fidelity_screens_and_runs_ngopt_from_the_cli(tmp_path,
                                       env=env, capture_output=True, text=True, timeout=120).stdout)
     assert front["low_fidelity"] == 4 and front["evaluated"] <= 2
     assert all("sharpe_sd" in m and m["seeds"] == 1 for m in front["members"])
+
+
+class _Stopped(Exception):
+    """Raised by :func:`_stopping_map` where a crash would cut the run."""
+
+
+def _stopping_map(ds, budget, seed: int, after: int):
+    """A map that evaluates ``after`` tasks for real, journaled one by one, then stops the run in
+    the middle of whatever it was doing (the in-process form of the kill -9 test in
+    tests/test_end_to_end.py)."""
+    left = [after]
+
+    def map_fn(tasks):
+        for task in tasks:
+            if left[0] == 0:
+                raise _Stopped
+            left[0] -= 1
+            yield evaluate_task(task, ds, budget, seed, "cpu")
+
+    return map_fn
+
+
+@pytest.mark.parametrize("after", [7, 12])  # stops in generation 1's screens / before its survivor's extra seed
+def test_stopped_mid_generation_with_halving_and_reevaluation_resumes_to_the_same_front(ds, tmp_path, after):
+    budget = budget_from_dict("tiny", tiny(population=2, halving_eta=2, reevaluate=1))
+    whole = RunStore.create(tmp_path / "whole", {})
+    Search(ds, budget, whole, seed=6).run(2)
+    cut = RunStore.create(tmp_path / "cut", {})
+    with pytest.raises(_Stopped):
+        Search(ds, budget, cut, seed=6, map_fn=_stopping_map(ds, budget, 6, after)).run(2)
+    assert len(list(cut.iter_records())) == after
+    Search(ds, budget, RunStore.open(cut.path, writable=True), seed=6).run(2)
+    a, b = list(whole.iter_records()), list(cut.iter_records())
+    assert sorted(comparable(r) for r in a) == sorted(comparable(r) for r in b)   # nothing evaluated twice
+    assert any(r.seed_index is not None for r in a) and any(r.fidelity == "low" for r in a)
+    ra, rb = whole.records(), cut.records()
+    assert [(r.key, r.result["sharpe"]) for r in pareto_front(ra.values())] == \
+        [(r.key, r.result["sharpe"]) for r in pareto_front(rb.values())]
