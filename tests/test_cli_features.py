@@ -138,7 +138,7 @@ def test_raw_features_of_each_shared_file(shared_data: Path, tmp_path: Path, nam
     close = bars["close"].to_numpy()
     assert written["sma_20"].iloc[200] == pytest.approx(close[181:201].mean(), rel=1e-12)
     assert set(np.unique(written["cdl_engulfing"].dropna())) <= {-100.0, -80.0, 0.0, 80.0, 100.0}
-    assert f"wrote {len(expected.columns)} features (raw) x {len(bars)} bars" in result.stderr
+    assert f"wrote {len(expected.columns)} feature columns (raw) x {len(bars)} bars" in result.stderr
     assert [p.name for p in out.parent.iterdir()] == ["features.csv"]  # no temp file left
 
 
@@ -275,3 +275,26 @@ def test_help_stays_light() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
+
+
+def test_higher_timeframe_columns_use_closed_periods_only(shared_data: Path, tmp_path: Path) -> None:
+    """`--timeframes 60` on minute data: each `<feature>@x60` value at bar t is what the same command
+    writes for the bars up to t alone (no partly formed hour, no future); other multiples are refused."""
+    head = read_csv(shared_data / "INDEXFUT_1m_2006.csv").iloc[:2500]
+    data = tmp_path / "minute.csv"
+    head.rename(columns=str.capitalize).rename_axis("Datetime").to_csv(data)
+    out = tmp_path / "tf.csv"
+    result = evo("features", "--data", str(data), "--timeframes", "60", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    written = read_output(out)
+    assert "rsi_14@x60" in written.columns and written.shape[1] == 2 * len(F.catalog())
+    assert written["rsi_14@x60"].notna().sum() > 0
+    for t in (1500, 1777, 2499):   # truncate the data at bar t: the hourly columns at t do not change
+        short = tmp_path / f"short{t}.csv"
+        head.iloc[: t + 1].rename(columns=str.capitalize).rename_axis("Datetime").to_csv(short)
+        cut = tmp_path / f"cut{t}.csv"
+        assert evo("features", "--data", str(short), "--timeframes", "60", "--out", str(cut)).returncode == 0
+        hourly = [c for c in written.columns if c.endswith("@x60")]
+        pd.testing.assert_series_equal(read_output(cut)[hourly].iloc[t], written[hourly].iloc[t], check_names=False)
+    bad = evo("features", "--data", str(data), "--timeframes", "7", "--out", str(tmp_path / "x.csv"))
+    assert bad.returncode == 2 and "offers 5, 15, 60" in bad.stderr and not (tmp_path / "x.csv").exists()

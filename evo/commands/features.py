@@ -33,6 +33,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model-ready", action="store_true", help="write the model-ready (stationary) values instead of the raw ones"
     )
+    p.add_argument(
+        "--timeframes",
+        default=None,
+        metavar="M[,M]",
+        help="also write each feature on higher timeframes, as multiples of the data's bar (e.g. 5,15,60 on "
+        "minute data, 5 = the week on daily data): columns `<feature>@x<M>`, the last CLOSED period's value at "
+        "each bar (features/timeframes.py), as the multi-timeframe models see them",
+    )
 
 
 def catalog_rows() -> list[dict]:
@@ -85,6 +93,11 @@ def write_features(args: argparse.Namespace) -> None:
     [(bars, label)] = load_from_args(args)
     names = list(F.usable_features(bars, warn=True, source=label))
     frame = F.compute_features(bars, raw=not args.model_ready)[names]
+    if args.timeframes:
+        import pandas as pd
+
+        frame = pd.concat([frame] + [higher_timeframe(bars, m, names, raw=not args.model_ready)
+                                     for m in parse_timeframes(args.timeframes, bars, label)], axis=1)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -99,10 +112,43 @@ def write_features(args: argparse.Namespace) -> None:
         raise
     mode = "model-ready" if args.model_ready else "raw"
     print(
-        f"wrote {len(names)} features ({mode}) x {len(frame)} bars of {label} to {out} "
+        f"wrote {frame.shape[1]} feature columns ({mode}) x {len(frame)} bars of {label} to {out} "
         f"in {time.perf_counter() - started:.1f} s",
         file=sys.stderr,
     )
+
+
+def parse_timeframes(text: str, bars, label: str) -> list[int]:
+    """``"5,15"`` -> ``[5, 15]``, each a timeframe the data's bar clock offers (ConfigError otherwise)."""
+    from evo.errors import ConfigError
+    from features.timeframes import infer_clock
+
+    offered = infer_clock(bars.index).multipliers()
+    try:
+        ms = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"--timeframes {text!r}: give multiples of the bar, e.g. 5,15") from None
+    bad = [m for m in ms if m == 1 or m not in offered]
+    if bad or not ms:
+        raise ConfigError(f"--timeframes {text!r}: {label} offers {', '.join(str(m) for m in offered[1:]) or 'none'} "
+                          "(multiples of its bar)")
+    return ms
+
+
+def higher_timeframe(bars, m: int, names: list[str], *, raw: bool):
+    """The features of the closed ``x m`` bars aligned to the base bars (``<feature>@x<m>``)."""
+    import numpy as np
+    import pandas as pd
+
+    import features as F
+    from features.timeframes import column_name, infer_clock, resample_closed
+
+    r = resample_closed(bars, m, infer_clock(bars.index))
+    values = F.compute_features(r.bars, raw=raw)[names].to_numpy(dtype=np.float64)
+    out = np.full((len(bars), len(names)), np.nan)
+    ok = r.visible >= 0
+    out[ok] = values[r.visible[ok]]
+    return pd.DataFrame(out, index=bars.index, columns=[column_name(n, m) for n in names])
 
 
 def main(args: argparse.Namespace) -> int:
