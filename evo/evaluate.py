@@ -31,8 +31,6 @@ log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[str], None]
 
-DEFAULT_LR = 1e-3  # models.tuning.DEFAULT_LR (kept here so evaluating needs no optuna import)
-
 
 @dataclass(frozen=True)
 class Dataset:
@@ -246,9 +244,11 @@ def dataset_frames(ds: Dataset) -> dict:
     return {1: Frame(1, ds.features, ident, ident), **ds.frames}
 
 
-def model_input_rows(genes: ModelGenes, ds: Dataset, regime) -> tuple[list[np.ndarray], dict]:
+def model_input_rows(genes: ModelGenes, ds: Dataset, regime, raw: np.ndarray | None = None
+                     ) -> tuple[list[np.ndarray], dict]:
     """The model's rows per timeframe (:func:`evo.inputs.model_rows`) and the frames they index;
-    ``regime``: the fitted :class:`evo.regime.RegimeThresholds` (used when the gene is ``features``)."""
+    ``regime``: the fitted :class:`evo.regime.RegimeThresholds` (used when the gene is ``features``);
+    ``raw``: :func:`evo.regime.regime_inputs` of ``ds.bars`` if the caller has it already."""
     from evo.inputs import model_rows
 
     frames = dataset_frames(ds)
@@ -256,7 +256,7 @@ def model_input_rows(genes: ModelGenes, ds: Dataset, regime) -> tuple[list[np.nd
     if genes.regime == "features":
         from evo.regime import regime_features, regime_inputs
 
-        cols = regime_features(regime_inputs(ds.bars), regime)
+        cols = regime_features(regime_inputs(ds.bars) if raw is None else raw, regime)
     return model_rows(genes.features, tuple(genes.timeframes), frames, cols), frames
 
 
@@ -285,17 +285,20 @@ def fit_model(genes: ModelGenes, g: Genome, ds: Dataset, train: tuple[int, int],
     """
     from evo.inputs import fit_input_scaler
     from models import TrainConfig, fit_dead_zone, forward_returns, train_model
+    from models.config import DEFAULT_LR
 
     tb = budget.train
     close = ds.bars["close"].to_numpy()
     ends_train = np.arange(max(train[0], train[1] - tb.max_train_windows), train[1])
-    regime = None
-    if genes.regime != "none":  # thresholds from the rows the training windows see, nothing later
+    regime, raw = None, None
+    if genes.regime != "none":
         from evo.regime import fit_regime, regime_inputs
 
-        regime = fit_regime(regime_inputs(ds.bars.iloc[: ends_train[-1] + 1]),
-                            (max(0, ends_train[0] - g.seq_len + 1), ends_train[-1] + 1))
-    rows, frames = model_input_rows(genes, ds, regime)
+        # Row t of regime_inputs uses bars <= t; the thresholds read only the rows the training
+        # windows see (fit_regime's [start, stop)), nothing later.
+        raw = regime_inputs(ds.bars)
+        regime = fit_regime(raw, (max(0, ends_train[0] - g.seq_len + 1), ends_train[-1] + 1))
+    rows, frames = model_input_rows(genes, ds, regime, raw)
     tfs = tuple(genes.timeframes)
     # Scaler: rows seen by the training windows only (all at or before the last training bar).
     scaler = fit_input_scaler(rows, frames, tfs, ends_train, g.seq_len)

@@ -42,6 +42,10 @@ MLSTM_PROJ_FACTOR = 2.0
 MLSTM_ROUND_TO = 64
 FFN_PROJ_FACTOR = 1.3
 
+# AdamW's usual default learning rate: Optuna's first trial (models.tuning) and the rate used where no
+# study runs (successive-halving screens). Here, not in models.tuning, so using it imports no optuna.
+DEFAULT_LR = 1e-3
+
 
 def _is_int(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)

@@ -11,15 +11,12 @@ import dataclasses
 import optuna
 
 from evo.errors import GenomeError
-from models.config import ModelConfig, TrainConfig
+from models.config import DEFAULT_LR, ModelConfig, TrainConfig
 from models.train import Split, train_model
 
 __all__ = ["LR_HIGH", "LR_LOW", "tune_learning_rate"]
 
 LR_LOW, LR_HIGH = 1e-5, 1e-2  # log-uniform search range of the AdamW learning rate
-
-
-DEFAULT_LR = 1e-3
 
 
 def tune_learning_rate(

@@ -18,17 +18,10 @@ from evo.ga import EvalTask, Search, pareto_front
 from evo.genome import Genome, ModelGenes
 from evo.parallel import CRASH_ENV, DaskMap, EvalContext, ProcessPoolMap, make_map
 from evo.store import Record, RunStore
+from tests.test_evaluate import TINY  # 2 folds, 2 epochs, one-block 8-wide models
 
 pytestmark = pytest.mark.slow
 
-# As tests/test_evaluate.py's TINY: 2 folds, 2 epochs, one-block 8-wide models, 4 genomes a run.
-TINY = {
-    "search": {"embedding_dim": [8], "num_blocks": [1, 1], "num_heads": [2], "seq_len": [8],
-               "horizon": [2], "threshold": [0.34, 0.5], "max_features_a": 4, "max_features_b": 3},
-    "train": {"max_epochs": 2, "patience": 1, "max_train_windows": 300, "lr_trials": 1, "lr_trial_epochs": 1},
-    "evaluate": {"folds": 2, "min_trades": 1},
-    "ga": {"population": 2, "generations": 1},
-}
 SEED = 3
 
 
