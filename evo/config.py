@@ -48,7 +48,7 @@ class SearchSpace:
     encoders; ``[1, 5]`` on daily: the week; only those the data support are used); ``(1,)``
     closes the gene. ``fusion`` choices (``concat``, ``attention``) join several timeframes;
     ``regime`` choices (``none``, ``features``, ``gate``) add the volatility/trend regime
-    (``evo.regime``). The defaults keep every model single-timeframe, regime-free.
+    (``evo.pipeline.regime``). The defaults keep every model single-timeframe, regime-free.
     """
 
     embedding_dim: tuple[int, ...] = (8, 16, 24)
@@ -134,7 +134,7 @@ class EvalBudget:
     equity per position) or ``kelly`` (in-sample Kelly fraction capped at ``kelly_cap``).
     ``breaker`` is the drawdown circuit breaker (0.25 = stop trading after a 25 % fall; 0 = off).
     With several instruments the objectives are the mean over instruments minus
-    ``dispersion_penalty`` standard deviations (see ``evo.evaluate.combine_instruments``).
+    ``dispersion_penalty`` standard deviations (see ``evo.evaluation.evaluate.combine_instruments``).
     """
 
     folds: int = 3
@@ -254,16 +254,11 @@ def budget_from_dict(name: str, data: dict[str, Any]) -> Budget:
         raise ConfigError(f"budget {name}: {exc}") from None
 
 
-def load_budget(name_or_path: str) -> Budget:
-    """Load a built-in preset (``smoke``, ``cpu``, ``gpu``) or a user's TOML file."""
-    from experiments import preset_path
-
-    path = Path(name_or_path)
-    if path.suffix != ".toml":
-        path = preset_path(name_or_path)
-        if not path.exists():
-            raise ConfigError(f"unknown budget {name_or_path!r}: use smoke, cpu, gpu or a path to a .toml file")
-    elif not path.exists():
+def load_budget(path: Path | str) -> Budget:
+    """Parse the budget TOML file at ``path`` (preset names such as ``smoke`` are resolved to
+    their files by :func:`experiments.load_budget`, which the commands call)."""
+    path = Path(path)
+    if not path.exists():
         raise ConfigError(f"{path}: no such budget file")
     try:
         data = tomllib.loads(path.read_text())

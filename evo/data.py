@@ -508,10 +508,10 @@ def load_yfinance(ticker: str, *, cache_dir: Path, interval: str = "1d", period:
         )
     raw = raw.reset_index()
     frame = to_canonical(raw, source=f"yf:{ticker}")
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-    frame.rename(columns=str.capitalize).to_csv(tmp, index_label="Datetime")
-    os.replace(tmp, cache)
+    from evo.fileio import atomic_path
+
+    with atomic_path(cache) as tmp:
+        frame.rename(columns=str.capitalize).to_csv(tmp, index_label="Datetime")
     return frame
 
 

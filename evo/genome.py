@@ -41,7 +41,7 @@ class ModelGenes:
     grad_clip: float | None = None    # max gradient norm; None = the budget's train.grad_clip
     timeframes: tuple[int, ...] = (1,)  # multipliers of the base bar, one encoder each (features.timeframes)
     fusion: str = "concat"            # how several timeframes' states meet: "concat" | "attention"
-    regime: str = "none"              # regime input (evo.regime): "none" | "features" | "gate"
+    regime: str = "none"              # regime input (evo.pipeline.regime): "none" | "features" | "gate"
 
     def __post_init__(self) -> None:
         if not self.features:
@@ -95,7 +95,7 @@ class ModelGenes:
 MODEL_GENE_DEFAULTS: dict[str, Any] = {"proj_factor": 2.0, "batch_size": None, "grad_clip": None,
                                        "timeframes": (1,), "fusion": "concat", "regime": "none"}
 FUSIONS = ("concat", "attention")         # mirrors models.multi (kept import-free here)
-REGIMES = ("none", "features", "gate")    # mirrors evo.regime
+REGIMES = ("none", "features", "gate")    # mirrors evo.pipeline.regime
 
 
 def _model_genes(d: dict[str, Any]) -> ModelGenes:

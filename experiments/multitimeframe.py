@@ -9,7 +9,7 @@ small NSGA-II search runs twice with the same seed, budget and walk-forward layo
 - ``open``: the timeframe genes open (``x1, x5, x15, x60`` on minute data, ``x1, x5`` (week) on
   daily), both fusions, and the regime gene (``none``, ``features``, ``gate``).
 
-Both searches share one :class:`evo.evaluate.Dataset` (prepared with the open space, so the first
+Both searches share one :class:`evo.evaluation.dataset.Dataset` (prepared with the open space, so the first
 decision bar leaves room for the slowest timeframe's warm-up): same folds, same test bars, same
 holdout. Per (data, space) the JSON reports the hypervolume of the front (Sharpe up, drawdown
 down; fixed reference point), the best walk-forward Sharpe with its deflated Sharpe (DSR, over
@@ -64,11 +64,12 @@ def budgets(timeframes: tuple[int, ...], quick: bool = False):
 
 def run_search(ds, holdout, budget, *, seed: int, workdir: Path) -> dict[str, Any]:
     """One search on ``ds``; its front's hypervolume, best walk-forward member, DSR and holdout."""
-    from evo.evaluate import evaluate_holdouts
-    from evo.front import selection_bias
-    from evo.ga import Search, pareto_front
+    from evo.evaluation.evaluate import evaluate_holdouts
     from evo.genome import Genome
-    from evo.store import RunStore
+    from evo.reporting.front import selection_bias
+    from evo.search.ga import Search
+    from evo.search.objectives import pareto_front
+    from evo.search.store import RunStore
 
     t0 = time.perf_counter()
     store = RunStore.create(workdir, {"budget": budget.to_dict(), "data_label": ds.label, "seed": seed})
@@ -105,7 +106,7 @@ def run_search(ds, holdout, budget, *, seed: int, workdir: Path) -> dict[str, An
 
 def run(out: Path, *, seed: int = 0, quick: bool = False) -> dict[str, Any]:
     from evo.data import load_bars
-    from evo.evaluate import prepare_run_data
+    from evo.evaluation.dataset import prepare_run_data
 
     rows = []
     load_start = _loadavg()
@@ -142,7 +143,7 @@ def run(out: Path, *, seed: int = 0, quick: bool = False) -> dict[str, Any]:
 NOTES = ("Population 6, two generations after the initial one (18 genomes per search), 2 walk-forward folds, "
          "2 epochs at most, one Optuna trial: a cost measurement with a weak reading of skill. "
          "Both spaces of a data file share the dataset, folds, test bars and holdout (prepared with the open "
-         "space). hypervolume: front of (Sharpe, max drawdown) against the fixed reference point of evo.front; "
+         "space). hypervolume: front of (Sharpe, max drawdown) against the fixed reference point of evo.reporting.front; "
          "dsr: deflated Sharpe of the best walk-forward genome over that search's trials; holdout: that "
          "genome retrained on the bars before the holdout and traded once. wall_s: search + holdout.")
 
@@ -153,7 +154,8 @@ def _warm_up() -> None:
     import numpy as np
 
     from evo.data import load_bars
-    from evo.evaluate import evaluate_genome, prepare_dataset
+    from evo.evaluation.dataset import prepare_dataset
+    from evo.evaluation.evaluate import evaluate_genome
     from evo.genome import random_genome
 
     _, opened = budgets((1, 5), quick=True)

@@ -64,7 +64,7 @@ def budget(*, population: int, generations: int, halving_eta: int = 1, quick: bo
 
 def dataset(b, bars: int = BARS):
     from evo.data import load_bars
-    from evo.evaluate import prepare_dataset
+    from evo.evaluation.dataset import prepare_dataset
 
     frame, label = load_bars(None)
     return prepare_dataset(frame.iloc[-bars:].copy(), f"{label} (last {bars} bars)", b)
@@ -73,8 +73,9 @@ def dataset(b, bars: int = BARS):
 def run_one(ds, b, *, optimizer: str, seed: int, generations: int, time_limit_s: float | None = None) -> dict[str, Any]:
     """One search in a temporary run directory: its figures, and (elapsed s, hypervolume) after
     each generation."""
-    from evo.ga import Search, pareto_front
-    from evo.store import RunStore
+    from evo.search.ga import Search
+    from evo.search.objectives import pareto_front
+    from evo.search.store import RunStore
 
     curve: list[tuple[float, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -160,7 +161,7 @@ def compare_fidelity(*, wall_s: float = 240.0, population: int = 4, eta: int = 3
              f"{b.evaluate.folds} folds, {tb.lr_trials} lr trials, {b.evaluate.risk_trials} risk trials",
              f"population {population}; halving screens {population * eta} genomes a generation on one fold "
              f"with 1/{eta} of the epochs and training windows (lr 1e-3, no risk tuning, one seed: "
-             f"evo.ga.low_fidelity_budget) and trains the best {population} fully; same seed {seed}, same data, "
+             f"evo.search.tasks.low_fidelity_budget) and trains the best {population} fully; same seed {seed}, same data, "
              "nsga2",
              f"genomes judged per hour, halving / full: {ratio:.2f}x (target >= 3x)",
              f"hypervolume within {wall_s:.0f} s: full {full['hypervolume_at_wall']:.3f}, "

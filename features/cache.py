@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 import time
 import zipfile
 from importlib import metadata
@@ -28,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from evo.errors import DataError
+from evo.fileio import atomic_path
 from features.catalog import CATALOG_VERSION, OHLCV_COLUMNS, catalog, compute_features
 
 log = logging.getLogger(__name__)
@@ -142,22 +141,13 @@ def _read(path: Path, key: str, names: list[str], index_ns: np.ndarray) -> np.nd
 
 
 def _write(path: Path, key: str, frame: pd.DataFrame) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     values = np.ascontiguousarray(frame.to_numpy(dtype=np.float64))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(
-                fh,
-                values=values,
-                columns=np.array(list(frame.columns), dtype=np.str_),
-                index_ns=_index_ns(frame.index),
-                key=np.array(key),
-                checksum=np.array(_checksum(values)),
-            )
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(
+            fh,
+            values=values,
+            columns=np.array(list(frame.columns), dtype=np.str_),
+            index_ns=_index_ns(frame.index),
+            key=np.array(key),
+            checksum=np.array(_checksum(values)),
+        )

@@ -31,7 +31,7 @@ closed higher-timeframe bars (OHLC: first open, max high, min low, last close; v
 named ``<feature>@x<m>`` (``rsi_14@x5``) and aligned to the base bars as "the last closed
 period's row" (NaN before the first closed period and during the higher timeframe's warm-up).
 The first group of a frame may be partial when the frame starts inside a period; like an
-indicator's seed it stops mattering after the higher timeframe's warm-up (see :mod:`evo.stream`).
+indicator's seed it stops mattering after the higher timeframe's warm-up (see :mod:`evo.pipeline.stream`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Smoke tests of the benchmark functions (``evo.bench``) at tiny sizes.
+"""Smoke tests of the benchmark functions (``experiments.bench.measure``) at tiny sizes.
 
 They check that each measurement runs, returns the figures the report needs and leaves the
 process as it found it; they never assert anything about a timing (benchmarks report numbers,
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-import evo.bench as B
+import experiments.bench.measure as B
 from backtest import CostModel, backtest_signals, periods_per_year
 
 
@@ -85,7 +85,7 @@ def test_bench_feature_cache_cold_and_warm(nvda):
 
 
 def test_bench_overhead_restores_what_it_wraps(nvda):
-    from evo.evaluate import prepare_run_data
+    from evo.evaluation.dataset import prepare_run_data
     from models.network import DirectionModel
 
     forward, backward, step = DirectionModel.forward, torch.Tensor.backward, torch.optim.AdamW.step
@@ -105,7 +105,8 @@ def test_bench_overhead_restores_what_it_wraps(nvda):
 
 @pytest.mark.skipif(importlib.util.find_spec("backtesting") is None, reason="backtesting.py is not installed")
 def test_walk_forward_backtest_bench_runs_evos_calls_through_three_engines(nvda):
-    from evo.evaluate import fold_layout, prepare_run_data
+    from evo.evaluation.dataset import prepare_run_data
+    from evo.evaluation.evaluate import fold_layout
 
     budget = B.overhead_budget(quick=True)
     ds, _ = prepare_run_data(nvda.iloc[-1500:], "nvda", budget, cache_dir=None)

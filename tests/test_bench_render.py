@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from evo.bench import experiment_sections
 from evo.commands.bench import merge_reports
+from experiments.bench.render import experiment_sections
 
 
 def _report(date: str, items: dict) -> dict:

@@ -20,13 +20,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evo.bundle import ENTRIES, Bundle, read_bundle
 from evo.config import budget_from_dict
+from evo.deploy.bundle import ENTRIES, Bundle, read_bundle
+from evo.deploy.export import fit_final_model, train_final, write_member_bundle
 from evo.errors import BundleError, DataError
-from evo.evaluate import prepare_dataset, train_pair_model
-from evo.export import fit_final_model, train_final, write_member_bundle
+from evo.evaluation.dataset import prepare_dataset
+from evo.evaluation.evaluate import train_pair_model
 from evo.genome import Genome, ModelGenes
-from evo.store import Record
+from evo.search.records import Record
 
 TINY = {
     "search": {"embedding_dim": [8], "num_blocks": [1, 1], "num_heads": [2], "seq_len": [8],
@@ -188,7 +189,7 @@ def test_verify_refuses_a_bundle_whose_golden_numbers_are_not_reproduced(exporte
 def test_final_fit_matches_the_search_training_and_refit_all_uses_every_labelled_bar(exported, ds, budget):
     _, _, fit = exported
     g = genome()
-    # export's own fit reproduces evo.evaluate's training exactly (same windows, scaler, seed)
+    # export's own fit reproduces evo.evaluation.evaluate's training exactly (same windows, scaler, seed)
     run, _ = train_pair_model(g.model_b, g, ds, fit.train, fit.val, budget, lr=2e-3, seed=1, device="cpu")
     mine = fit.models["b"].run
     assert mine.dead_zone == run.dead_zone

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from evo.config import budget_from_dict, check_device, load_budget
+from evo.config import budget_from_dict, check_device
 from evo.errors import ConfigError
+from experiments import load_budget
 
 
 @pytest.mark.parametrize("name", ["smoke", "cpu", "gpu"])

@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 
 from evo.config import budget_from_dict
-from evo.evaluate import evaluate_genome, prepare_dataset, walk_forward_predictions
-from evo.ga import Search, pareto_front
+from evo.evaluation.dataset import prepare_dataset
+from evo.evaluation.evaluate import evaluate_genome, walk_forward_predictions
 from evo.genome import Genome, ModelGenes
-from evo.store import RunStore
+from evo.search.ga import Search
+from evo.search.objectives import pareto_front
+from evo.search.store import RunStore
 
 TINY = {
     "search": {"embedding_dim": [8], "num_blocks": [1, 1], "num_heads": [2], "seq_len": [8],
@@ -112,7 +114,7 @@ def test_training_genes_reach_the_training_loop(bars, budget):
     model; different, a different one. The up-projection gene changes the network itself."""
     from dataclasses import replace
 
-    from evo.evaluate import fit_model, fold_layout, predict_segment
+    from evo.evaluation.evaluate import fit_model, fold_layout, predict_segment
 
     ds = prepare_dataset(bars, "nvda", budget)
     fold = fold_layout(ds, budget)[0]

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evo.config import SearchSpace, load_budget
+from evo.config import SearchSpace
 from evo.errors import ConfigError
 from evo.genome import FeaturePools, Genome, ModelGenes, cx_uniform, mut_genome, random_genome, repair
+from experiments import load_budget
 
 POOLS = FeaturePools(a=tuple(f"cdl_{i}" for i in range(12)), b=tuple(f"ind_{i}" for i in range(9)))
 

@@ -1,4 +1,4 @@
-"""Hardware-aware search (evo.hardware, ``evo calibrate``) with real torch and xlstm models.
+"""Hardware-aware search (evo.search.hardware, ``evo calibrate``) with real torch and xlstm models.
 
 The latency check calibrates the quick reference grid and times the test genomes in the SAME
 interleaved rounds (one process), because the test machine is shared: a profile measured a
@@ -24,7 +24,8 @@ import features as F
 from evo.cli import main as cli_main
 from evo.errors import ConfigError
 from evo.genome import Genome, ModelGenes
-from evo.hardware import (
+from evo.pipeline.stream import tail_bars_for
+from evo.search.hardware import (
     MODEL_TERMS,
     PROFILE_FORMAT,
     HardwareProfile,
@@ -43,7 +44,6 @@ from evo.hardware import (
     thread_clock_step_ms,
     time_forwards,
 )
-from evo.stream import tail_bars_for
 from models import DirectionModel, ModelConfig
 
 ROOT = Path(__file__).resolve().parents[1]

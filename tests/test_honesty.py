@@ -8,11 +8,13 @@ import pandas as pd
 import pytest
 
 from evo.config import budget_from_dict
-from evo.evaluate import HoldoutSealed, evaluate_holdout, fold_layout, prepare_run_data
-from evo.front import front_payload
-from evo.ga import Search, pareto_front
+from evo.evaluation.dataset import HoldoutSealed, prepare_run_data
+from evo.evaluation.evaluate import evaluate_holdout, fold_layout
 from evo.genome import Genome
-from evo.store import RunStore
+from evo.reporting.front import front_payload
+from evo.search.ga import Search
+from evo.search.objectives import pareto_front
+from evo.search.store import RunStore
 
 pytestmark = pytest.mark.slow
 

@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 
 from evo.config import budget_from_dict
-from evo.evaluate import prepare_dataset
-from evo.front import merge_genome
-from evo.ga import EvalTask, Search, evaluate_task, low_fidelity_budget, pareto_front
-from evo.ngopt import GenomeCodec
-from evo.store import Record, RunStore
+from evo.evaluation.dataset import prepare_dataset
+from evo.search.ga import Search
+from evo.search.ngopt import GenomeCodec
+from evo.search.objectives import pareto_front
+from evo.search.records import Record, merge_genome
+from evo.search.store import RunStore
+from evo.search.tasks import EvalTask, evaluate_task, low_fidelity_budget
 from tests.test_search import TINY  # the tiny search budget shared by the search tests
 
 pytestmark = pytest.mark.slow
@@ -168,7 +170,7 @@ def test_halving_screens_population_times_eta_and_promotes_population(ds, tmp_pa
 
 
 def test_halving_with_two_workers_gives_the_in_process_records(ds, tmp_path):
-    from evo.parallel import make_map
+    from evo.search.parallel import make_map
 
     budget = budget_from_dict("tiny", tiny(population=2, halving_eta=2, reevaluate=1))
     ref = RunStore.create(tmp_path / "ref", {})

@@ -13,11 +13,15 @@ import pytest
 
 from evo.config import budget_from_dict
 from evo.errors import ConfigError
-from evo.evaluate import prepare_dataset, study_storage_url
-from evo.ga import EvalTask, Search, pareto_front
+from evo.evaluation.dataset import prepare_dataset
+from evo.evaluation.evaluate import study_storage_url
 from evo.genome import Genome, ModelGenes
-from evo.parallel import CRASH_ENV, DaskMap, EvalContext, ProcessPoolMap, make_map
-from evo.store import Record, RunStore
+from evo.search.ga import Search
+from evo.search.objectives import pareto_front
+from evo.search.parallel import CRASH_ENV, DaskMap, EvalContext, ProcessPoolMap, make_map
+from evo.search.records import Record
+from evo.search.store import RunStore
+from evo.search.tasks import EvalTask
 from tests.test_evaluate import TINY  # 2 folds, 2 epochs, one-block 8-wide models
 
 pytestmark = pytest.mark.slow
@@ -33,7 +37,7 @@ def genome(threshold: float = 0.36, features_b: tuple[str, ...] = ("rsi_14", "ma
     )
 
 
-# A worker handed this genome exits at once, as one killed by the OS would (evo.parallel's hook).
+# A worker handed this genome exits at once, as one killed by the OS would (evo.search.parallel's hook).
 CRASHING = genome(threshold=0.4321)
 # This one raises inside evaluate_genome: an ordinary, recorded genome failure.
 BROKEN = genome(features_b=("no_such_feature",))

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from evo.errors import GenomeError
-from evo.regime import RegimeThresholds, fit_regime, regime_features, regime_inputs, vol_regime
+from evo.pipeline.regime import RegimeThresholds, fit_regime, regime_features, regime_inputs, vol_regime
 
 
 @pytest.mark.parametrize("dataset", ["nvda", "indexfut"])
@@ -60,8 +60,8 @@ def test_regime_features(indexfut: pd.DataFrame) -> None:
 def test_the_gate_moves_the_threshold_by_volatility_regime() -> None:
     """signal_for with a regime: the low regime's rows use threshold + gate_low, the high regime's
     threshold + gate_high, the mid regime's the threshold; without offsets the regime changes nothing."""
+    from evo.evaluation.risk import RiskParams, gates, signal_for
     from evo.genome import Genome, ModelGenes
-    from evo.risk import RiskParams, gates, signal_for
 
     g = Genome(ModelGenes(("a",), 8, 1, 2, (), 0.0, regime="gate"), ModelGenes(("b",), 8, 1, 2, (), 0.0),
                seq_len=8, horizon=1, consensus="both", threshold=0.5)

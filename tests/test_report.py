@@ -1,6 +1,6 @@
 """``evo report``: one self-contained HTML page plus PNG copies, checked in a real headless Chromium.
 
-The runs are written by the test through :class:`evo.store.RunStore`, with real genomes from the
+The runs are written by the test through :class:`evo.search.store.RunStore`, with real genomes from the
 smoke search space and results computed from the real NVIDIA bars (a persistent long/flat signal
 traded close to close after 10 bps per change), so a report costs seconds instead of a search. One
 run is finished (three generations, a checkpoint after the last, holdout results, a third
@@ -27,8 +27,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evo.report import build_report, eligible, hypervolume_2d, pareto_front
-from evo.store import Record, RunStore
+from evo.reporting.report import build_report, eligible, hypervolume_2d, pareto_front
+from evo.search.records import Record
+from evo.search.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATIONS = 2
@@ -96,9 +97,9 @@ def _result(bars, rng, skill: float, *, min_trades: int = 3, holdout: bool = Fal
 def make_run(path: Path, *, finished: bool, seed: int) -> RunStore:
     """A run of the smoke search space on the demo bars, written record by record."""
     import features
-    from evo.config import load_budget
     from evo.data import load_bars
     from evo.genome import FeaturePools, random_genome
+    from experiments import load_budget
 
     budget = load_budget("smoke")
     bars, label = load_bars(None)

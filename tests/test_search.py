@@ -13,9 +13,10 @@ import optuna
 import pytest
 
 from evo.config import budget_from_dict
-from evo.evaluate import evaluate_genome, prepare_dataset, study_storage_url
-from evo.ga import Search
-from evo.store import RunStore
+from evo.evaluation.dataset import prepare_dataset
+from evo.evaluation.evaluate import evaluate_genome, study_storage_url
+from evo.search.ga import Search
+from evo.search.store import RunStore
 
 pytestmark = pytest.mark.slow
 
@@ -118,7 +119,7 @@ def test_several_instruments_aggregate_with_a_dispersion_penalty(tmp_path, share
                            "--instrument", "NVDA_1d_1999_2014.csv", "--out", str(out)],
                           env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    from evo.bundle import Bundle
+    from evo.deploy.bundle import Bundle
 
     manifest = Bundle.load(out).manifest
     assert manifest["trained_on"]["data"].endswith("NVDA_1d_1999_2014.csv")

@@ -7,7 +7,9 @@ import json
 import pytest
 
 from evo.errors import StoreError
-from evo.store import Record, RunStore, write_json_atomic
+from evo.fileio import write_json_atomic
+from evo.search.records import Record
+from evo.search.store import RunStore
 
 
 def rec(key: str, ok: bool = True) -> Record:

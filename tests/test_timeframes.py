@@ -240,7 +240,7 @@ def _multi_genome():
 @pytest.fixture(scope="module")
 def minute_ds(indexfut: pd.DataFrame):
     from evo.config import budget_from_dict
-    from evo.evaluate import prepare_dataset
+    from evo.evaluation.dataset import prepare_dataset
 
     budget = budget_from_dict("multi", MULTI)
     return prepare_dataset(indexfut.iloc[:7000], "indexfut", budget), budget
@@ -259,7 +259,8 @@ def test_multi_timeframe_genome_trains_predicts_and_does_not_look_ahead(minute_d
     """A genome with a 3-timeframe attention model (regime inputs) and a gated 2-timeframe model
     trains and trades walk-forward on the minute data; its predictions at bar t are unchanged
     when every bar after t is changed."""
-    from evo.evaluate import evaluate_genome, fit_model, fold_layout, predict_segment, prepare_dataset
+    from evo.evaluation.dataset import prepare_dataset
+    from evo.evaluation.evaluate import evaluate_genome, fit_model, fold_layout, predict_segment
     from models.multi import MultiTimeframeModel
 
     ds, budget = minute_ds
@@ -284,10 +285,10 @@ def test_multi_timeframe_genome_trains_predicts_and_does_not_look_ahead(minute_d
 
 @pytest.mark.parametrize("fusion, regime", [("concat", "none"), ("attention", "features")])
 def test_parameter_count_covers_every_encoder(fusion: str, regime: str) -> None:
-    """evo.hardware.count_params equals the built multi-timeframe model's parameters."""
-    from evo.evaluate import model_config
+    """evo.search.hardware.count_params equals the built multi-timeframe model's parameters."""
+    from evo.evaluation.evaluate import model_config
     from evo.genome import ModelGenes
-    from evo.hardware import count_params
+    from evo.search.hardware import count_params
     from models.multi import build_model
 
     genes = ModelGenes(("a", "b", "c"), 16, 2, 2, (1,), 0.0, timeframes=(1, 5, 15), fusion=fusion, regime=regime)

@@ -36,7 +36,7 @@ def load_dataset(spec: str | None, budget, expected_hash: str | None = None, *, 
                  interval: str = "1d", period: str = "max"):
     from evo.data import default_cache_dir, load_bars
     from evo.errors import StoreError
-    from evo.evaluate import prepare_dataset
+    from evo.evaluation.dataset import prepare_dataset
 
     bars, label = load_bars(spec, fmt=fmt, interval=interval, period=period)
     ds = prepare_dataset(bars, label, budget, cache_dir=default_cache_dir() / "features")
@@ -51,7 +51,7 @@ def load_run_data(spec: str | None, budget, expected_hash: str | None = None, *,
     """(search dataset, sealed holdout) for a run: the holdout is the last part of the bars."""
     from evo.data import default_cache_dir, load_bars
     from evo.errors import StoreError
-    from evo.evaluate import prepare_run_data
+    from evo.evaluation.dataset import prepare_run_data
 
     bars, label = load_bars(spec, fmt=fmt, interval=interval, period=period)
     ds, holdout = prepare_run_data(bars, label, budget, cache_dir=default_cache_dir() / "features")

@@ -1,6 +1,6 @@
 """``evo bench``: run the benchmark suite of issue 9 on this machine and write docs/benchmarks.md.
 
-The measurements live in :mod:`evo.bench`; this module only parses options, draws progress on
+The measurements live in :mod:`experiments.bench.measure`; this module only parses options, draws progress on
 stderr and writes the report. It reports numbers and never fails on one (exit code 0 unless the
 command itself is misused).
 """
@@ -16,7 +16,7 @@ from evo.commands._common import setup_logging
 
 HELP = "measure evo on this machine (overhead, xLSTM speed, backtest, start-up, caches, memory)"
 
-ITEMS = ("overhead", "multifidelity", "xlstm", "backtest", "startup", "caches", "memory", "gpu")  # evo.bench.ITEMS
+ITEMS = ("overhead", "multifidelity", "xlstm", "backtest", "startup", "caches", "memory", "gpu")  # experiments.bench.measure.ITEMS
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
 
 
@@ -24,6 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true",
                    help="small sizes (seconds to a few minutes; for tests, not for the reference figures)")
     p.add_argument("--json", action="store_true", help="print the full report as JSON on stdout")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="folder holding the 1-minute index-future file the caches and memory items read "
+                        "(default: ../shared/data beside the checkout)")
     p.add_argument("--only", default=None, metavar="ITEM[,ITEM]",
                    help=f"run only these items: {', '.join(ITEMS)}")
     p.add_argument("--out", default=None, metavar="PATH.md",
@@ -44,7 +47,8 @@ def main(args: argparse.Namespace) -> int:
         unknown = [s for s in only if s not in ITEMS]
         if unknown:
             raise ConfigError(f"--only: unknown item(s) {unknown}; choose from {', '.join(ITEMS)}")
-    from evo.bench import render_markdown, run_suite
+    from experiments.bench.measure import run_suite
+    from experiments.bench.render import render_markdown
 
     def progress(msg: str) -> None:
         print(f"bench: {msg}", file=sys.stderr, flush=True)
@@ -53,7 +57,8 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError("--merge needs --only ITEM[,ITEM] and no --quick: it refreshes items of the full report")
     if args.merge and not DEFAULT_JSON.exists():
         raise ConfigError(f"--merge: {DEFAULT_JSON} is not there; run `python -m evo bench` once in full")
-    report = run_suite(quick=args.quick, only=only, progress=progress)
+    kwargs = {"data_dir": args.data_dir} if args.data_dir else {}
+    report = run_suite(quick=args.quick, only=only, progress=progress, **kwargs)
     if args.merge:
         report = merge_reports(json.loads(DEFAULT_JSON.read_text()), report)
     out = Path(args.out) if args.out else (None if (args.quick or args.only) and not args.merge else DEFAULT_OUT)
@@ -85,10 +90,9 @@ def merge_reports(base: dict, new: dict) -> dict:
 
 
 def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    from evo.fileio import write_text_atomic
+
+    write_text_atomic(path, text)
 
 
 def _jsonable(obj):

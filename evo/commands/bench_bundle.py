@@ -91,8 +91,8 @@ def main(args: argparse.Namespace) -> int:
 
     import torch
 
-    from evo.bundle import Bundle
     from evo.data import load_bars
+    from evo.deploy.bundle import Bundle
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -4,7 +4,7 @@ Run it on the machine that will trade (CPU only; needs torch, xlstm and the feat
 no search libraries). It times reference xLSTM models of a few sizes on one window (batch 1,
 ``--threads`` torch threads, as the bot will run them) and the feature computation over a
 stream's tail of bars, and writes the profile as JSON (temp-file-then-rename). Bring the file to
-the search machine and pass it to ``evo run --target PROFILE.json``; :mod:`evo.hardware`
+the search machine and pass it to ``evo run --target PROFILE.json``; :mod:`evo.search.hardware`
 estimates every genome's per-decision latency from it. About 15-60 s (``--quick``: a few seconds,
 a coarser profile).
 """
@@ -44,7 +44,7 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {out}: the folder {out.parent} does not exist")
 
     from evo.data import load_bars
-    from evo.hardware import calibrate, save_profile
+    from evo.search.hardware import calibrate, save_profile
 
     bars = load_bars(args.data)[0] if args.data else None
     profile = calibrate(threads=args.threads, quick=args.quick, bars=bars, name=args.name,

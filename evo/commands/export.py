@@ -28,11 +28,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
     single_thread_torch()
-    from evo.bundle import Bundle
     from evo.config import check_device
+    from evo.deploy.bundle import Bundle
+    from evo.deploy.export import export_member, final_segments
     from evo.errors import StoreError
-    from evo.export import export_member, final_segments
-    from evo.store import RunStore
+    from evo.search.store import RunStore
 
     store = RunStore.open(Path(args.run_dir))
     records = store.records()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -98,14 +97,12 @@ def write_features(args: argparse.Namespace) -> None:
 
         frame = pd.concat([frame] + [higher_timeframe(bars, m, names, raw=not args.model_ready)
                                      for m in parse_timeframes(args.timeframes, bars, label)], axis=1)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    from evo.fileio import atomic_path
+
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+        with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
             frame.to_csv(fh, index_label="time")
-        os.replace(tmp, out)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise ConfigError(f"{out}: cannot write ({exc.strerror or exc})") from None
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -24,7 +24,7 @@ def _abbrev(features: list[str], width: int = 38) -> str:
 
 
 def print_front(store, *, as_json: bool, top: int | None, sort: str = "sharpe") -> None:
-    from evo.front import front_payload
+    from evo.reporting.front import front_payload
 
     low = sum(1 for r in store.iter_records() if r.fidelity == "low")
     payload = front_payload(store.records(), store.meta, str(store.path), low_fidelity=low)
@@ -89,7 +89,7 @@ def _fmt(value, pattern: str) -> str:
 
 def main(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
-    from evo.store import RunStore
+    from evo.search.store import RunStore
 
     print_front(RunStore.open(Path(args.run_dir)), as_json=args.json, top=args.top, sort=args.sort)
     return 0

@@ -50,8 +50,8 @@ def _line(d: dict) -> str:
 
 def main(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
-    from evo.bundle import Bundle
     from evo.data import load_bars
+    from evo.deploy.bundle import Bundle
     from evo.errors import DataError
 
     bundle = Bundle.load(Path(args.bundle), verify=not args.no_verify)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from pathlib import Path
 
 from evo.commands._common import setup_logging
@@ -89,10 +88,10 @@ def write_pngs(sections, out: Path) -> tuple[list[str], str]:
 
 def main(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
-    from evo.report import build_report, render_html
+    from evo.reporting.report import build_report, render_html
 
     run_dir = Path(args.run_dir)
-    from evo.store import RunStore
+    from evo.search.store import RunStore
 
     store = RunStore.open(run_dir)  # read-only: a live run's torn last line is left alone
     out = Path(args.out) if args.out else run_dir / "report.html"
@@ -112,9 +111,9 @@ def main(args: argparse.Namespace) -> int:
         log.info("writing %d PNG copies with kaleido", len(report.sections))
         png_files, png_note = write_pngs(report.sections, out)
     page = render_html(report, png_note=png_note, png_files=png_files)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out)
+    from evo.fileio import write_text_atomic
+
+    write_text_atomic(out, page)
     log.info("wrote %s (%d figures, %.1f MB)%s", out, len(report.sections), len(page) / 1e6,
              f" and {len(png_files)} PNGs beside it" if png_files else "")
     print(out)

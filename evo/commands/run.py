@@ -45,8 +45,9 @@ def main(args: argparse.Namespace) -> int:
 
     console = Console(stderr=True)
     setup_logging(args.verbose, console)
-    from evo.config import check_device, load_budget
-    from evo.store import RunStore
+    from evo.config import check_device
+    from evo.search.store import RunStore
+    from experiments import load_budget
 
     if args.resume:
         store = RunStore.open(Path(args.resume), writable=True)
@@ -132,7 +133,7 @@ def _read_seed_files(paths: list[str]) -> dict:
 
 
 def _pools(loaded):
-    from evo.evaluate import shared_pools
+    from evo.evaluation.evaluate import shared_pools
 
     return shared_pools([d for d, _ in loaded])
 
@@ -157,7 +158,7 @@ def _seed_genomes(entries: dict, pools) -> list:
 def _buy_and_hold(ds, budget) -> dict:
     """Buy-and-hold on the walk-forward test span, with the same costs (the holdout's is added
     when the holdout is traded)."""
-    from evo.evaluate import buy_and_hold, fold_layout
+    from evo.evaluation.evaluate import buy_and_hold, fold_layout
 
     folds = fold_layout(ds, budget)
     span = ds.bars.iloc[folds[0].test[0]: folds[-1].test[1] + 1]
@@ -169,9 +170,9 @@ def _trade_holdout(store, holdouts, budget, seed, device, console) -> None:
     (on every instrument's holdout when several were searched)."""
     from dataclasses import replace as dc_replace
 
-    from evo.evaluate import buy_and_hold, evaluate_holdouts
-    from evo.ga import pareto_front
+    from evo.evaluation.evaluate import buy_and_hold, evaluate_holdouts
     from evo.genome import Genome
+    from evo.search.objectives import pareto_front
 
     for h in holdouts:
         h.unseal()
@@ -197,7 +198,7 @@ def _trade_holdout(store, holdouts, budget, seed, device, console) -> None:
 
 
 def _objective_names(text: str) -> list[str]:
-    from evo.ga import fitness_class
+    from evo.search.objectives import fitness_class
 
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     fitness_class(names)  # raises ConfigError for an unknown or incomplete list
@@ -219,7 +220,7 @@ def _hardware_meta(args) -> dict | None:
         except (OSError, json.JSONDecodeError) as exc:
             raise ConfigError(f"--target {args.target}: not a readable profile ({exc})") from None
     if profile is not None:
-        from evo.hardware import HardwareProfile
+        from evo.search.hardware import HardwareProfile
 
         HardwareProfile.from_dict(profile, source=args.target)  # a bad profile fails now, not mid-run
     if args.max_latency_ms and profile is None:
@@ -228,7 +229,7 @@ def _hardware_meta(args) -> dict | None:
 
 
 def _hardware(meta: dict | None):
-    from evo.ga import Hardware
+    from evo.search.tasks import Hardware
 
     return None if not meta else Hardware(**meta)
 
@@ -258,7 +259,7 @@ def _search(store, ds, budget, generations, seed, device, console, seed_genomes=
         TimeRemainingColumn,
     )
 
-    from evo.ga import Search
+    from evo.search.ga import Search
 
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[detail]}")]
@@ -288,8 +289,8 @@ def _search(store, ds, budget, generations, seed, device, console, seed_genomes=
                 done = (event["generation"] + 1) * per_gen
                 bar.update(total, completed=max(done, bar.tasks[0].completed))
 
-        from evo.evaluate import study_storage_url
-        from evo.parallel import make_map
+        from evo.evaluation.evaluate import study_storage_url
+        from evo.search.parallel import make_map
 
         storage = study_storage_url(store.path)
         map_fn = None

@@ -16,7 +16,7 @@ Spec (version 3; version 2 bundles still load: they are version 3 bundles withou
 - ``manifest.json`` MUST be UTF-8 JSON without NaN/inf, holding: ``format = "evo-bundle"``,
   ``version = 2``, ``catalog_version``, ``export_layout``, ``member``, ``genome``; ``seq_len``
   and ``horizon`` (bars); ``min_bars`` (bars of history the first decision needs: warm-up plus
-  window); ``tail_bars`` (bars a live stream keeps, see :mod:`evo.stream`) and ``tail`` (how that
+  window); ``tail_bars`` (bars a live stream keeps, see :mod:`evo.pipeline.stream`) and ``tail`` (how that
   was chosen and checked); ``models.{a,b}``: ``config`` (a :class:`models.ModelConfig`; its
   ``backend`` is ignored, the reader builds the portable ``"vanilla"`` one), ``features`` (the
   column order), ``feature_specs`` (name, kind, source, warmup_bars, needs_volume as
@@ -30,11 +30,11 @@ Spec (version 3; version 2 bundles still load: they are version 3 bundles withou
   torch, xlstm, ta-lib, ta, numpy, pandas, safetensors, python); ``entries``.
 - Multi-timeframe and regime models (optional keys): ``models.{a,b}.timeframes`` (multipliers of
   the base bar, ascending, 1 first; missing = ``[1]``), ``models.{a,b}.regime`` (``mode``:
-  ``none``/``features``/``gate``, ``thresholds``: :class:`evo.regime.RegimeThresholds`), and
+  ``none``/``features``/``gate``, ``thresholds``: :class:`evo.pipeline.regime.RegimeThresholds`), and
   ``clock`` (:class:`features.timeframes.BarClock`: base interval, open/close labels, week
   length) whenever a model reads more than ``x1``. A model with several timeframes stores a
   ``models.multi.MultiConfig`` as its ``config`` (``base``, ``timeframes``, ``fusion``) and a
-  scaler over the packed columns (:mod:`evo.inputs`).
+  scaler over the packed columns (:mod:`evo.pipeline.inputs`).
 - A reader MUST refuse a bundle whose checksums do not match, whose version differs, whose
   ``catalog_version`` or any feature spec differs from its own catalog, or whose
   ``export_layout`` it does not know. ``verify()`` recomputes ``golden`` (within 1e-6).
@@ -51,7 +51,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import zipfile
 import zlib
 from collections import Counter
@@ -62,6 +61,7 @@ from typing import Any
 import numpy as np
 
 from evo.errors import BundleError, DataError, GenomeError
+from evo.fileio import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -108,20 +108,12 @@ def write_bundle(path: Path, manifest: dict[str, Any], tensors_a: dict, tensors_
         manifest_bytes = json.dumps(manifest, indent=1, allow_nan=False).encode("utf-8")
     except ValueError as exc:
         raise BundleError(f"{path}: the manifest holds a NaN or infinite number ({exc})") from None
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             zf.writestr("manifest.json", manifest_bytes)
             zf.writestr("manifest.sha256", _sha256(manifest_bytes))
             for name, blob in blobs.items():
                 zf.writestr(name, blob)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return manifest
 
 
@@ -293,11 +285,11 @@ class Bundle:
       each requested decision bar (what ``evo predict`` does).
     - :meth:`step`, once per closed bar: the bundle keeps the last ``tail_bars`` bars and decides
       on them; equal to :meth:`decide` on the full history within ~1e-9 of the features
-      (:mod:`evo.stream`), exactly while the stream has not dropped a bar yet.
+      (:mod:`evo.pipeline.stream`), exactly while the stream has not dropped a bar yet.
     """
 
     def __init__(self, manifest: dict[str, Any], models: dict[str, Any], scalers: dict[str, Any]):
-        from evo.stream import BarTail
+        from evo.pipeline.stream import BarTail
 
         self.manifest, self.models, self.scalers = manifest, models, scalers
         self._tail = BarTail(int(manifest["tail_bars"]))
@@ -342,7 +334,7 @@ class Bundle:
 
     @property
     def tail_bars(self) -> int:
-        """Bars the live stream keeps (:mod:`evo.stream`)."""
+        """Bars the live stream keeps (:mod:`evo.pipeline.stream`)."""
         return int(self.manifest["tail_bars"])
 
     @property
@@ -390,7 +382,7 @@ class Bundle:
         thresholds = float(c["threshold"])
         regime = None
         if c.get("gate_low") or c.get("gate_high"):
-            from evo.regime import RegimeThresholds, regime_inputs, vol_regime
+            from evo.pipeline.regime import RegimeThresholds, regime_inputs, vol_regime
 
             thr = RegimeThresholds.from_dict(m["models"][c["gate_model"]]["regime"]["thresholds"])
             regime = vol_regime(regime_inputs(bars)[ends], thr)
@@ -420,8 +412,8 @@ class Bundle:
 
     def _packed_windows(self, spec: dict[str, Any], name: str, bars, feats, ends: np.ndarray) -> np.ndarray:
         """Windows of a multi-timeframe or regime-input model, rebuilt from ``bars`` alone the way
-        the search built them (:mod:`evo.inputs`)."""
-        from evo.inputs import build_frames, input_windows, model_rows
+        the search built them (:mod:`evo.pipeline.inputs`)."""
+        from evo.pipeline.inputs import build_frames, input_windows, model_rows
         from features.timeframes import BarClock
 
         tfs = tuple(int(x) for x in spec.get("timeframes", [1]))
@@ -430,7 +422,7 @@ class Bundle:
         cols = None
         regime = spec.get("regime") or {}
         if regime.get("mode") == "features":
-            from evo.regime import RegimeThresholds, regime_features, regime_inputs
+            from evo.pipeline.regime import RegimeThresholds, regime_features, regime_inputs
 
             cols = regime_features(regime_inputs(bars), RegimeThresholds.from_dict(regime["thresholds"]))
         try:
@@ -499,10 +491,10 @@ class Bundle:
         bar's open), or ``None`` while the stream holds fewer than ``min_bars`` bars.
 
         ``bar``: a mapping or ``pandas.Series`` with ``time, open, high, low, close, volume``
-        (:func:`evo.stream.parse_bar`). Bars must come in time order, each once; a bad bar raises
+        (:func:`evo.pipeline.stream.parse_bar`). Bars must come in time order, each once; a bad bar raises
         :class:`DataError` and leaves the stream as it was.
         """
-        from evo.stream import parse_bar
+        from evo.pipeline.stream import parse_bar
 
         time, values = parse_bar(bar)
         self._tail.append(time, values)

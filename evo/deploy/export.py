@@ -27,12 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from evo.bundle import GOLDEN_TOLERANCE, Bundle, library_versions, write_bundle
 from evo.config import Budget
+from evo.deploy.bundle import GOLDEN_TOLERANCE, Bundle, library_versions, write_bundle
 from evo.errors import StoreError
-from evo.evaluate import Dataset, ModelRun, fit_model, holdout_bars, holdout_segments, model_config, predict_segment
+from evo.evaluation.dataset import Dataset, holdout_bars
+from evo.evaluation.evaluate import ModelRun, fit_model, holdout_segments, model_config, predict_segment
 from evo.genome import Genome, ModelGenes
-from evo.store import Record
+from evo.search.records import Record
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def final_segments(ds: Dataset, budget: Budget) -> tuple[tuple[int, int], tuple[
 
 def fit_final_model(genes: ModelGenes, g: Genome, ds: Dataset, train: tuple[int, int], val: tuple[int, int] | None,
                     budget: Budget, *, lr: float, seed: int, device: str, epochs: int | None = None) -> FinalModel:
-    """Train one model on decision bars ``train`` as :func:`evo.evaluate.train_pair_model` does
+    """Train one model on decision bars ``train`` as :func:`evo.evaluation.evaluate.train_pair_model` does
     (same windows, scaler, dead zone, config and seed), keeping the epoch bookkeeping.
 
     With ``epochs`` set, ``val`` is ignored: the model trains exactly that many epochs (no early
@@ -138,10 +139,10 @@ def _span(ds: Dataset, seg: tuple[int, int] | None) -> list[str] | None:
 
 
 def _choose_tail(ds: Dataset, fit: FinalFit) -> tuple[int, dict[str, Any]]:
-    """The stream's tail length (:mod:`evo.stream`), checked on this data at up to TAIL_CHECKS
+    """The stream's tail length (:mod:`evo.pipeline.stream`), checked on this data at up to TAIL_CHECKS
     decision bars: lengthened (doubled) while a feature row differs by more than
     TAIL_CHECK_TOLERANCE of its std."""
-    from evo.stream import SEED_TOLERANCE, tail_bars_for, tail_difference
+    from evo.pipeline.stream import SEED_TOLERANCE, tail_bars_for, tail_difference
 
     g = fit.genome
     names = list(g.model_a.features) + list(g.model_b.features)
@@ -167,8 +168,8 @@ def _choose_tail(ds: Dataset, fit: FinalFit) -> tuple[int, dict[str, Any]]:
 
 
 def _frames_tail_bars(g: Genome) -> int:
-    """Tail the higher timeframes and regime inputs need (:func:`evo.stream.frame_tail_bars`)."""
-    from evo.stream import frame_tail_bars
+    """Tail the higher timeframes and regime inputs need (:func:`evo.pipeline.stream.frame_tail_bars`)."""
+    from evo.pipeline.stream import frame_tail_bars
 
     return max(frame_tail_bars(m.features, m.timeframes, m.regime, g.seq_len) for m in (g.model_a, g.model_b))
 

@@ -17,195 +17,29 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 
 from evo.config import Budget
-from evo.errors import DataError, GenomeError
+from evo.errors import GenomeError
+from evo.evaluation.dataset import (  # noqa: F401 - re-exported: the evaluation's public names
+    Dataset,
+    Holdout,
+    HoldoutSealed,
+    head,
+    holdout_bars,
+    prepare_dataset,
+    prepare_run_data,
+)
+from evo.evaluation.results import EvalResult, _mean_of_seeds, combine_instruments  # noqa: F401
 from evo.genome import FeaturePools, Genome, ModelGenes
 
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """Bars and their feature matrix, with the walk-forward layout shared by every genome.
-
-    ``first_bar`` is the first decision bar any genome of the space can use: the catalog's
-    longest warm-up plus the longest window, so every genome is judged on the same test bars.
-    """
-
-    bars: pd.DataFrame
-    features: pd.DataFrame
-    label: str
-    data_hash: str
-    pools: FeaturePools
-    warmup: dict[str, int]
-    first_bar: int
-    periods_per_year: float
-    clock: Any = None             # features.timeframes.BarClock of the bars
-    frames: dict = field(default_factory=dict)   # higher timeframes' rows (evo.inputs.Frame) by multiplier
-
-    @property
-    def n_bars(self) -> int:
-        return len(self.bars)
-
-
-def prepare_dataset(bars: pd.DataFrame, label: str, budget: Budget, *, cache_dir=None) -> Dataset:
-    """Compute (or load from cache) the feature matrix and fix the layout for ``budget``.
-
-    Raises DataError when the data are too short for the budget's windows, horizon and folds,
-    saying how many bars are needed.
-    """
-    import features as F
-    from backtest import bars_needed, periods_per_year
-    from evo.inputs import build_frames, first_decision_bar
-    from features.timeframes import infer_clock
-
-    space = budget.search
-    usable = set(F.usable_features(bars))
-    clock = infer_clock(bars.index) if len(bars) > 1 else None
-    timeframes = tuple(m for m in clock.multipliers() if m in space.timeframes) if clock else (1,)
-    pools = FeaturePools(
-        a=tuple(n for n in F.model_a_features() if n in usable),
-        b=tuple(n for n in F.model_b_features() if n in usable),
-        timeframes=timeframes,
-    )
-    warmup = {s.name: int(s.warmup_bars) for s in F.catalog()}
-    worst_warmup = max(warmup[n] for n in pools.a + pools.b)
-    first_bar = worst_warmup + max(space.seq_len) - 1
-    frames = {}
-    if len(timeframes) > 1:  # the slowest timeframe needs its own warm-up and window of closed periods
-        frames = {m: f for m, f in build_frames(bars, None, clock, timeframes).items() if m != 1}
-        first_bar = max(first_bar, first_decision_bar(frames, worst_warmup + max(space.seq_len)))
-    ev = budget.evaluate
-    need = bars_needed(n_folds=ev.folds, horizon=max(space.horizon), first_bar=first_bar,
-                       test_fraction=ev.test_fraction, val_fraction=ev.val_fraction, embargo=ev.embargo)
-    search_bars = len(bars) - holdout_bars(len(bars), ev.holdout_fraction)
-    if search_bars < need:
-        total = need if ev.holdout_fraction == 0 else math.ceil(need / (1.0 - ev.holdout_fraction)) + 1
-        raise DataError(
-            f"{label}: {len(bars)} bars are too few for budget {budget.name!r} "
-            f"(windows up to {max(space.seq_len)}, horizon up to {max(space.horizon)}, {ev.folds} folds, "
-            f"{worst_warmup} bars of indicator warm-up, {ev.holdout_fraction:.0%} holdout): "
-            f"needs at least {total}"
-        )
-    feats = F.load_or_compute(bars, cache_dir)
-    return Dataset(bars=bars, features=feats, label=label, data_hash=F.data_hash(bars)[:16], pools=pools,
-                   warmup=warmup, first_bar=first_bar, periods_per_year=periods_per_year(bars.index),
-                   clock=clock, frames=frames)
-
-
-def holdout_bars(n_bars: int, fraction: float) -> int:
-    """Bars at the end kept for the holdout (0 when ``fraction`` is 0)."""
-    return int(round(n_bars * fraction)) if fraction > 0 else 0
-
-
-def head(ds: Dataset, n: int) -> Dataset:
-    """The dataset of the first ``n`` bars (copies: nothing after them stays reachable). Features
-    at bar t use bars <= t, so slicing equals recomputing on the shorter data."""
-    from backtest import periods_per_year
-    from evo.inputs import truncate_frames
-
-    return replace(ds, bars=ds.bars.iloc[:n].copy(), features=ds.features.iloc[:n].copy(),
-                   periods_per_year=periods_per_year(ds.bars.index[:n]), frames=truncate_frames(ds.frames, n))
-
-
-class HoldoutSealed(RuntimeError):
-    """The holdout was read before the search ended: a bug, never a user error."""
-
-
-class Holdout:
-    """The untouched end of the data, sealed while the search runs.
-
-    ``dataset`` (all bars, the holdout included) raises :class:`HoldoutSealed` until
-    :meth:`unseal` is called after the last generation; the search itself only ever holds the
-    dataset of the bars before ``cut``.
-    """
-
-    def __init__(self, full: Dataset, cut: int):
-        self._full, self.cut, self.sealed = full, cut, True
-        self.start = full.bars.index[cut].isoformat()
-        self.end = full.bars.index[-1].isoformat()
-
-    def unseal(self) -> None:
-        self.sealed = False
-
-    @property
-    def dataset(self) -> Dataset:
-        if self.sealed:
-            raise HoldoutSealed("the holdout is sealed until the search has ended")
-        return self._full
-
-
-def prepare_run_data(bars: pd.DataFrame, label: str, budget: Budget, *,
-                     cache_dir=None) -> tuple[Dataset, Holdout | None]:
-    """The search's dataset (the bars before the holdout) and the sealed holdout."""
-    full = prepare_dataset(bars, label, budget, cache_dir=cache_dir)
-    n_hold = holdout_bars(full.n_bars, budget.evaluate.holdout_fraction)
-    if n_hold == 0:
-        return full, None
-    if n_hold < 32 + max(budget.search.horizon):
-        raise DataError(f"{label}: the {budget.evaluate.holdout_fraction:.0%} holdout is only {n_hold} bars; "
-                        "give more data or set evaluate.holdout_fraction = 0")
-    cut = full.n_bars - n_hold
-    return head(full, cut), Holdout(full, cut)
-
-
-@dataclass(frozen=True)
-class EvalResult:
-    """What one genome scored. Sharpe and drawdown are walk-forward out-of-sample figures."""
-
-    sharpe: float                 # annualised, over the concatenated test folds, after costs
-    max_drawdown: float           # positive fraction: 0.23 is a 23 % drawdown
-    total_return: float           # fraction over the test span
-    trades: int
-    exposure: float               # fraction of test bars in the market
-    traded: bool
-    enough_trades: bool           # trades >= the budget's min_trades; False cannot enter the front
-    accuracy_a: float             # direction accuracy (3 classes) of model A on the test folds
-    accuracy_b: float
-    lr_a: float
-    lr_b: float
-    test_start: str               # ISO time of the first / last out-of-sample bar
-    test_end: str
-    test_bars: int
-    seconds: float
-    returns: list[float] = field(repr=False)   # per-bar out-of-sample strategy returns
-    f1_a: float = 0.0             # macro F1 over down/flat/up of model A on the test folds
-    f1_b: float = 0.0
-    sortino: float = 0.0
-    calmar: float = 0.0
-    win_rate: float = 0.0
-    profit_factor: float = 0.0
-    turnover: float = 0.0
-    risk: dict[str, Any] = field(default_factory=dict)    # RiskParams used on the test folds
-    val_sharpe: float = 0.0       # on the validation segments the risk parameters were tuned on
-    holdout: dict[str, Any] | None = None   # filled once the search ends (see evaluate_holdout)
-    sharpe_sd: float = 0.0        # spread of the Sharpe over the training seeds (0 with one seed)
-    seeds: int = 1                # training seeds averaged
-    instruments: list[dict[str, Any]] | None = None   # per-instrument figures when several are searched
-    seed_sharpes: list[float] = field(default_factory=list)   # each training seed's Sharpe (empty: unknown)
-
-    def objectives(self) -> tuple[float, float]:
-        """(Sharpe ↑, max drawdown ↓) for NSGA-II. A genome with too few trades keeps its own
-        non-positive Sharpe and gets the worst drawdown, so it cannot dominate a trading one."""
-        if not self.enough_trades:
-            return (min(self.sharpe, 0.0), 1.0)
-        return (self.sharpe, self.max_drawdown)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> EvalResult:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 @dataclass(frozen=True)
@@ -216,7 +50,7 @@ class ModelRun:
     scaler: Any
     model: Any
     dead_zone: float
-    regime: Any = None    # evo.regime.RegimeThresholds fitted on the training rows (regime gene not "none")
+    regime: Any = None    # evo.pipeline.regime.RegimeThresholds fitted on the training rows (regime gene not "none")
 
 
 def model_config(genes: ModelGenes, seq_len: int, device: str):
@@ -237,8 +71,8 @@ def model_config(genes: ModelGenes, seq_len: int, device: str):
 
 
 def dataset_frames(ds: Dataset) -> dict:
-    """Every timeframe's rows of ``ds`` (:class:`evo.inputs.Frame`), ``x1`` being its feature matrix."""
-    from evo.inputs import Frame
+    """Every timeframe's rows of ``ds`` (:class:`evo.pipeline.inputs.Frame`), ``x1`` being its feature matrix."""
+    from evo.pipeline.inputs import Frame
 
     ident = np.arange(ds.n_bars, dtype=np.int64)
     return {1: Frame(1, ds.features, ident, ident), **ds.frames}
@@ -246,15 +80,15 @@ def dataset_frames(ds: Dataset) -> dict:
 
 def model_input_rows(genes: ModelGenes, ds: Dataset, regime, raw: np.ndarray | None = None
                      ) -> tuple[list[np.ndarray], dict]:
-    """The model's rows per timeframe (:func:`evo.inputs.model_rows`) and the frames they index;
-    ``regime``: the fitted :class:`evo.regime.RegimeThresholds` (used when the gene is ``features``);
-    ``raw``: :func:`evo.regime.regime_inputs` of ``ds.bars`` if the caller has it already."""
-    from evo.inputs import model_rows
+    """The model's rows per timeframe (:func:`evo.pipeline.inputs.model_rows`) and the frames they index;
+    ``regime``: the fitted :class:`evo.pipeline.regime.RegimeThresholds` (used when the gene is ``features``);
+    ``raw``: :func:`evo.pipeline.regime.regime_inputs` of ``ds.bars`` if the caller has it already."""
+    from evo.pipeline.inputs import model_rows
 
     frames = dataset_frames(ds)
     cols = None
     if genes.regime == "features":
-        from evo.regime import regime_features, regime_inputs
+        from evo.pipeline.regime import regime_features, regime_inputs
 
         cols = regime_features(regime_inputs(ds.bars) if raw is None else raw, regime)
     return model_rows(genes.features, tuple(genes.timeframes), frames, cols), frames
@@ -262,7 +96,7 @@ def model_input_rows(genes: ModelGenes, ds: Dataset, regime, raw: np.ndarray | N
 
 def _segment(rows, frames, timeframes, close: np.ndarray, ends: np.ndarray, seq_len: int, horizon: int,
              scaler, dead_zone: float | None):
-    from evo.inputs import input_windows
+    from evo.pipeline.inputs import input_windows
     from models import forward_returns, make_labels
 
     X = input_windows(rows, scaler, frames, timeframes, ends, seq_len)
@@ -283,7 +117,7 @@ def fit_model(genes: ModelGenes, g: Genome, ds: Dataset, train: tuple[int, int],
     uninterrupted one). With ``epochs`` set, ``val`` is ignored and the model trains exactly that
     many epochs, keeping the epoch with the lowest training loss (export's ``--refit-all``).
     """
-    from evo.inputs import fit_input_scaler
+    from evo.pipeline.inputs import fit_input_scaler
     from models import TrainConfig, fit_dead_zone, forward_returns, train_model
     from models.config import DEFAULT_LR
 
@@ -292,7 +126,7 @@ def fit_model(genes: ModelGenes, g: Genome, ds: Dataset, train: tuple[int, int],
     ends_train = np.arange(max(train[0], train[1] - tb.max_train_windows), train[1])
     regime, raw = None, None
     if genes.regime != "none":
-        from evo.regime import fit_regime, regime_inputs
+        from evo.pipeline.regime import fit_regime, regime_inputs
 
         # Row t of regime_inputs uses bars <= t; the thresholds read only the rows the training
         # windows see (fit_regime's [start, stop)), nothing later.
@@ -356,7 +190,7 @@ def predict_segment(run: ModelRun, ds: Dataset, ends: np.ndarray, seq_len: int,
                     horizon: int) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities (N, 3) of ``run`` at decision bars ``ends``, and the true labels where the
     label's horizon lies inside the data (-1 elsewhere)."""
-    from evo.inputs import input_windows
+    from evo.pipeline.inputs import input_windows
     from models import forward_returns, make_labels, predict_proba
 
     rows, frames = model_input_rows(run.genes, ds, run.regime)
@@ -383,19 +217,19 @@ class WalkForward:
     y_b: np.ndarray
     lr_a: float
     lr_b: float
-    val_segments: list        # one evo.risk.Segment per fold: its validation bars
+    val_segments: list        # one evo.evaluation.risk.Segment per fold: its validation bars
     train_segment: Any = None  # fold 0's training bars, in-sample (only for Kelly sizing)
     regime: np.ndarray | None = None   # volatility regime at each test bar (only when the genome gates)
 
 
 def gate_regime(g: Genome, runs: dict[str, ModelRun], ds: Dataset, ends: np.ndarray) -> np.ndarray | None:
     """Volatility regime (0 low, 1 mid, 2 high) at decision bars ``ends`` under the thresholds the
-    gating model fitted on its training rows; None when the genome does not gate (evo.risk.gates)."""
-    from evo.risk import gates
+    gating model fitted on its training rows; None when the genome does not gate (evo.evaluation.risk.gates)."""
+    from evo.evaluation.risk import gates
 
     if not gates(g):
         return None
-    from evo.regime import regime_inputs, vol_regime
+    from evo.pipeline.regime import regime_inputs, vol_regime
 
     run = runs["a"] if g.model_a.regime == "gate" else runs["b"]
     return vol_regime(regime_inputs(ds.bars)[np.asarray(ends, dtype=np.int64)], run.regime)
@@ -424,7 +258,7 @@ def walk_forward_predictions(g: Genome, ds: Dataset, budget: Budget, *, seed: in
     """
     import torch
 
-    from evo.risk import Segment
+    from evo.evaluation.risk import Segment
 
     folds = fold_layout(ds, budget)
     lrs: dict[str, float | None] = {"a": None, "b": None}
@@ -478,7 +312,7 @@ def walk_forward_predictions(g: Genome, ds: Dataset, budget: Budget, *, seed: in
 def risk_for(g: Genome, ds: Dataset, budget: Budget, wf: WalkForward, *, seed: int):
     """Tune the consensus/risk parameters on the validation segments and size positions."""
     from backtest import CostModel, backtest_signals
-    from evo.risk import RiskParams, kelly_fraction, signal_for, tune_risk
+    from evo.evaluation.risk import RiskParams, kelly_fraction, signal_for, tune_risk
 
     ev = budget.evaluate
     risk = tune_risk(g, ds.bars, wf.val_segments, budget.search, ev, ds.periods_per_year, seed=seed)
@@ -531,65 +365,10 @@ def evaluate_instruments(g: Genome, datasets: Dataset | list[Dataset], budget: B
     return parts[0] if len(parts) == 1 else combine_instruments(parts, [ds.label for ds in datasets], budget)
 
 
-# Figures that combine as plain means, over seeds and over instruments alike.
-_AVERAGED = ("total_return", "exposure", "accuracy_a", "accuracy_b", "f1_a", "f1_b", "sortino", "calmar",
-             "win_rate", "profit_factor", "turnover", "val_sharpe")
-
-
-def _mean_fields(results: list[EvalResult], names: tuple[str, ...]) -> dict[str, float]:
-    return {name: float(np.mean([getattr(r, name) for r in results])) for name in names}
-
-
-def combine_instruments(parts: list[EvalResult], labels: list[str], budget: Budget) -> EvalResult:
-    """One result from several instruments: a genome that only works on one of them should not
-    look as good as one that works on all. With ``lam = evaluate.dispersion_penalty``::
-
-        sharpe       = mean(sharpe_i) - lam * sd(sharpe_i)
-        max_drawdown = min(1, mean(dd_i) + lam * sd(dd_i))
-
-    (population sd over instruments). Trades add up; the genome has enough trades only if every
-    instrument has. ``returns`` are the instruments' returns one after the other (for DSR and
-    PBO). Learning rates and risk parameters are the first instrument's (each instrument tunes its
-    own: see ``instruments``), so exporting for the first instrument reproduces its figures.
-    """
-    lam = budget.evaluate.dispersion_penalty
-    sh = np.array([p.sharpe for p in parts])
-    dd = np.array([p.max_drawdown for p in parts])
-    mean = _mean_fields(parts, _AVERAGED)
-    instruments = [{"label": label, "sharpe": p.sharpe, "max_drawdown": p.max_drawdown,
-                    "total_return": p.total_return, "trades": p.trades, "test_start": p.test_start,
-                    "test_end": p.test_end, "lr_a": p.lr_a, "lr_b": p.lr_b, "risk": p.risk, "sharpe_sd": p.sharpe_sd}
-                   for p, label in zip(parts, labels)]
-    return replace(
-        parts[0], **mean,
-        sharpe=float(sh.mean() - lam * sh.std()), max_drawdown=float(min(1.0, dd.mean() + lam * dd.std())),
-        trades=int(sum(p.trades for p in parts)), traded=any(p.traded for p in parts),
-        enough_trades=all(p.enough_trades for p in parts),
-        returns=[x for p in parts for x in p.returns], test_bars=int(sum(p.test_bars for p in parts)),
-        seconds=round(sum(p.seconds for p in parts), 3), instruments=instruments,
-        seed_sharpes=[float(sh.mean() - lam * sh.std())] if all(p.seeds == 1 for p in parts) else [],
-    )
-
-
-def _mean_of_seeds(runs: list[EvalResult], budget: Budget, *, seconds: float) -> EvalResult:
-    """One result from several seeds: means of the figures, per-bar mean of the returns (the
-    equal-weight blend of the seeds' strategies, used for DSR and PBO), the Sharpe's spread."""
-    sharpes = np.array([r.sharpe for r in runs])
-    mean = _mean_fields(runs, ("sharpe", "max_drawdown") + _AVERAGED)
-    trades = int(round(np.mean([r.trades for r in runs])))
-    return replace(
-        runs[0], **mean, trades=trades, traded=any(r.traded for r in runs),
-        enough_trades=trades >= budget.evaluate.min_trades,
-        returns=[float(x) for x in np.mean([r.returns for r in runs], axis=0)],
-        sharpe_sd=float(sharpes.std(ddof=1)), seeds=len(runs), seconds=seconds,
-        seed_sharpes=[float(x) for x in sharpes],
-    )
-
-
 def _evaluate_once(g: Genome, ds: Dataset, budget: Budget, *, seed: int, device: str,
                    progress: ProgressFn | None, study_storage: str | None) -> EvalResult:
     from backtest import CostModel, backtest_signals, sharpe_ratio
-    from evo.risk import segment_returns, signal_for
+    from evo.evaluation.risk import segment_returns, signal_for
 
     t0 = time.perf_counter()
     ev = budget.evaluate
@@ -645,7 +424,7 @@ def evaluate_holdout(g: Genome, result: dict[str, Any], holdout: Holdout, budget
     """Train ``g``'s models on everything before the holdout (with the learning rates and risk
     parameters the search found) and trade the untouched holdout bars once."""
     from backtest import CostModel, backtest_signals
-    from evo.risk import RiskParams, signal_for
+    from evo.evaluation.risk import RiskParams, signal_for
 
     full = holdout.dataset
     ev = budget.evaluate

@@ -39,7 +39,7 @@ class RiskParams:
     take_profit: float | None = None  # fraction in favour
     size: float = 1.0                # fraction of equity per position
     gate_low: float = 0.0            # threshold offset in the low-volatility regime (regime gate; 0 = none)
-    gate_high: float = 0.0           # ... in the high-volatility regime (evo.regime)
+    gate_high: float = 0.0           # ... in the high-volatility regime (evo.pipeline.regime)
 
     def rules(self, breaker: float | None):
         from backtest import RiskRules
@@ -61,7 +61,7 @@ class RiskParams:
 
 def gates(g: Genome) -> bool:
     """True when the genome's consensus threshold depends on the volatility regime (either
-    model's ``regime`` gene is ``"gate"``; see :mod:`evo.regime`)."""
+    model's ``regime`` gene is ``"gate"``; see :mod:`evo.pipeline.regime`)."""
     return "gate" in (g.model_a.regime, g.model_b.regime)
 
 
@@ -136,7 +136,7 @@ def tune_risk(g: Genome, bars: pd.DataFrame, val_segments: list[Segment], space:
         spec["weight"] = ng.p.Scalar(init=0.5, lower=0.0, upper=1.0)
     gated = gates(g) and all(seg.regime is not None for seg in val_segments)
     if gated:
-        from evo.regime import GATE_BOUND
+        from evo.pipeline.regime import GATE_BOUND
 
         spec["gate_low"] = ng.p.Scalar(init=0.0, lower=-GATE_BOUND, upper=GATE_BOUND)
         spec["gate_high"] = ng.p.Scalar(init=0.0, lower=-GATE_BOUND, upper=GATE_BOUND)

@@ -1,7 +1,7 @@
 """A model's inputs: its features on each of its timeframes, its regime columns, and the windows.
 
-One function chain serves the search (:mod:`evo.evaluate`), the export and the trading PC
-(:mod:`evo.bundle`), so a bundle rebuilds exactly the windows its models were trained on::
+One function chain serves the search (:mod:`evo.evaluation.evaluate`), the export and the trading PC
+(:mod:`evo.deploy.bundle`), so a bundle rebuilds exactly the windows its models were trained on::
 
     frames (per timeframe: closed-bar feature rows, features.timeframes)
       -> model_rows (the model's columns per timeframe, + regime columns)
@@ -13,7 +13,7 @@ training windows see, and :func:`models.make_windows` of the scaled matrix (bit-
 
 Window of timeframe ``x m`` at decision bar ``t``: the ``seq_len`` closed ``x m`` periods ending
 with the last one closed at ``t`` (``Frame.visible[t]``). Regime columns (``regime = "features"``)
-are the base bars' regimes (:mod:`evo.regime`) at the last base bar of each row's period, so
+are the base bars' regimes (:mod:`evo.pipeline.regime`) at the last base bar of each row's period, so
 every row stays causal. Imports numpy, pandas, features and models only (``evo predict`` uses it).
 """
 
@@ -82,7 +82,7 @@ def first_decision_bar(frames: dict[int, Frame], rows_needed: int) -> int:
 def model_rows(features: tuple[str, ...] | list[str], timeframes: tuple[int, ...], frames: dict[int, Frame],
                regime: np.ndarray | None = None) -> list[np.ndarray]:
     """The model's rows per timeframe (ascending): (G_m, F) float64 of its features, plus the
-    two regime columns (``regime``: (n, 2) per base bar, :func:`evo.regime.regime_features`)
+    two regime columns (``regime``: (n, 2) per base bar, :func:`evo.pipeline.regime.regime_features`)
     taken at each row's last base bar."""
     out = []
     for m in timeframes:

@@ -15,7 +15,7 @@ A model's ``regime`` gene (:class:`evo.genome.ModelGenes`) uses them in one of t
   with the rest.
 - ``"gate"``: the consensus threshold differs by volatility regime: ``threshold + offset[r]``
   with offsets for the low and high regimes (mid: 0) tuned by nevergrad with the threshold, on the
-  validation segments only (:mod:`evo.risk`). A genome gates when either model's gene says so.
+  validation segments only (:mod:`evo.evaluation.risk`). A genome gates when either model's gene says so.
 
 Why not the reference's "adaptive" xLSTM, whose active depth is chosen per sample from the
 regime: choosing layers per sample makes every batch a mix of different networks (no single

@@ -1,6 +1,6 @@
 """Live decisions bar by bar: a bounded tail of bars, and how long it must be.
 
-A live bot calls :meth:`evo.bundle.Bundle.step` once per closed bar. Recomputing the features
+A live bot calls :meth:`evo.deploy.bundle.Bundle.step` once per closed bar. Recomputing the features
 over the whole history on every bar gets slower every day, so the bundle keeps only the last
 ``tail_bars`` bars (a :class:`BarTail`) and recomputes the features and both windows over them.
 
@@ -30,7 +30,7 @@ its timeframe: the stream rebuilds the closed ``x m`` bars from its tail on ever
 period holds at most ``m`` base bars, so ``m x (rows + 2)`` base bars give ``rows`` closed periods
 after a possibly partial first one and before the still open last one (:func:`frame_tail_bars`).
 The partial first period acts like a different seed: it lies before every row the windows read
-and their warm-up. Regime inputs (:mod:`evo.regime`) remember 60 base bars before the first row
+and their warm-up. Regime inputs (:mod:`evo.pipeline.regime`) remember 60 base bars before the first row
 of the slowest window. Multi-timeframe bundles recompute everything on the tail at each step.
 """
 
@@ -134,7 +134,7 @@ def tail_bars_for(names: Iterable[str], seq_len: int, *, tolerance: float = SEED
 def frame_tail_bars(features: Iterable[str], timeframes: Iterable[int], regime: str, seq_len: int) -> int:
     """Base bars a stream must keep for one model's higher timeframes and regime inputs (module
     docstring); 0 for a single-timeframe model without regime (:func:`tail_bars_for` covers it)."""
-    from evo.regime import TREND_LAG, TREND_SMA
+    from evo.pipeline.regime import TREND_LAG, TREND_SMA
 
     features = list(features)
     rows = tail_bars_for(features, seq_len)

@@ -7,10 +7,10 @@ Pseudocode (one generation = one ``step``; ``mu`` = ga.population, ``eta`` = ga.
                    generation 0: the seed genomes, then random ones
                    nsga2:  binary tournaments on (front rank, crowding distance) among the population,
                            uniform crossover (cx_prob), mutation (mut_prob), de-duplicated
-                   random: fresh random genomes        ngopt: asked from NGOpt (evo.ngopt)
+                   random: fresh random genomes        ngopt: asked from NGOpt (evo.search.ngopt)
     if eta > 1:                                                        # successive halving
         screen every candidate at low fidelity (one fold, epochs and windows / eta, lr 1e-3, no
-        risk tuning, one seed: evo.ga.low_fidelity_budget), journaled as fidelity "low"
+        risk tuning, one seed: evo.search.tasks.low_fidelity_budget), journaled as fidelity "low"
         candidates <- the best mu of them (non-dominated sorting + crowding on the screen's
                       objectives; seed genomes always pass)
     kids <- candidates trained at full fidelity (train.seeds seeds: seed + 1000 i, the same for
@@ -20,7 +20,7 @@ Pseudocode (one generation = one ``step``; ``mu`` = ga.population, ``eta`` = ga.
     re-evaluate survivors: each member that was already in the population before this step and
         has fewer than train.seeds + ga.reevaluate seeds is trained with its next seed i
         (seed + 1000 i, again common to all genomes); its objectives become the mean over all
-        its seeds (evo.front.merge_genome) and carry into the next generation's tournaments
+        its seeds (evo.search.records.merge_genome) and carry into the next generation's tournaments
         and selection, where a lucky score that does not repeat loses its place
     checkpoint(g, population, rng state)
 
@@ -40,173 +40,32 @@ seed it reaches the same front, whatever the number of workers.
 from __future__ import annotations
 
 import logging
-import traceback
-from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable
 
 import numpy as np
-from deap import base, tools
+from deap import tools
 
 from evo.config import Budget
-from evo.errors import ConfigError, GenomeError
-from evo.evaluate import Dataset, EvalResult, evaluate_instruments, shared_pools
-from evo.front import merge_genome, merge_records
+from evo.errors import ConfigError
+from evo.evaluation.dataset import Dataset
+from evo.evaluation.evaluate import shared_pools
 from evo.genome import Genome, cx_uniform, mut_genome, random_genome
-from evo.store import Record, RunStore
+from evo.search.objectives import (
+    DEFAULT_OBJECTIVES,
+    Individual,
+    _individual,
+    fitness_class,
+    front_hypervolume,
+    objectives,
+    pareto_front,
+)
+from evo.search.records import Record, merge_genome, merge_records, record_ident
+from evo.search.store import RunStore
+from evo.search.tasks import EvalTask, Hardware, evaluate_task
 
 log = logging.getLogger(__name__)
 
 OPTIMIZERS = ("nsga2", "random", "ngopt")
-
-
-# The objectives a run may optimise, with DEAP's weight (+1 maximise, -1 minimise) and the value
-# a failed genome gets (dominated by every real result).
-OBJECTIVES = {"sharpe": (1.0, -99.0), "drawdown": (-1.0, 1.0), "latency": (-1.0, 1e9)}
-DEFAULT_OBJECTIVES = ("sharpe", "drawdown")
-
-
-class PairFitness(base.Fitness):
-    """(consensus Sharpe ↑, max drawdown ↓), both walk-forward out of sample."""
-
-    weights = (1.0, -1.0)
-
-
-_FITNESS: dict[tuple[str, ...], type] = {DEFAULT_OBJECTIVES: PairFitness}
-
-
-def fitness_class(names: tuple[str, ...]) -> type:
-    """A DEAP Fitness class for these objectives (``sharpe``, ``drawdown``, ``latency``)."""
-    names = tuple(names)
-    unknown = [n for n in names if n not in OBJECTIVES]
-    if unknown or len(set(names)) != len(names) or not {"sharpe", "drawdown"} <= set(names):
-        raise ConfigError(f"objectives {names}: use sharpe,drawdown[,latency]")
-    if names not in _FITNESS:
-        weights = tuple(OBJECTIVES[n][0] for n in names)
-        _FITNESS[names] = type(f"Fitness_{'_'.join(names)}", (base.Fitness,), {"weights": weights})
-    return _FITNESS[names]
-
-
-@dataclass
-class Individual:
-    """What DEAP's selection operators need: a ``fitness`` attribute."""
-
-    genome: Genome
-    fitness: base.Fitness
-
-
-def objectives(record: Record, names: tuple[str, ...] = DEFAULT_OBJECTIVES) -> tuple[float, ...]:
-    """The record's objective values in ``names`` order. A genome with too few trades keeps its
-    own non-positive Sharpe and the worst drawdown; a failed one the worst of everything."""
-    if not record.ok:
-        return tuple(OBJECTIVES[n][1] for n in names)
-    sharpe, drawdown = EvalResult.from_dict(record.result).objectives()
-    values = {"sharpe": sharpe, "drawdown": drawdown,
-              "latency": float(record.result.get("latency_ms") or OBJECTIVES["latency"][1])}
-    return tuple(values[n] for n in names)
-
-
-def _individual(g: Genome, record: Record, names: tuple[str, ...] = DEFAULT_OBJECTIVES) -> Individual:
-    fit = fitness_class(names)()
-    fit.values = objectives(record, names)
-    return Individual(g, fit)
-
-
-@dataclass(frozen=True)
-class EvalTask:
-    """One evaluation: the genome's first one (``seed_index`` None, ``train.seeds`` seeds), one
-    extra training seed of a survivor (``seed_index`` i: seed ``seed + 1000 i``), or a
-    low-fidelity screen (``fidelity`` "low", see :func:`low_fidelity_budget`)."""
-
-    genome: Genome
-    generation: int
-    fidelity: str = "full"
-    seed_index: int | None = None
-
-    def ident(self) -> tuple[str, str, int | None]:
-        return (self.genome.key(), self.fidelity, self.seed_index)
-
-
-def record_ident(r: Record) -> tuple[str, str, int | None]:
-    """What :meth:`EvalTask.ident` a journal record answers."""
-    return (r.key, r.fidelity, r.seed_index)
-
-
-def task_record(task: EvalTask, result: dict[str, Any] | None, error: str | None = None) -> Record:
-    g = task.genome
-    return Record(g.key(), g.to_dict(), task.generation, result, error, task.fidelity, task.seed_index)
-
-
-def low_fidelity_budget(budget: Budget, eta: int | None = None) -> Budget:
-    """The budget of a successive-halving screen, about ``1 / (folds * eta^2)`` of a full
-    evaluation's training: one walk-forward fold (its test segment is the run's whole test span,
-    its training rows those before it), epochs (and patience) and training windows divided by
-    ``eta`` (default ``ga.halving_eta``), no learning-rate study (lr 1e-3), no risk tuning (the
-    genome's own threshold), one training seed. A screen only ranks the generation's candidates
-    against each other: its objectives are never compared with full-fidelity ones."""
-    eta = int(eta or budget.ga.halving_eta)
-    tb = budget.train
-    epochs = max(1, tb.max_epochs // eta)
-    train = replace(tb, max_epochs=epochs, patience=max(1, min(tb.patience, epochs)),
-                    max_train_windows=max(16, tb.max_train_windows // eta), lr_trials=0, seeds=1)
-    evaluate = replace(budget.evaluate, folds=1, risk_trials=0)
-    return replace(budget, train=train, evaluate=evaluate)
-
-
-def task_budget(task: EvalTask, budget: Budget) -> Budget:
-    """The budget ``task`` is evaluated with."""
-    if task.fidelity == "low":
-        return low_fidelity_budget(budget)
-    if task.seed_index is not None:
-        return replace(budget, train=replace(budget.train, seeds=1))
-    return budget
-
-
-@dataclass(frozen=True)
-class Hardware:
-    """The trading PC's limits: its calibration profile (``evo calibrate``), hard limits on the
-    estimated per-decision latency and on the parameter count. A genome over a hard limit is
-    recorded as failed (cause ``HardLimit``) without being trained."""
-
-    profile: dict | None = None
-    max_latency_ms: float | None = None
-    max_params: int | None = None
-
-
-def evaluate_task(task: EvalTask, ds: Dataset | list[Dataset], budget: Budget, seed: int, device: str,
-                  progress: Callable[[str], None] | None = None, study_storage: str | None = None,
-                  hardware: Hardware | None = None) -> Record:
-    """Evaluate one task (with :func:`task_budget` and the seed of its seed index) and turn any
-    failure into a recorded error (the run goes on). Low-fidelity screens keep no Optuna study."""
-    g = task.genome
-    if task.seed_index is not None:
-        seed = seed + 1000 * task.seed_index
-    if task.fidelity != "full":
-        study_storage = None
-    try:
-        latency = None
-        if hardware is not None:
-            from evo.hardware import estimate_latency_ms, hard_limit_violation
-
-            reason = hard_limit_violation(g, hardware.profile, hardware.max_latency_ms, hardware.max_params)
-            if reason:
-                return task_record(task, None, f"HardLimit: {reason}")
-            if hardware.profile is not None:
-                latency = float(estimate_latency_ms(g, hardware.profile))
-        result = evaluate_instruments(g, ds, task_budget(task, budget), seed=seed, device=device, progress=progress,
-                                      study_storage=study_storage)
-        payload = result.to_dict()
-        if latency is not None:
-            payload["latency_ms"] = latency
-        return task_record(task, payload)
-    except GenomeError as exc:
-        log.warning("genome %s failed: %s", g.key(), exc)
-        return task_record(task, None, f"GenomeError: {exc}")
-    except MemoryError as exc:
-        log.warning("genome %s ran out of memory", g.key())
-        return task_record(task, None, f"MemoryError: {exc}")
-    except Exception as exc:  # noqa: BLE001 - a genome's failure must not end the run
-        log.warning("genome %s raised %s:\n%s", g.key(), type(exc).__name__, traceback.format_exc())
-        return task_record(task, None, f"{type(exc).__name__}: {exc}")
 
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -254,7 +113,7 @@ class Search:
         self.generation = -1
         self.ng = None
         if optimizer == "ngopt":
-            from evo.ngopt import NGSearch
+            from evo.search.ngopt import NGSearch
 
             ga = budget.ga
             self.ng = NGSearch(self.space, self.pools, seed=seed, num_workers=ga.population * ga.halving_eta,
@@ -432,8 +291,6 @@ class Search:
     def hypervolume(self) -> float:
         """Hypervolume of the front of everything evaluated so far at full fidelity (fixed
         reference point)."""
-        from evo.front import front_hypervolume
-
         return front_hypervolume(objectives(r) for r in pareto_front(self.records.values()))
 
     def checkpoint(self) -> None:
@@ -468,20 +325,3 @@ class Search:
         """Run until ``generations`` generations after the initial one are done."""
         while self.generation < generations and not should_stop():
             self.step()
-
-
-# ------------------------------------------------------------------------------------------------
-# the Pareto front of a run
-
-
-def pareto_front(records: Iterable[Record], names: tuple[str, ...] = DEFAULT_OBJECTIVES) -> list[Record]:
-    """Non-dominated records over every successful evaluation with enough trades, sorted by
-    Sharpe (highest first). Genomes with too few trades or that failed never enter it."""
-    candidates = [r for r in records if r.ok and r.result.get("enough_trades")]
-    if not candidates:
-        return []
-    inds = [_individual(Genome.from_dict(r.genome), r, tuple(names)) for r in candidates]
-    by_id = {id(ind): r for ind, r in zip(inds, candidates)}
-    first = tools.sortNondominated(inds, len(inds), first_front_only=True)[0]
-    front = [by_id[id(ind)] for ind in first]
-    return sorted(front, key=lambda r: (-r.result["sharpe"], r.result["max_drawdown"], r.key))

@@ -1,7 +1,7 @@
 """Hardware-aware search: what a genome costs on the trading PC, before it is ever trained.
 
 The winner runs on a CPU-only trading PC, one decision per closed bar: the features over the
-stream's tail of bars (:mod:`evo.stream`), then model A and model B on ONE window each (batch 1).
+stream's tail of bars (:mod:`evo.pipeline.stream`), then model A and model B on ONE window each (batch 1).
 ``python -m evo calibrate --out PROFILE.json`` measures that PC once; the search machine then
 estimates any genome's per-decision latency from the profile (:func:`estimate_latency_ms`) and
 skips genomes over a hard limit (:func:`hard_limit_violation`) without training them.
@@ -52,7 +52,7 @@ with ``S`` = seq_len, ``P_m``/``P_s`` the block's parameter count (each weight i
 multiply-add per time step, so ``S * P`` is the block's matmul work), ``Ei`` the mLSTM cell width
 and ``H`` its heads (the parallel mLSTM multiplies S x S matrices, ``S^2 * Ei``, and builds an
 S x S decay matrix per head with a dozen element-wise operations, ``S^2 * H``), and ``n`` the
-stream's tail (:func:`evo.stream.tail_bars_for` of the pair's features and window; the whole
+stream's tail (:func:`evo.pipeline.stream.tail_bars_for` of the pair's features and window; the whole
 catalog is computed on every bar, so the chosen features matter only through the tail). The
 constant terms dominate at batch 1 on a CPU: every block launches a few dozen small kernels. The sLSTM
 ``s1 * S`` term is the vanilla backend's Python loop over the time steps, which makes sLSTM
@@ -393,7 +393,7 @@ def estimate_model_ms(genes: ModelGenes, seq_len: int, profile: HardwareProfile 
 
 
 def _tail_bars(genome: Genome) -> int:
-    from evo.stream import frame_tail_bars, tail_bars_for
+    from evo.pipeline.stream import frame_tail_bars, tail_bars_for
 
     try:
         return max([tail_bars_for(genome.model_a.features + genome.model_b.features, genome.seq_len)]
@@ -405,7 +405,7 @@ def _tail_bars(genome: Genome) -> int:
 
 def estimate_features_ms(genome: Genome, profile: HardwareProfile | Mapping[str, Any]) -> float:
     """Estimated time (ms) of ``features.compute_features`` over the genome's stream tail
-    (:func:`evo.stream.tail_bars_for`): the whole catalog is computed, so only the tail matters."""
+    (:func:`evo.pipeline.stream.tail_bars_for`): the whole catalog is computed, so only the tail matters."""
     p = _as_profile(profile)
     return float(p.feature_coef @ np.array([1.0, _tail_bars(genome)]))
 
@@ -520,11 +520,13 @@ def thread_clock_step_ms() -> float:
     return 1e3 * min(steps) if steps else float("inf")
 
 
-def _time_interleaved(calls: Sequence[Callable[[], object]], *, repeats: int, warmup: int = WARMUP_CALLS,
-                      deadline_s: float | None = None, min_repeats: int = 3) -> list[Timing]:
-    """Time each call ``repeats`` rounds after ``warmup`` untimed rounds. Each round runs every
-    call once, starting at a rotating position, so all calls meet the same machine load. Stops
-    early after ``min_repeats`` rounds once ``deadline_s`` (a ``time.perf_counter`` value) passed."""
+def time_interleaved(calls: Sequence[Callable[[], object]], *, repeats: int, warmup: int = WARMUP_CALLS,
+                     deadline_s: float | None = None, min_repeats: int = 3, rotate: bool = True) -> list[Timing]:
+    """Time each call ``repeats`` rounds after ``warmup`` untimed rounds (evo's one timing helper:
+    calibration and ``python -m evo bench`` both use it). Each round runs every call once, so all
+    calls meet the same machine load; with ``rotate`` each round starts one position later (no
+    call is always first after a pause). Stops early after ``min_repeats`` rounds once
+    ``deadline_s`` (a ``time.perf_counter`` value) passed."""
     for _ in range(warmup):
         for call in calls:
             call()
@@ -533,7 +535,7 @@ def _time_interleaved(calls: Sequence[Callable[[], object]], *, repeats: int, wa
     n = len(calls)
     for r in range(repeats):
         for k in range(n):
-            i = (k + r) % n
+            i = (k + r) % n if rotate else k
             c0, t0 = time.thread_time(), time.perf_counter()
             calls[i]()
             t1, c1 = time.perf_counter(), time.thread_time()
@@ -557,7 +559,7 @@ def time_forwards(specs: Sequence[tuple[ModelGenes, int, int]], *, threads: int 
     with _torch_threads(threads):
         calls = [_forward_call(genes, seq_len, n_features, seed=i)
                  for i, (genes, seq_len, n_features) in enumerate(specs)]
-        return _time_interleaved(calls, repeats=repeats, warmup=warmup, deadline_s=deadline_s)
+        return time_interleaved(calls, repeats=repeats, warmup=warmup, deadline_s=deadline_s)
 
 
 STATISTICS = ("median", "min", "cpu")
@@ -607,18 +609,38 @@ def model_measurement(ref: RefModel, timing: Timing, threads: int = 1) -> dict[s
             "proj_factor": ref.proj_factor, "params": count_params(ref.genes()), **timing.summary(threads)}
 
 
-def _machine(threads: int) -> dict[str, Any]:
+def machine_facts(threads: int | None = None) -> dict[str, Any]:
+    """This machine, for a calibration profile or a benchmark report (evo's one description of
+    it): platform, CPU model, cores, memory (GiB), torch threads, CUDA, library versions."""
+    import importlib.metadata as md
+
     import torch
 
+    model = platform.processor() or platform.machine()
+    mem_gib = None
     try:
-        from importlib.metadata import version
-
-        xlstm_version = version("xlstm")
-    except Exception:  # noqa: BLE001 - informational only
-        xlstm_version = "unknown"
-    return {"platform": platform.platform(), "machine": platform.machine(), "processor": platform.processor(),
-            "node": platform.node(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
-            "torch": torch.__version__, "xlstm": xlstm_version, "torch_threads": int(threads)}
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_gib = round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    versions = {}
+    for dist in ("torch", "xlstm", "vectorbt", "numba", "numpy", "pandas", "backtesting"):
+        try:
+            versions[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            versions[dist] = None
+    threads = torch.get_num_threads() if threads is None else int(threads)
+    return {"date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "platform": platform.platform(), "machine": platform.machine(), "processor": platform.processor(),
+            "cpu": model, "node": platform.node(), "cpu_count": os.cpu_count(), "cores": os.cpu_count(),
+            "memory_gib": mem_gib, "python": platform.python_version(), "torch": torch.__version__,
+            "xlstm": versions["xlstm"] or "unknown", "torch_threads": threads,
+            "cuda": bool(torch.cuda.is_available()), "versions": versions}
 
 
 def calibrate(*, threads: int = 1, quick: bool = False, bars=None, name: str | None = None,
@@ -648,7 +670,7 @@ def calibrate(*, threads: int = 1, quick: bool = False, bars=None, name: str | N
     say(f"timing features.compute_features on tails of {tails} bars")
     with _torch_threads(threads):
         f_calls = [lambda tail=bars.iloc[-n:]: compute_features(tail) for n in tails]
-        f_timings = _time_interleaved(f_calls, repeats=3 if quick else 9, warmup=1,
+        f_timings = time_interleaved(f_calls, repeats=3 if quick else 9, warmup=1,
                                       deadline_s=t_start + budget_s + 10.0)
     models = [model_measurement(r, t, threads) for r, t in zip(refs, timings)]
     # compute_features is single-threaded (numpy, TA-Lib, numba without parallel): CPU time is valid
@@ -658,7 +680,7 @@ def calibrate(*, threads: int = 1, quick: bool = False, bars=None, name: str | N
         "name": name or platform.node() or "unnamed",
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "threads": int(threads), "quick": bool(quick),
-        "machine": _machine(threads), "models": models, "features": feats,
+        "machine": machine_facts(threads), "models": models, "features": feats,
     }
     profile["seconds"] = round(time.perf_counter() - t_start, 2)
     return HardwareProfile.from_dict(profile).to_dict()
@@ -671,7 +693,7 @@ def calibrate(*, threads: int = 1, quick: bool = False, bars=None, name: str | N
 def save_profile(profile: HardwareProfile | Mapping[str, Any], path: Path | str) -> None:
     """Check a profile, bring its ``fit`` up to date and write it as JSON via
     temp-file-then-rename."""
-    from evo.store import write_json_atomic
+    from evo.fileio import write_json_atomic
 
     write_json_atomic(Path(path), _as_profile(profile).to_dict())
 

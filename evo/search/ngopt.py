@@ -12,7 +12,7 @@ one value gets no coordinate.
 
 NGOpt is seeded from the run seed and asked for a generation's candidates at once (its
 ``num_workers``); every candidate is told both objectives as losses ``[-Sharpe, max drawdown]``
-against the fixed reference ``(Sharpe -3, drawdown 100 %)`` of :data:`evo.front.HV_REFERENCE`
+against the fixed reference ``(Sharpe -3, drawdown 100 %)`` of :data:`evo.search.objectives.HV_REFERENCE`
 (nevergrad then optimises the hypervolume). Candidates that decode to a genome evaluated before
 are told its known result and not trained again. The optimiser is never pickled: a resumed run
 rebuilds it and replays the journal's results in the original order (:meth:`NGSearch.replay`),
@@ -27,9 +27,9 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from evo.config import SearchSpace
-from evo.front import HV_REFERENCE
 from evo.genome import FeaturePools, Genome, repair
-from evo.store import Record
+from evo.search.objectives import HV_REFERENCE
+from evo.search.records import Record
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Evaluate genomes in parallel: in this process, in local worker processes, or on a Dask cluster.
 
-:func:`make_map` returns the ``map_fn`` that :class:`evo.ga.Search` takes: called with a list of
-:class:`~evo.ga.EvalTask`, it yields one :class:`~evo.store.Record` per task **as each finishes**,
+:func:`make_map` returns the ``map_fn`` that :class:`evo.search.ga.Search` takes: called with a list of
+:class:`~evo.search.tasks.EvalTask`, it yields one :class:`~evo.search.records.Record` per task **as each finishes**,
 in any order, so the search journals every result the moment it lands. The three kinds::
 
     make_map(workers=1, scheduler=None, ...)   # in this process, one genome after another
@@ -74,15 +74,15 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from evo.errors import ConfigError
-from evo.ga import EvalTask, Hardware, evaluate_task, task_record
-from evo.store import Record
+from evo.search.records import Record
+from evo.search.tasks import EvalTask, Hardware, evaluate_task, task_record
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
     from multiprocessing.process import BaseProcess
 
     from evo.config import Budget
-    from evo.evaluate import Dataset
+    from evo.evaluation.dataset import Dataset
 
 __all__ = ["DaskMap", "EvalContext", "EvalMap", "InProcessMap", "ProcessPoolMap", "failed_record", "make_map",
            "prepare_process"]
@@ -100,7 +100,7 @@ CRASH_ENV = "EVO_TEST_CRASH_GENOME"
 
 @dataclass(frozen=True)
 class EvalContext:
-    """Everything but the genome that ``evo.ga.evaluate_task`` needs: sent to each worker once."""
+    """Everything but the genome that ``evo.search.tasks.evaluate_task`` needs: sent to each worker once."""
 
     ds: Dataset | list[Dataset]
     budget: Budget
@@ -120,7 +120,7 @@ def failed_record(task: EvalTask, message: str) -> Record:
 
 
 class EvalMap:
-    """A ``map_fn`` for :class:`evo.ga.Search`: ``map_fn(tasks)`` yields one Record per task, in
+    """A ``map_fn`` for :class:`evo.search.ga.Search`: ``map_fn(tasks)`` yields one Record per task, in
     completion order. Close it (or use it as a context manager) when the run ends."""
 
     kind = "?"
@@ -149,7 +149,7 @@ def make_map(*, workers: int = 1, scheduler: str | None = None, ds: Dataset | li
         scheduler: address of a Dask scheduler (``tcp://host:8786``); its workers do the work,
             so ``workers`` must stay 1.
         ds, budget, seed, device, study_storage, hardware: what every evaluation gets, as
-            :class:`evo.ga.Search` passes them to ``evo.ga.evaluate_task``. A SQLite
+            :class:`evo.search.ga.Search` passes them to ``evo.search.tasks.evaluate_task``. A SQLite
             ``study_storage`` is shared by local workers (with a 60 s lock timeout) but not sent
             to Dask workers, which may run on machines without that file: their learning-rate
             studies stay in memory (the results are the same; ``studies.db`` lacks them).
@@ -219,7 +219,7 @@ def prepare_process(device: str = "cpu", budget: Budget | None = None) -> float:
 
 def _warm_up(device: str, budget: Budget | None) -> None:
     """Import and run each heavy library once on synthetic data (results are discarded)."""
-    import nevergrad  # noqa: F401 - imported by evo.risk.tune_risk
+    import nevergrad  # noqa: F401 - imported by evo.evaluation.risk.tune_risk
     import numpy as np
     import pandas as pd
 
@@ -253,7 +253,7 @@ def _warm_up(device: str, budget: Budget | None) -> None:
 
 class InProcessMap(EvalMap):
     """One genome after another in this process, torch on one thread while each runs (restored
-    after), as :class:`evo.ga.Search` does without a map."""
+    after), as :class:`evo.search.ga.Search` does without a map."""
 
     kind = "in-process"
 

@@ -17,52 +17,16 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from evo.errors import StoreError
+from evo.fileio import write_json_atomic
+from evo.search.records import Record, merge_records
 
 log = logging.getLogger(__name__)
 
 FORMAT = 1
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write ``obj`` as JSON to ``path`` via temp-file-then-rename (atomic on POSIX)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=1, allow_nan=False)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-@dataclass(frozen=True)
-class Record:
-    """One evaluated genome: its result, or the error that stopped it."""
-
-    key: str
-    genome: dict[str, Any]
-    generation: int
-    result: dict[str, Any] | None
-    error: str | None = None
-    fidelity: str = "full"          # "low": a successive-halving screen, never in the front
-    seed_index: int | None = None   # None: the genome's first evaluation; i: one extra training seed i
-
-    @property
-    def ok(self) -> bool:
-        return self.result is not None
-
-    def to_json(self) -> str:
-        d = {"key": self.key, "genome": self.genome, "generation": self.generation,
-             "result": self.result, "error": self.error}
-        if self.fidelity != "full":
-            d["fidelity"] = self.fidelity
-        if self.seed_index is not None:
-            d["seed_index"] = self.seed_index
-        return json.dumps(d, allow_nan=False)
 
 
 class RunStore:
@@ -157,10 +121,9 @@ class RunStore:
 
     def records(self) -> dict[str, Record]:
         """Every genome evaluated at full fidelity, by key: its last first-evaluation record with
-        the extra seeds of survivors folded in (:func:`evo.front.merge_records`). Low-fidelity
-        screens are left out (``iter_records`` has every line)."""
-        from evo.front import merge_records
-
+        the extra seeds of survivors folded in by the search's rule
+        (:func:`evo.search.records.merge_records`). Low-fidelity screens are left out
+        (``iter_records`` has every line)."""
         min_trades = ((self.meta.get("budget") or {}).get("evaluate") or {}).get("min_trades")
         return merge_records(self.iter_records(), min_trades)
 

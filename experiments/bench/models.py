@@ -1,6 +1,6 @@
 """Timings of the models on this machine (nanoGPT's ``bench.py``): reports numbers, never fails.
 
-``python -m models.bench [--threads N]`` prints one line per case:
+``python -m experiments.bench.models [--threads N]`` prints one line per case:
 
 * fwd+bwd of a batch of 64 windows x 64 bars through 4 blocks 64 wide (all mLSTM; one sLSTM
   block), against ``nn.LSTM`` stacks of the same width and of about the same parameter count;
