@@ -452,3 +452,24 @@ def load_genome_file(path) -> list[tuple[str, Genome]]:
     if not out:
         raise ConfigError(f"{path}: holds no genome")
     return out
+
+
+def model_config(genes: ModelGenes, seq_len: int, device: str = "cpu", n_features: int | None = None):
+    """The one rule from a model's genes to its ``models`` config: a ``models.ModelConfig`` (one
+    timeframe: a DirectionModel) or a ``models.multi.MultiConfig`` (one encoder per timeframe,
+    shared topology). ``n_features`` defaults to the genes' features plus the two regime columns
+    when ``regime`` is ``features``; the sLSTM backend is CUDA's where the device is CUDA.
+    Evaluation, export and the hardware estimates all call this."""
+    from models import ModelConfig, pick_backend
+
+    if n_features is None:
+        n_features = len(genes.features) + (2 if genes.regime == "features" else 0)
+    cfg = ModelConfig(n_features=int(n_features), embedding_dim=genes.embedding_dim,
+                      num_blocks=genes.num_blocks, num_heads=genes.num_heads,
+                      slstm_at=tuple(genes.slstm_at), dropout=genes.dropout, seq_len=int(seq_len),
+                      backend=pick_backend() if device == "cuda" else "vanilla", proj_factor=genes.proj_factor)
+    if len(genes.timeframes) == 1:
+        return cfg
+    from models.multi import MultiConfig
+
+    return MultiConfig(base=cfg, timeframes=tuple(genes.timeframes), fusion=genes.fusion)

@@ -70,10 +70,11 @@ def run_search(ds, holdout, budget, *, seed: int, workdir: Path) -> dict[str, An
     from evo.search.ga import Search
     from evo.search.objectives import pareto_front
     from evo.search.store import RunStore
+    from evo.search.tasks import EvalContext
 
     t0 = time.perf_counter()
     store = RunStore.create(workdir, {"budget": budget.to_dict(), "data_label": ds.label, "seed": seed})
-    search = Search(ds, budget, store, seed=seed)
+    search = Search(EvalContext(ds, budget, seed), store)
     search.run(budget.ga.generations)
     records = search.records
     ok = [r for r in records.values() if r.ok]

@@ -76,6 +76,7 @@ def run_one(ds, b, *, optimizer: str, seed: int, generations: int, time_limit_s:
     from evo.search.ga import Search
     from evo.search.objectives import pareto_front
     from evo.search.store import RunStore
+    from evo.search.tasks import EvalContext
 
     curve: list[tuple[float, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -86,7 +87,7 @@ def run_one(ds, b, *, optimizer: str, seed: int, generations: int, time_limit_s:
             if event["kind"] == "checkpoint":
                 curve.append((round(time.perf_counter() - t0, 1), round(float(event["hypervolume"]), 4)))
 
-        search = Search(ds, b, store, seed=seed, optimizer=optimizer, progress=progress)
+        search = Search(EvalContext(ds, b, seed), store, optimizer=optimizer, progress=progress)
         stop: Callable[[], bool] = (lambda: False) if time_limit_s is None else \
             (lambda: time.perf_counter() - t0 >= time_limit_s)
         search.run(generations, should_stop=stop)

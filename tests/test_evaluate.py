@@ -12,6 +12,7 @@ from evo.genome import Genome, ModelGenes
 from evo.search.ga import Search
 from evo.search.objectives import pareto_front
 from evo.search.store import RunStore
+from evo.search.tasks import EvalContext
 
 TINY = {
     "search": {"embedding_dim": [8], "num_blocks": [1, 1], "num_heads": [2], "seq_len": [8],
@@ -84,7 +85,7 @@ def test_evaluation_is_deterministic_and_out_of_sample(bars, budget):
 def test_a_failing_genome_is_recorded_and_the_run_goes_on(bars, budget, tmp_path):
     ds = prepare_dataset(bars, "nvda", budget)
     store = RunStore.create(tmp_path / "run", {"budget": budget.to_dict()})
-    search = Search(ds, budget, store, seed=0)
+    search = Search(EvalContext(ds, budget, 0), store)
     good = genome()
     bad = Genome(model_a=good.model_a,
                  model_b=ModelGenes(("no_such_feature",), 8, 1, 2, (), 0.0),
@@ -99,7 +100,7 @@ def test_a_failing_genome_is_recorded_and_the_run_goes_on(bars, budget, tmp_path
 def test_search_steps_generation_by_generation_and_checkpoints(bars, budget, tmp_path):
     ds = prepare_dataset(bars, "nvda", budget)
     store = RunStore.create(tmp_path / "run", {})
-    search = Search(ds, budget, store, seed=0)
+    search = Search(EvalContext(ds, budget, 0), store)
     search.step()
     ckpt = store.load_checkpoint()
     assert ckpt["generation"] == 0 and len(ckpt["population"]) == budget.ga.population

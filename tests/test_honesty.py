@@ -15,6 +15,7 @@ from evo.reporting.front import front_payload
 from evo.search.ga import Search
 from evo.search.objectives import pareto_front
 from evo.search.store import RunStore
+from evo.search.tasks import EvalContext
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +61,7 @@ def search(bars: pd.DataFrame, tmp_path, seed: int = 0, seeds=()):
     budget = budget_from_dict("tiny", TINY)
     ds, holdout = prepare_run_data(bars, "synthetic", budget)
     store = RunStore.create(tmp_path / "run", {"budget": budget.to_dict()})
-    s = Search(ds, budget, store, seed=seed, seed_genomes=seeds)
+    s = Search(EvalContext(ds, budget, seed), store, seed_genomes=seeds)
     s.run(budget.ga.generations)
     return budget, ds, holdout, store
 

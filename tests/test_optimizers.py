@@ -18,7 +18,7 @@ from evo.search.ngopt import GenomeCodec
 from evo.search.objectives import pareto_front
 from evo.search.records import Record, merge_genome
 from evo.search.store import RunStore
-from evo.search.tasks import EvalTask, evaluate_task, low_fidelity_budget
+from evo.search.tasks import EvalContext, EvalTask, evaluate_task, low_fidelity_budget
 from tests.test_search import TINY  # the tiny search budget shared by the search tests
 
 pytestmark = pytest.mark.slow
@@ -69,7 +69,7 @@ def test_merging_extra_seeds_averages_them_and_reports_their_spread():
 def test_survivors_gain_seeds_up_to_the_limit_and_newcomers_do_not(ds, tmp_path):
     budget = budget_from_dict("tiny", tiny(population=2, reevaluate=1))
     store = RunStore.create(tmp_path / "run", {"budget": budget.to_dict()})
-    search = Search(ds, budget, store, seed=0)
+    search = Search(EvalContext(ds, budget, 0), store)
     search.run(2)
     journal = list(store.iter_records())
     extra = [r for r in journal if r.seed_index is not None]
@@ -85,7 +85,7 @@ def test_survivors_gain_seeds_up_to_the_limit_and_newcomers_do_not(ds, tmp_path)
         assert merged["sharpe_sd"] == pytest.approx(abs(first.result["sharpe"] - r.result["sharpe"]) / np.sqrt(2))
     # the extra seed is seed + 1000 i with one seed: the same evaluation as that seed alone
     r = extra[0]
-    again = evaluate_task(EvalTask(_genome(r), r.generation, "full", 1), ds, budget, 0, "cpu")
+    again = evaluate_task(EvalTask(_genome(r), r.generation, "full", 1), EvalContext(ds, budget, 0, "cpu"))
     assert comparable(again) == comparable(r)
 
 
@@ -122,17 +122,17 @@ def test_the_codec_decodes_every_point_to_a_valid_genome_and_round_trips(ds):
 def test_ngopt_is_deterministic_and_resumes_to_the_same_front(ds, tmp_path):
     budget = budget_from_dict("tiny", tiny(population=2))
     whole = RunStore.create(tmp_path / "whole", {})
-    Search(ds, budget, whole, seed=4, optimizer="ngopt").run(2)
+    Search(EvalContext(ds, budget, 4), whole, optimizer="ngopt").run(2)
     # the same seed, stopped after generation 0 and resumed by a fresh Search (rebuilt NGOpt)
     parts = RunStore.create(tmp_path / "parts", {})
-    Search(ds, budget, parts, seed=4, optimizer="ngopt").run(0)
-    Search(ds, budget, RunStore.open(parts.path, writable=True), seed=4, optimizer="ngopt").run(2)
+    Search(EvalContext(ds, budget, 4), parts, optimizer="ngopt").run(0)
+    Search(EvalContext(ds, budget, 4), RunStore.open(parts.path, writable=True), optimizer="ngopt").run(2)
     a, b = whole.records(), parts.records()
     assert len(a) >= 5 and {k: comparable(r) for k, r in a.items()} == {k: comparable(r) for k, r in b.items()}
     assert [r.key for r in pareto_front(a.values())] == [r.key for r in pareto_front(b.values())]
     # another seed proposes other genomes
     other = RunStore.create(tmp_path / "other", {})
-    Search(ds, budget, other, seed=5, optimizer="ngopt").run(0)
+    Search(EvalContext(ds, budget, 5), other, optimizer="ngopt").run(0)
     assert set(other.records()) != {k for k, r in a.items() if r.generation == 0}
 
 
@@ -142,7 +142,7 @@ def test_ngopt_is_deterministic_and_resumes_to_the_same_front(ds, tmp_path):
 def test_halving_screens_population_times_eta_and_promotes_population(ds, tmp_path):
     budget = budget_from_dict("tiny", tiny(population=2, halving_eta=3))
     store = RunStore.create(tmp_path / "run", {})
-    search = Search(ds, budget, store, seed=1)
+    search = Search(EvalContext(ds, budget, 1), store)
     search.run(1)
     journal = list(store.iter_records())
     for gen in (0, 1):
@@ -174,10 +174,10 @@ def test_halving_with_two_workers_gives_the_in_process_records(ds, tmp_path):
 
     budget = budget_from_dict("tiny", tiny(population=2, halving_eta=2, reevaluate=1))
     ref = RunStore.create(tmp_path / "ref", {})
-    Search(ds, budget, ref, seed=2).run(1)
+    Search(EvalContext(ds, budget, 2), ref).run(1)
     par = RunStore.create(tmp_path / "par", {})
-    with make_map(workers=2, scheduler=None, ds=ds, budget=budget, seed=2, device="cpu") as map_fn:
-        Search(ds, budget, par, seed=2, map_fn=map_fn).run(1)
+    with make_map(EvalContext(ds, budget, 2, "cpu"), workers=2, scheduler=None) as map_fn:
+        Search(EvalContext(ds, budget, 2), par, map_fn=map_fn).run(1)
     key = lambda r: (r.key, r.fidelity, r.seed_index)  # noqa: E731
     got = {key(r): comparable(r) for r in par.iter_records()}
     want = {key(r): comparable(r) for r in ref.iter_records()}
@@ -223,7 +223,7 @@ def _stopping_map(ds, budget, seed: int, after: int):
             if left[0] == 0:
                 raise _Stopped
             left[0] -= 1
-            yield evaluate_task(task, ds, budget, seed, "cpu")
+            yield evaluate_task(task, EvalContext(ds, budget, seed, "cpu"))
 
     return map_fn
 
@@ -232,12 +232,12 @@ def _stopping_map(ds, budget, seed: int, after: int):
 def test_stopped_mid_generation_with_halving_and_reevaluation_resumes_to_the_same_front(ds, tmp_path, after):
     budget = budget_from_dict("tiny", tiny(population=2, halving_eta=2, reevaluate=1))
     whole = RunStore.create(tmp_path / "whole", {})
-    Search(ds, budget, whole, seed=6).run(2)
+    Search(EvalContext(ds, budget, 6), whole).run(2)
     cut = RunStore.create(tmp_path / "cut", {})
     with pytest.raises(_Stopped):
-        Search(ds, budget, cut, seed=6, map_fn=_stopping_map(ds, budget, 6, after)).run(2)
+        Search(EvalContext(ds, budget, 6), cut, map_fn=_stopping_map(ds, budget, 6, after)).run(2)
     assert len(list(cut.iter_records())) == after
-    Search(ds, budget, RunStore.open(cut.path, writable=True), seed=6).run(2)
+    Search(EvalContext(ds, budget, 6), RunStore.open(cut.path, writable=True)).run(2)
     a, b = list(whole.iter_records()), list(cut.iter_records())
     assert sorted(comparable(r) for r in a) == sorted(comparable(r) for r in b)   # nothing evaluated twice
     assert any(r.seed_index is not None for r in a) and any(r.fidelity == "low" for r in a)

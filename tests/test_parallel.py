@@ -18,10 +18,10 @@ from evo.evaluation.evaluate import study_storage_url
 from evo.genome import Genome, ModelGenes
 from evo.search.ga import Search
 from evo.search.objectives import pareto_front
-from evo.search.parallel import CRASH_ENV, DaskMap, EvalContext, ProcessPoolMap, make_map
+from evo.search.parallel import CRASH_ENV, DaskMap, ProcessPoolMap, make_map
 from evo.search.records import Record
 from evo.search.store import RunStore
-from evo.search.tasks import EvalTask
+from evo.search.tasks import EvalContext, EvalTask
 from tests.test_evaluate import TINY  # 2 folds, 2 epochs, one-block 8-wide models
 
 pytestmark = pytest.mark.slow
@@ -63,7 +63,7 @@ def ds(nvda, budget):
 
 
 def run_search(ds, budget, store, map_fn) -> dict[str, Record]:
-    Search(ds, budget, store, seed=SEED, map_fn=map_fn).run(budget.ga.generations)
+    Search(EvalContext(ds, budget, SEED), store, map_fn=map_fn).run(budget.ga.generations)
     return RunStore.open(store.path).records()
 
 
@@ -72,8 +72,8 @@ def reference(ds, budget, tmp_path_factory) -> dict[str, Record]:
     """A whole tiny search (generation 0 and 1) evaluated in this process, its learning-rate
     studies in the run's studies.db as `evo run` keeps them."""
     store = RunStore.create(tmp_path_factory.mktemp("ref") / "run", {})
-    with make_map(workers=1, scheduler=None, ds=ds, budget=budget, seed=SEED, device="cpu",
-                  study_storage=study_storage_url(store.path)) as map_fn:
+    ctx = EvalContext(ds, budget, SEED, "cpu", study_storage_url(store.path))
+    with make_map(ctx, workers=1, scheduler=None) as map_fn:
         return run_search(ds, budget, store, map_fn)
 
 
@@ -84,8 +84,7 @@ def pool(ds, budget, tmp_path_factory):
     os.environ[CRASH_ENV] = CRASHING.key()
     storage = study_storage_url(tmp_path_factory.mktemp("pool"))
     try:
-        with make_map(workers=2, scheduler=None, ds=ds, budget=budget, seed=SEED, device="cpu",
-                      study_storage=storage) as p:
+        with make_map(EvalContext(ds, budget, SEED, "cpu", storage), workers=2, scheduler=None) as p:
             assert isinstance(p, ProcessPoolMap) and p.workers == 2
             yield p
     finally:
@@ -130,8 +129,8 @@ def test_a_dask_cluster_gives_the_in_process_records_and_survives_a_dying_worker
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
             distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                      dashboard_address=None) as cluster:
-        with make_map(workers=1, scheduler=cluster.scheduler_address, ds=ds, budget=budget, seed=SEED,
-                      device="cpu", study_storage=study_storage_url(tmp_path)) as map_fn:
+        ctx = EvalContext(ds, budget, SEED, "cpu", study_storage_url(tmp_path))
+        with make_map(ctx, workers=1, scheduler=cluster.scheduler_address) as map_fn:
             assert isinstance(map_fn, DaskMap) and map_fn.workers == 2
             first = {k: r for k, r in reference.items() if r.generation == 0}
             tasks = [EvalTask(Genome.from_dict(r.genome), r.generation) for r in first.values()]
@@ -146,9 +145,9 @@ def test_a_dask_cluster_gives_the_in_process_records_and_survives_a_dying_worker
 
 def test_bad_settings_are_config_errors(ds, budget):
     with pytest.raises(ConfigError, match="workers"):
-        make_map(workers=0, scheduler=None, ds=ds, budget=budget, seed=0, device="cpu")
+        make_map(EvalContext(ds, budget, 0, "cpu"), workers=0, scheduler=None)
     with pytest.raises(ConfigError, match="exclude each other"):
-        make_map(workers=2, scheduler="tcp://127.0.0.1:8786", ds=ds, budget=budget, seed=0, device="cpu")
+        make_map(EvalContext(ds, budget, 0, "cpu"), workers=2, scheduler="tcp://127.0.0.1:8786")
     pytest.importorskip("distributed")
     with pytest.raises(ConfigError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
         DaskMap("tcp://127.0.0.1:9", EvalContext(ds, budget, 0, "cpu"), connect_timeout_s=1)

@@ -17,6 +17,7 @@ from evo.evaluation.dataset import prepare_dataset
 from evo.evaluation.evaluate import evaluate_genome, study_storage_url
 from evo.search.ga import Search
 from evo.search.store import RunStore
+from evo.search.tasks import EvalContext
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +51,7 @@ def test_several_seeds_average_and_report_their_spread(ds):
 def test_studies_are_kept_in_sqlite_and_hypervolume_is_logged(ds, tmp_path):
     budget = budget_from_dict("tiny", TINY)
     store = RunStore.create(tmp_path / "run", {})
-    search = Search(ds, budget, store, seed=0, study_storage=study_storage_url(store.path))
+    search = Search(EvalContext(ds, budget, 0, study_storage=study_storage_url(store.path)), store)
     search.run(1)
     summaries = optuna.get_all_study_summaries(storage=study_storage_url(store.path))
     keys = {r.key for r in store.records().values() if r.ok}
@@ -63,7 +64,7 @@ def test_studies_are_kept_in_sqlite_and_hypervolume_is_logged(ds, tmp_path):
 def test_random_search_draws_fresh_genomes(ds, tmp_path):
     budget = budget_from_dict("tiny", TINY)
     store = RunStore.create(tmp_path / "run", {})
-    search = Search(ds, budget, store, seed=0, optimizer="random")
+    search = Search(EvalContext(ds, budget, 0), store, optimizer="random")
     search.step()
     kids = search.offspring()
     assert len(kids) == budget.ga.population and not {g.key() for g in kids} & set(search.records)

@@ -286,8 +286,7 @@ def test_multi_timeframe_genome_trains_predicts_and_does_not_look_ahead(minute_d
 @pytest.mark.parametrize("fusion, regime", [("concat", "none"), ("attention", "features")])
 def test_parameter_count_covers_every_encoder(fusion: str, regime: str) -> None:
     """evo.search.hardware.count_params equals the built multi-timeframe model's parameters."""
-    from evo.evaluation.evaluate import model_config
-    from evo.genome import ModelGenes
+    from evo.genome import ModelGenes, model_config
     from evo.search.hardware import count_params
     from models.multi import build_model
 

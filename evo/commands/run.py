@@ -107,11 +107,15 @@ def main(args: argparse.Namespace) -> int:
                   f"data={data_text} generations={generations} seed={seed}")
     single_thread_torch()
     limit_s = parse_duration(args.time_limit) if args.time_limit else None
-    finished = _search(store, ds, budget, generations, seed, device, console, [g for _, g in seeds],
+    from evo.evaluation.evaluate import study_storage_url
+    from evo.search.tasks import EvalContext
+
+    ctx = EvalContext(ds=ds, budget=budget, seed=seed, device=device, study_storage=study_storage_url(store.path),
+                      hardware=_hardware(store.meta.get("hardware")))
+    finished = _search(store, ctx, generations, console, [g for _, g in seeds],
                        optimizer=store.meta.get("optimizer", "nsga2"), time_limit_s=limit_s,
                        objective_names=tuple(store.meta.get("objectives") or ("sharpe", "drawdown")),
-                       hardware=_hardware(store.meta.get("hardware")), workers=args.workers,
-                       scheduler=args.scheduler)
+                       workers=args.workers, scheduler=args.scheduler)
     if finished and all(h is not None for h in holdouts):
         _trade_holdout(store, holdouts, budget, seed, device, console)
     from evo.commands.front import print_front
@@ -247,28 +251,25 @@ def parse_duration(text: str) -> float:
     return h * 3600 + m * 60 + sec
 
 
-def _search(store, ds, budget, generations, seed, device, console, seed_genomes=(), *, optimizer="nsga2",
-            time_limit_s: float | None = None, objective_names=("sharpe", "drawdown"), hardware=None,
+def _search(store, ctx, generations, console, seed_genomes=(), *, optimizer="nsga2",
+            time_limit_s: float | None = None, objective_names=("sharpe", "drawdown"),
             workers: int = 1, scheduler: str | None = None) -> bool:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    """Run the search in ``ctx`` (an :class:`evo.search.tasks.EvalContext`) until its termination
+    (``generations``, and ``time_limit_s`` if given) says done; the same termination's progress
+    fraction draws the bar. False when interrupted."""
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
     from evo.search.ga import Search
+    from evo.search.parallel import make_map
+    from evo.search.termination import AnyOf, MaxGenerations, TimeLimit
 
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[detail]}")]
+    limit = TimeLimit(time_limit_s) if time_limit_s is not None else None
+    termination = MaxGenerations(generations) if limit is None else AnyOf(MaxGenerations(generations), limit)
+    columns = [TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+               TimeElapsedColumn(), TextColumn("{task.fields[detail]}")]
     with Progress(*columns, console=console, transient=False) as bar:
-        # evaluations per generation: the full ones, plus population * eta screens with halving
-        # (survivors' extra seeds come on top).
-        eta = budget.ga.halving_eta
-        per_gen = budget.ga.population * (1 + (eta if eta > 1 else 0))
-        total = bar.add_task("search", total=(generations + 1) * per_gen, detail="")
+        total = bar.add_task("search", total=1.0, detail="")
+        search = None
 
         def progress(event: dict) -> None:
             kind = event["kind"]
@@ -277,7 +278,6 @@ def _search(store, ds, budget, generations, seed, device, console, seed_genomes=
             elif kind == "detail":
                 bar.update(total, detail=event["message"])
             elif kind == "genome":
-                bar.advance(total)
                 rec = event["record"]
                 if rec.ok:
                     r = rec.result
@@ -285,32 +285,20 @@ def _search(store, ds, budget, generations, seed, device, console, seed_genomes=
                                              f"trades {r['trades']}")
                 else:
                     bar.update(total, detail=f"{rec.key[:8]} failed: {rec.error[:60]}")
-            elif kind == "checkpoint":
-                done = (event["generation"] + 1) * per_gen
-                bar.update(total, completed=max(done, bar.tasks[0].completed))
+            if search is not None and kind in ("genome", "checkpoint"):
+                bar.update(total, completed=termination.progress(search))
 
-        from evo.evaluation.evaluate import study_storage_url
-        from evo.search.parallel import make_map
-
-        storage = study_storage_url(store.path)
         map_fn = None
         if workers > 1 or scheduler:
-            map_fn = make_map(workers=workers, scheduler=scheduler, ds=ds, budget=budget, seed=seed, device=device,
-                              study_storage=storage, hardware=hardware,
+            map_fn = make_map(ctx, workers=workers, scheduler=scheduler,
                               progress=lambda msg: progress({"kind": "detail", "message": msg}))
-        search = Search(ds, budget, store, seed=seed, device=device, progress=progress, seed_genomes=seed_genomes,
-                        optimizer=optimizer, study_storage=storage, objective_names=tuple(objective_names),
-                        hardware=hardware, map_fn=map_fn)
-        started = time.monotonic()
-
-        def out_of_time() -> bool:
-            if time_limit_s is not None and time.monotonic() - started >= time_limit_s:
-                console.print(f"time limit reached after generation {search.generation}: stopping with its front")
-                return True
-            return False
-
+        search = Search(ctx, store, progress=progress, seed_genomes=seed_genomes, optimizer=optimizer,
+                        objective_names=tuple(objective_names), map_fn=map_fn)
+        bar.update(total, completed=termination.progress(search))
         try:
-            search.run(generations, should_stop=out_of_time)
+            search.run(termination)
+            if limit is not None and limit.reached and search.generation < generations:
+                console.print(f"time limit reached after generation {search.generation}: stopping with its front")
         except KeyboardInterrupt:
             console.print("[yellow]interrupted: the journal and last checkpoint are saved; "
                           f"continue with python -m evo run --resume {store.path}[/]")

@@ -31,8 +31,8 @@ from evo.config import Budget
 from evo.deploy.bundle import GOLDEN_TOLERANCE, Bundle, library_versions, write_bundle
 from evo.errors import StoreError
 from evo.evaluation.dataset import Dataset, holdout_bars
-from evo.evaluation.evaluate import ModelRun, fit_model, holdout_segments, model_config, predict_segment
-from evo.genome import Genome, ModelGenes
+from evo.evaluation.evaluate import ModelRun, fit_model, holdout_segments, predict_segment
+from evo.genome import Genome, ModelGenes, model_config
 from evo.search.records import Record
 
 log = logging.getLogger(__name__)

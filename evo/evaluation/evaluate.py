@@ -35,7 +35,7 @@ from evo.evaluation.dataset import (  # noqa: F401 - re-exported: the evaluation
     prepare_run_data,
 )
 from evo.evaluation.results import EvalResult, _mean_of_seeds, combine_instruments  # noqa: F401
-from evo.genome import FeaturePools, Genome, ModelGenes
+from evo.genome import FeaturePools, Genome, ModelGenes, model_config
 
 log = logging.getLogger(__name__)
 
@@ -53,56 +53,12 @@ class ModelRun:
     regime: Any = None    # evo.pipeline.regime.RegimeThresholds fitted on the training rows (regime gene not "none")
 
 
-def model_config(genes: ModelGenes, seq_len: int, device: str):
-    """The model's config: a ``models.ModelConfig`` (one timeframe: today's DirectionModel) or a
-    ``models.multi.MultiConfig`` (one encoder per timeframe, shared topology)."""
-    from models import ModelConfig, pick_backend
-
-    n_features = len(genes.features) + (2 if genes.regime == "features" else 0)
-    cfg = ModelConfig(n_features=n_features, embedding_dim=genes.embedding_dim,
-                      num_blocks=genes.num_blocks, num_heads=genes.num_heads,
-                      slstm_at=tuple(genes.slstm_at), dropout=genes.dropout, seq_len=seq_len,
-                      backend=pick_backend() if device == "cuda" else "vanilla", proj_factor=genes.proj_factor)
-    if len(genes.timeframes) == 1:
-        return cfg
-    from models.multi import MultiConfig
-
-    return MultiConfig(base=cfg, timeframes=tuple(genes.timeframes), fusion=genes.fusion)
-
-
 def dataset_frames(ds: Dataset) -> dict:
     """Every timeframe's rows of ``ds`` (:class:`evo.pipeline.inputs.Frame`), ``x1`` being its feature matrix."""
     from evo.pipeline.inputs import Frame
 
     ident = np.arange(ds.n_bars, dtype=np.int64)
     return {1: Frame(1, ds.features, ident, ident), **ds.frames}
-
-
-def model_input_rows(genes: ModelGenes, ds: Dataset, regime, raw: np.ndarray | None = None
-                     ) -> tuple[list[np.ndarray], dict]:
-    """The model's rows per timeframe (:func:`evo.pipeline.inputs.model_rows`) and the frames they index;
-    ``regime``: the fitted :class:`evo.pipeline.regime.RegimeThresholds` (used when the gene is ``features``);
-    ``raw``: :func:`evo.pipeline.regime.regime_inputs` of ``ds.bars`` if the caller has it already."""
-    from evo.pipeline.inputs import model_rows
-
-    frames = dataset_frames(ds)
-    cols = None
-    if genes.regime == "features":
-        from evo.pipeline.regime import regime_features, regime_inputs
-
-        cols = regime_features(regime_inputs(ds.bars) if raw is None else raw, regime)
-    return model_rows(genes.features, tuple(genes.timeframes), frames, cols), frames
-
-
-def _segment(rows, frames, timeframes, close: np.ndarray, ends: np.ndarray, seq_len: int, horizon: int,
-             scaler, dead_zone: float | None):
-    from evo.pipeline.inputs import input_windows
-    from models import forward_returns, make_labels
-
-    X = input_windows(rows, scaler, frames, timeframes, ends, seq_len)
-    r = forward_returns(close, ends, horizon)
-    y = make_labels(r, dead_zone) if dead_zone is not None else None
-    return X, y, r
 
 
 def fit_model(genes: ModelGenes, g: Genome, ds: Dataset, train: tuple[int, int], val: tuple[int, int] | None,
@@ -117,29 +73,15 @@ def fit_model(genes: ModelGenes, g: Genome, ds: Dataset, train: tuple[int, int],
     uninterrupted one). With ``epochs`` set, ``val`` is ignored and the model trains exactly that
     many epochs, keeping the epoch with the lowest training loss (export's ``--refit-all``).
     """
-    from evo.pipeline.inputs import fit_input_scaler
-    from models import TrainConfig, fit_dead_zone, forward_returns, train_model
+    from evo.pipeline.inputs import training_inputs
+    from models import TrainConfig, train_model
     from models.config import DEFAULT_LR
 
     tb = budget.train
-    close = ds.bars["close"].to_numpy()
     ends_train = np.arange(max(train[0], train[1] - tb.max_train_windows), train[1])
-    regime, raw = None, None
-    if genes.regime != "none":
-        from evo.pipeline.regime import fit_regime, regime_inputs
-
-        # Row t of regime_inputs uses bars <= t; the thresholds read only the rows the training
-        # windows see (fit_regime's [start, stop)), nothing later.
-        raw = regime_inputs(ds.bars)
-        regime = fit_regime(raw, (max(0, ends_train[0] - g.seq_len + 1), ends_train[-1] + 1))
-    rows, frames = model_input_rows(genes, ds, regime, raw)
-    tfs = tuple(genes.timeframes)
-    # Scaler: rows seen by the training windows only (all at or before the last training bar).
-    scaler = fit_input_scaler(rows, frames, tfs, ends_train, g.seq_len)
-    dead_zone = fit_dead_zone(forward_returns(close, ends_train, g.horizon))
-    tr = _segment(rows, frames, tfs, close, ends_train, g.seq_len, g.horizon, scaler, dead_zone)
-    va = tr if epochs is not None else _segment(rows, frames, tfs, close, np.arange(*val), g.seq_len, g.horizon,
-                                               scaler, dead_zone)
+    inputs = training_inputs(genes, ds.bars, dataset_frames(ds), ends_train,
+                             None if epochs is not None else np.arange(*val), g.seq_len, g.horizon)
+    tr, va = inputs.train, inputs.val
     cfg = model_config(genes, g.seq_len, device)
     batch_size, grad_clip = genes.training(tb.batch_size, tb.grad_clip)
     base = TrainConfig(lr=lr or DEFAULT_LR, max_epochs=epochs or tb.max_epochs, patience=epochs or tb.patience,
@@ -155,7 +97,8 @@ def fit_model(genes: ModelGenes, g: Genome, ds: Dataset, train: tuple[int, int],
                                    n_trials=tb.lr_trials, seed=seed, storage=storage, study_name=name)
         base = replace(base, lr=lr)
     result = train_model(cfg, base, tr, va)
-    run = ModelRun(genes=genes, scaler=scaler, model=result.model, dead_zone=dead_zone, regime=regime)
+    run = ModelRun(genes=genes, scaler=inputs.scaler, model=result.model, dead_zone=inputs.dead_zone,
+                   regime=inputs.regime)
     return run, float(lr), result
 
 
@@ -190,11 +133,10 @@ def predict_segment(run: ModelRun, ds: Dataset, ends: np.ndarray, seq_len: int,
                     horizon: int) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities (N, 3) of ``run`` at decision bars ``ends``, and the true labels where the
     label's horizon lies inside the data (-1 elsewhere)."""
-    from evo.pipeline.inputs import input_windows
+    from evo.pipeline.inputs import genes_windows
     from models import forward_returns, make_labels, predict_proba
 
-    rows, frames = model_input_rows(run.genes, ds, run.regime)
-    X = input_windows(rows, run.scaler, frames, tuple(run.genes.timeframes), ends, seq_len)
+    X = genes_windows(run.genes, ds.bars, dataset_frames(ds), run.regime, run.scaler, ends, seq_len)
     probs = predict_proba(run.model, X)
     close = ds.bars["close"].to_numpy()
     has_label = ends + horizon < len(close)

@@ -26,8 +26,8 @@ import pandas as pd
 
 from evo.errors import GenomeError
 
-__all__ = ["Frame", "build_frames", "first_decision_bar", "fit_input_scaler", "input_windows", "model_rows",
-           "truncate_frames"]
+__all__ = ["Frame", "TrainingInputs", "build_frames", "first_decision_bar", "fit_input_scaler", "genes_rows",
+           "genes_windows", "input_windows", "model_rows", "training_inputs", "truncate_frames"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -135,3 +135,77 @@ def input_windows(rows: list[np.ndarray], scaler, frames: dict[int, Frame], time
         block = Scaler(mean=scaler.mean[i * width:(i + 1) * width], scale=scaler.scale[i * width:(i + 1) * width])
         out.append(make_windows(block.transform(r), frames[m].visible[ends], seq_len))
     return np.concatenate(out, axis=2)
+
+
+# ------------------------------------------------------------------------------------------------
+# one model's rows, windows and labels, from its genes (evaluation and export call these)
+
+
+def genes_rows(genes, bars: pd.DataFrame, frames: dict[int, Frame], regime=None,
+               raw: np.ndarray | None = None) -> list[np.ndarray]:
+    """:func:`model_rows` of a model's genes (``evo.genome.ModelGenes``): its features on each of
+    its timeframes, plus the two regime columns under the fitted ``regime`` thresholds when the
+    gene is ``features``. ``raw``: :func:`evo.pipeline.regime.regime_inputs` of ``bars`` if the
+    caller has it already."""
+    cols = None
+    if genes.regime == "features":
+        from evo.pipeline.regime import regime_features, regime_inputs
+
+        cols = regime_features(regime_inputs(bars) if raw is None else raw, regime)
+    return model_rows(genes.features, tuple(genes.timeframes), frames, cols)
+
+
+def genes_windows(genes, bars: pd.DataFrame, frames: dict[int, Frame], regime, scaler, ends: np.ndarray,
+                  seq_len: int) -> np.ndarray:
+    """A fitted model's scaled input windows (N, seq_len, k*F) float32 at decision bars ``ends``."""
+    rows = genes_rows(genes, bars, frames, regime)
+    return input_windows(rows, scaler, frames, tuple(genes.timeframes), np.asarray(ends, dtype=np.int64), seq_len)
+
+
+@dataclass(frozen=True, eq=False)
+class TrainingInputs:
+    """What one model trains on. ``scaler``, ``dead_zone`` and ``regime`` (thresholds, or None)
+    are fitted on the training rows only; ``train`` and ``val`` are ``(X, y, r)``: windows
+    (N, seq_len, k*F) float32, labels (N,) int64 in {0, 1, 2}, forward log returns (N,) float64."""
+
+    scaler: object
+    dead_zone: float
+    regime: object
+    train: tuple[np.ndarray, np.ndarray, np.ndarray]
+    val: tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def training_inputs(genes, bars: pd.DataFrame, frames: dict[int, Frame], train_ends: np.ndarray,
+                    val_ends: np.ndarray | None, seq_len: int, horizon: int) -> TrainingInputs:
+    """A model's scaled training and validation windows with their labels, in one call.
+
+    Every fitted quantity reads the rows the training windows see and nothing later: the regime
+    thresholds (rows ``train_ends[0] - seq_len + 1 .. train_ends[-1]``), the scaler (the same rows
+    per timeframe), the label dead zone (the training labels' returns, which end ``horizon`` bars
+    after the last training bar: the walk-forward folds keep that gap before validation).
+    ``val_ends`` None: the validation windows are the training ones."""
+    from models import fit_dead_zone, forward_returns, make_labels
+
+    train_ends = np.asarray(train_ends, dtype=np.int64)
+    close = bars["close"].to_numpy()
+    regime, raw = None, None
+    if genes.regime != "none":
+        from evo.pipeline.regime import fit_regime, regime_inputs
+
+        # Row t of regime_inputs uses bars <= t; the thresholds read only the rows the training
+        # windows see (fit_regime's [start, stop)), nothing later.
+        raw = regime_inputs(bars)
+        regime = fit_regime(raw, (max(0, int(train_ends[0]) - seq_len + 1), int(train_ends[-1]) + 1))
+    rows = genes_rows(genes, bars, frames, regime, raw)
+    tfs = tuple(genes.timeframes)
+    # Scaler: rows seen by the training windows only (all at or before the last training bar).
+    scaler = fit_input_scaler(rows, frames, tfs, train_ends, seq_len)
+    dead_zone = fit_dead_zone(forward_returns(close, train_ends, horizon))
+
+    def segment(ends: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        r = forward_returns(close, ends, horizon)
+        return input_windows(rows, scaler, frames, tfs, ends, seq_len), make_labels(r, dead_zone), r
+
+    train = segment(train_ends)
+    val = train if val_ends is None else segment(np.asarray(val_ends, dtype=np.int64))
+    return TrainingInputs(scaler=scaler, dead_zone=dead_zone, regime=regime, train=train, val=val)

@@ -45,9 +45,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 from deap import tools
 
-from evo.config import Budget
 from evo.errors import ConfigError
-from evo.evaluation.dataset import Dataset
 from evo.evaluation.evaluate import shared_pools
 from evo.genome import Genome, cx_uniform, mut_genome, random_genome
 from evo.search.objectives import (
@@ -61,7 +59,8 @@ from evo.search.objectives import (
 )
 from evo.search.records import Record, merge_genome, merge_records, record_ident
 from evo.search.store import RunStore
-from evo.search.tasks import EvalTask, Hardware, evaluate_task
+from evo.search.tasks import EvalContext, EvalTask, evaluate_task
+from evo.search.termination import MaxGenerations, Termination
 
 log = logging.getLogger(__name__)
 
@@ -81,21 +80,22 @@ class Search:
         journal: every evaluation in the order it landed (all fidelities, extra seeds).
     """
 
-    def __init__(self, ds: Dataset, budget: Budget, store: RunStore, *, seed: int, device: str = "cpu",
+    def __init__(self, ctx: EvalContext, store: RunStore, *,
                  map_fn: Callable[..., Iterable[Record]] | None = None,
                  progress: ProgressFn | None = None, seed_genomes: Iterable[Genome] = (),
-                 optimizer: str = "nsga2", study_storage: str | None = None,
-                 objective_names: tuple[str, ...] = DEFAULT_OBJECTIVES, hardware: Hardware | None = None):
+                 optimizer: str = "nsga2", objective_names: tuple[str, ...] = DEFAULT_OBJECTIVES):
+        self.ctx = ctx
+        ds, budget, seed, hardware = ctx.ds, ctx.budget, ctx.seed, ctx.hardware
         self.objective_names = tuple(objective_names)
         fitness_class(self.objective_names)  # validates
         if "latency" in self.objective_names and (hardware is None or hardware.profile is None):
             raise ConfigError("the latency objective needs --target PROFILE.json (made by evo calibrate)")
-        self.hardware = hardware
         if optimizer not in OPTIMIZERS:
             raise ConfigError(f"unknown optimizer {optimizer!r}; use one of {OPTIMIZERS}")
-        self.optimizer, self.study_storage = optimizer, study_storage
+        self.optimizer = optimizer
         self.ds, self.budget, self.store = ds, budget, store
-        self.seed, self.device = seed, device
+        self.seed = seed
+        self.partial = 0.0   # share of the generation in flight already evaluated (see termination)
         self.space = budget.search
         self.pools = shared_pools(ds) if isinstance(ds, list) else ds.pools
         self.map_fn = map_fn
@@ -143,9 +143,8 @@ class Search:
         done = total - len(todo)
         self.progress({"kind": "generation", "generation": generation, "total": total, "done": done})
         if self.map_fn is None:
-            results = (evaluate_task(t, self.ds, self.budget, self.seed, self.device,
-                                     progress=lambda msg, t=t: self.progress({"kind": "detail", "message": msg}),
-                                     study_storage=self.study_storage, hardware=self.hardware)
+            results = (evaluate_task(t, self.ctx,
+                                     progress=lambda msg, t=t: self.progress({"kind": "detail", "message": msg}))
                        for t in todo)
         else:
             results = self.map_fn(todo)
@@ -158,6 +157,7 @@ class Search:
             if merged is not None:
                 self.records[record.key] = merged
             done += 1
+            self.partial = min(done / total, 1.0) if total else 0.0
             self.progress({"kind": "genome", "generation": generation, "done": done, "total": total,
                            "record": record})
 
@@ -317,11 +317,16 @@ class Search:
         self.population = self.select(self.population + kids)
         self.reevaluate_survivors(before, gen)
         self.generation = gen
+        self.partial = 0.0
         self.checkpoint()
         self.progress({"kind": "checkpoint", "generation": gen, "evaluated": len(self.records),
                        "hypervolume": self.store.load_checkpoint()["hypervolume"][str(gen)]})
 
-    def run(self, generations: int, should_stop: Callable[[], bool] = lambda: False) -> None:
-        """Run until ``generations`` generations after the initial one are done."""
-        while self.generation < generations and not should_stop():
+    def run(self, termination: Termination | int, should_stop: Callable[[], bool] = lambda: False) -> None:
+        """Run generations until ``termination`` (a :class:`~evo.search.termination.Termination`,
+        or a number of generations after the initial one) reports the run done, or
+        ``should_stop()`` says so, checked before each generation."""
+        if not isinstance(termination, Termination):
+            termination = MaxGenerations(int(termination))
+        while not termination.done(self) and not should_stop():
             self.step()

@@ -65,7 +65,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import os
 import platform
 import statistics
@@ -121,62 +120,17 @@ DEFAULT_TAIL_BARS = 600  # tail used when a genome names a feature outside the c
 # parameter count (exact, analytic)
 
 
-def _ffn_inner_dim(embedding_dim: int) -> int:
-    from models.config import FFN_PROJ_FACTOR, MLSTM_ROUND_TO
-
-    # xlstm's UpProjConfigMixin: proj_factor * E rounded up to a multiple of 64, same arithmetic.
-    return int(math.ceil(FFN_PROJ_FACTOR * embedding_dim / MLSTM_ROUND_TO) * MLSTM_ROUND_TO)
-
-
-def _mlstm_block_params(E: int, H: int, proj_factor: float = 2.0) -> int:
-    from models.config import CONV1D_KERNEL_SIZE as K
-    from models.config import QKV_PROJ_BLOCKSIZE as B
-    from models.config import mlstm_inner_dim
-
-    Ei = mlstm_inner_dim(E, proj_factor)
-    return (E                       # pre-norm weight
-            + Ei                    # learnable skip
-            + 2 * Ei * E            # proj_up (no bias)
-            + 3 * Ei * B            # q, k, v: block-diagonal (Ei/B blocks of B x B)
-            + Ei * K + Ei           # causal conv1d, depthwise, with bias
-            + 2 * (3 * Ei * H + H)  # input and forget gates read q, k, v
-            + Ei                    # output norm
-            + E * Ei)               # proj_down
-
-
-def _slstm_block_params(E: int, H: int) -> int:
-    from models.config import CONV1D_KERNEL_SIZE as K
-
-    Fi = _ffn_inner_dim(E)
-    return (E                       # pre-norm weight
-            + E * K + E             # causal conv1d with bias
-            + 4 * E * E // H        # i, f, z, o input gates: head-wise (H blocks of E/H x E/H)
-            + 4 * E * E // H        # recurrent kernel (H, 4 * E/H, E/H)
-            + 4 * E                 # gate biases
-            + E                     # group norm
-            + E                     # ffn pre-norm
-            + 3 * Fi * E)           # gated ffn: proj_up (2 Fi x E) and proj_down (E x Fi)
-
-
 def count_params(genes: ModelGenes, n_features: int | None = None) -> int:
     """Exact number of parameters of one :class:`models.DirectionModel` built from ``genes``
     reading ``n_features`` columns per timeframe (default: ``len(genes.features)``, plus the two
     regime columns when ``genes.regime == "features"``); computed from the layer shapes, so it
     needs no model (tests pin it against built models). A model with several timeframes
     (:class:`models.multi.MultiTimeframeModel`) counts every encoder and its fusion layer."""
+    from models.shapes import direction_model_params
+
     F = len(genes.features) + (2 if genes.regime == "features" else 0) if n_features is None else int(n_features)
-    E, H = int(genes.embedding_dim), int(genes.num_heads)
-    n_s = len(genes.slstm_at)
-    n_m = int(genes.num_blocks) - n_s
-    encoder = (F * E + E                    # input projection
-               + n_m * _mlstm_block_params(E, H, genes.proj_factor)
-               + n_s * _slstm_block_params(E, H)
-               + E)                         # post-blocks norm
-    k = len(genes.timeframes)
-    fusion = 0
-    if k > 1:
-        fusion = k * E * E + E if genes.fusion == "concat" else 4 * E * E + 4 * E   # Linear(kE->E) | attention
-    return k * encoder + fusion + 3 * E + 3 + E + 1   # + class head and return head
+    return direction_model_params(F, int(genes.embedding_dim), int(genes.num_heads), int(genes.num_blocks),
+                                  len(genes.slstm_at), genes.proj_factor, len(genes.timeframes), genes.fusion)
 
 
 def genome_params(genome: Genome) -> int:
@@ -190,19 +144,19 @@ def genome_params(genome: Genome) -> int:
 
 def _model_row(E: int, H: int, num_blocks: int, n_slstm: int, S: int, proj_factor: float = 2.0) -> np.ndarray:
     """Design row (one per model) for the coefficients :data:`MODEL_TERMS`."""
-    from models.config import mlstm_inner_dim
+    from models.shapes import mlstm_block_params, mlstm_inner_dim, slstm_block_params
 
     n_m = num_blocks - n_slstm
     Ei = mlstm_inner_dim(E, proj_factor)
     return np.array([
         1.0,
         n_m,
-        n_m * S * _mlstm_block_params(E, H, proj_factor) / 1e6,
+        n_m * S * mlstm_block_params(E, H, proj_factor) / 1e6,
         n_m * S * S * Ei / 1e6,
         n_m * S * S * H / 1e6,
         n_slstm,
         n_slstm * S,
-        n_slstm * S * _slstm_block_params(E, H) / 1e6,
+        n_slstm * S * slstm_block_params(E, H) / 1e6,
     ], dtype=np.float64)
 
 
@@ -461,11 +415,11 @@ def _torch_threads(threads: int) -> Iterator[None]:
 
 
 def _model_config(genes: ModelGenes, seq_len: int, n_features: int):
-    from models import ModelConfig
+    """One encoder's config (what a decision costs per timeframe): :func:`evo.genome.model_config`."""
+    from evo.genome import model_config
 
-    return ModelConfig(n_features=int(n_features), embedding_dim=genes.embedding_dim, num_blocks=genes.num_blocks,
-                       num_heads=genes.num_heads, slstm_at=tuple(genes.slstm_at), dropout=genes.dropout,
-                       seq_len=int(seq_len), backend="vanilla", proj_factor=genes.proj_factor)
+    cfg = model_config(genes, seq_len, "cpu", n_features=n_features)
+    return getattr(cfg, "base", cfg)
 
 
 def _forward_call(genes: ModelGenes, seq_len: int, n_features: int, seed: int) -> Callable[[], object]:

@@ -4,15 +4,15 @@
 :class:`~evo.search.tasks.EvalTask`, it yields one :class:`~evo.search.records.Record` per task **as each finishes**,
 in any order, so the search journals every result the moment it lands. The three kinds::
 
-    make_map(workers=1, scheduler=None, ...)   # in this process, one genome after another
-    make_map(workers=4, scheduler=None, ...)   # 4 local worker processes
-    make_map(scheduler="tcp://10.0.0.5:8786", ...)   # the Dask workers attached to that scheduler
+    make_map(ctx, workers=1)   # in this process, one genome after another
+    make_map(ctx, workers=4)   # 4 local worker processes
+    make_map(ctx, scheduler="tcp://10.0.0.5:8786")   # the Dask workers attached to that scheduler
 
 Each is a context manager; keep it open for the whole run (worker start-up costs seconds)::
 
-    with make_map(workers=4, scheduler=None, ds=ds, budget=budget, seed=seed, device=device,
-                  study_storage=study_storage_url(store.path), hardware=hardware) as map_fn:
-        Search(ds, budget, store, seed=seed, device=device, map_fn=map_fn, ...).run(generations)
+    ctx = EvalContext(ds, budget, seed, device, study_storage_url(store.path), hardware)
+    with make_map(ctx, workers=4) as map_fn:
+        Search(ctx, store, map_fn=map_fn, ...).run(generations)
 
 A script (not ``python -m evo``) that starts local workers needs the ``if __name__ ==
 "__main__":`` guard: the ``spawn`` start method imports the main module in every worker.
@@ -75,14 +75,13 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from evo.errors import ConfigError
 from evo.search.records import Record
-from evo.search.tasks import EvalTask, Hardware, evaluate_task, task_record
+from evo.search.tasks import EvalContext, EvalTask, task_record
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
     from multiprocessing.process import BaseProcess
 
     from evo.config import Budget
-    from evo.evaluation.dataset import Dataset
 
 __all__ = ["DaskMap", "EvalContext", "EvalMap", "InProcessMap", "ProcessPoolMap", "failed_record", "make_map",
            "prepare_process"]
@@ -96,22 +95,6 @@ THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THRE
 # Test hook: a worker (local or Dask) handed the genome with this key exits at once, as a worker
 # killed by the OS would (tests/test_parallel.py). Read by the worker processes only.
 CRASH_ENV = "EVO_TEST_CRASH_GENOME"
-
-
-@dataclass(frozen=True)
-class EvalContext:
-    """Everything but the genome that ``evo.search.tasks.evaluate_task`` needs: sent to each worker once."""
-
-    ds: Dataset | list[Dataset]
-    budget: Budget
-    seed: int
-    device: str
-    study_storage: str | None = None
-    hardware: Hardware | None = None
-
-    def evaluate(self, task: EvalTask, progress: Callable[[str], None] | None = None) -> Record:
-        return evaluate_task(task, self.ds, self.budget, self.seed, self.device, progress=progress,
-                             study_storage=self.study_storage, hardware=self.hardware)
 
 
 def failed_record(task: EvalTask, message: str) -> Record:
@@ -139,20 +122,19 @@ class EvalMap:
         self.close()
 
 
-def make_map(*, workers: int = 1, scheduler: str | None = None, ds: Dataset | list[Dataset], budget: Budget,
-             seed: int, device: str, study_storage: str | None = None, hardware: Hardware | None = None,
+def make_map(ctx: EvalContext, *, workers: int = 1, scheduler: str | None = None,
              progress: Callable[[str], None] | None = None) -> EvalMap:
     """The evaluation map for a run.
 
     Args:
+        ctx: what every evaluation gets (:class:`evo.search.tasks.EvalContext`: data, budget,
+            seed, device, study storage, hardware). A SQLite ``study_storage`` is shared by
+            local workers (with a 60 s lock timeout) but not sent to Dask workers, which may run
+            on machines without that file: their learning-rate studies stay in memory (the
+            results are the same; ``studies.db`` lacks them).
         workers: local worker processes (>= 1); 1 evaluates in this process.
         scheduler: address of a Dask scheduler (``tcp://host:8786``); its workers do the work,
             so ``workers`` must stay 1.
-        ds, budget, seed, device, study_storage, hardware: what every evaluation gets, as
-            :class:`evo.search.ga.Search` passes them to ``evo.search.tasks.evaluate_task``. A SQLite
-            ``study_storage`` is shared by local workers (with a 60 s lock timeout) but not sent
-            to Dask workers, which may run on machines without that file: their learning-rate
-            studies stay in memory (the results are the same; ``studies.db`` lacks them).
         progress: in-process only: receives evaluate_genome's "fold 1/3 model A" messages.
 
     Raises ConfigError on a bad combination or an unreachable scheduler (before any work).
@@ -163,13 +145,13 @@ def make_map(*, workers: int = 1, scheduler: str | None = None, ds: Dataset | li
         if workers != 1:
             raise ConfigError("--workers and --scheduler exclude each other: with a scheduler, the Dask workers "
                               "attached to it do the work (start one per GPU or core with --nthreads 1)")
-        return DaskMap(scheduler, EvalContext(ds, budget, seed, device, study_storage, hardware))
+        return DaskMap(scheduler, ctx)
     if workers == 1:
-        return InProcessMap(EvalContext(ds, budget, seed, device, study_storage, hardware), progress=progress)
+        return InProcessMap(ctx, progress=progress)
     cores = os.cpu_count() or 1
     if workers > cores:
         log.warning("%d workers on %d CPU cores: they will compete for the cores", workers, cores)
-    return ProcessPoolMap(workers, EvalContext(ds, budget, seed, device, study_storage, hardware))
+    return ProcessPoolMap(workers, ctx)
 
 
 def _shared_storage(url: str) -> str:

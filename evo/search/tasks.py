@@ -74,11 +74,30 @@ class Hardware:
     max_params: int | None = None
 
 
-def evaluate_task(task: EvalTask, ds: Dataset | list[Dataset], budget: Budget, seed: int, device: str,
-                  progress: Callable[[str], None] | None = None, study_storage: str | None = None,
-                  hardware: Hardware | None = None) -> Record:
+@dataclass(frozen=True)
+class EvalContext:
+    """Everything but the genome an evaluation needs: the data set (or one per instrument), the
+    budget, the run's seed, the torch device, where Optuna keeps its learning-rate studies and the
+    trading PC's hardware limits. One object, built once by the command (or a test) and handed to
+    the search, to every worker (sent once at start-up) and to each evaluation."""
+
+    ds: Dataset | list[Dataset]
+    budget: Budget
+    seed: int
+    device: str = "cpu"
+    study_storage: str | None = None
+    hardware: Hardware | None = None
+
+    def evaluate(self, task: EvalTask, progress: Callable[[str], None] | None = None) -> Record:
+        """:func:`evaluate_task` of ``task`` in this context."""
+        return evaluate_task(task, self, progress=progress)
+
+
+def evaluate_task(task: EvalTask, ctx: EvalContext, progress: Callable[[str], None] | None = None) -> Record:
     """Evaluate one task (with :func:`task_budget` and the seed of its seed index) and turn any
     failure into a recorded error (the run goes on). Low-fidelity screens keep no Optuna study."""
+    ds, budget, seed, device = ctx.ds, ctx.budget, ctx.seed, ctx.device
+    study_storage, hardware = ctx.study_storage, ctx.hardware
     g = task.genome
     if task.seed_index is not None:
         seed = seed + 1000 * task.seed_index

@@ -938,6 +938,7 @@ _GROWTH = textwrap.dedent("""
     from evo.data import load_bars
     from evo.evaluation.evaluate import prepare_run_data
     from evo.search.ga import Search
+    from evo.search.tasks import EvalContext
     from evo.search.store import RunStore
 
     def rss_mib():
@@ -960,7 +961,7 @@ _GROWTH = textwrap.dedent("""
                            "maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                            "t": time.time()})
 
-    Search(ds, budget, store, seed=0, progress=progress).run(generations)
+    Search(EvalContext(ds, budget, 0), store, progress=progress).run(generations)
     print(json.dumps(points))
 """)
 
