@@ -599,6 +599,18 @@ def _check_bars(ohlcv: pd.DataFrame) -> None:
         raise DataError(f"bars lack column(s) {', '.join(missing)}; expected {', '.join(OHLCV_COLUMNS)}")
 
 
+def compute_feature(ohlcv: pd.DataFrame, name: str, *, raw: bool = False) -> np.ndarray:
+    """One catalog feature of ``ohlcv`` as a float64 array (n,): the very column
+    :func:`compute_features` gives for ``name`` (NaN during its warm-up), computed alone.
+    ``KeyError`` naming the feature if it is not in the catalog."""
+    _check_bars(ohlcv)
+    feature_spec(name)
+    d = next(d for d in _definitions() if d.spec.name == name)
+    values = np.array(d.compute(_Bars(ohlcv))[0 if raw else 1], dtype=np.float64)
+    values[: d.spec.warmup_bars] = np.nan
+    return values
+
+
 def compute_features(ohlcv: pd.DataFrame, *, raw: bool = False) -> pd.DataFrame:
     """The feature matrix of ``ohlcv``: float64, same index, one column per catalog name in order.
 

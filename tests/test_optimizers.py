@@ -119,20 +119,21 @@ def test_the_codec_decodes_every_point_to_a_valid_genome_and_round_trips(ds):
                                                                     ds.pools).dims)
 
 
-def test_ngopt_is_deterministic_and_resumes_to_the_same_front(ds, tmp_path):
+@pytest.mark.parametrize("optimizer", ["ngopt", "tpe"])
+def test_ask_tell_optimizers_are_deterministic_and_resume_to_the_same_front(ds, tmp_path, optimizer):
     budget = budget_from_dict("tiny", tiny(population=2))
     whole = RunStore.create(tmp_path / "whole", {})
-    Search(EvalContext(ds, budget, 4), whole, optimizer="ngopt").run(2)
-    # the same seed, stopped after generation 0 and resumed by a fresh Search (rebuilt NGOpt)
+    Search(EvalContext(ds, budget, 4), whole, optimizer=optimizer).run(2)
+    # the same seed, stopped after generation 0 and resumed by a fresh Search (rebuilt optimiser)
     parts = RunStore.create(tmp_path / "parts", {})
-    Search(EvalContext(ds, budget, 4), parts, optimizer="ngopt").run(0)
-    Search(EvalContext(ds, budget, 4), RunStore.open(parts.path, writable=True), optimizer="ngopt").run(2)
+    Search(EvalContext(ds, budget, 4), parts, optimizer=optimizer).run(0)
+    Search(EvalContext(ds, budget, 4), RunStore.open(parts.path, writable=True), optimizer=optimizer).run(2)
     a, b = whole.records(), parts.records()
     assert len(a) >= 5 and {k: comparable(r) for k, r in a.items()} == {k: comparable(r) for k, r in b.items()}
     assert [r.key for r in pareto_front(a.values())] == [r.key for r in pareto_front(b.values())]
     # another seed proposes other genomes
     other = RunStore.create(tmp_path / "other", {})
-    Search(EvalContext(ds, budget, 5), other, optimizer="ngopt").run(0)
+    Search(EvalContext(ds, budget, 5), other, optimizer=optimizer).run(0)
     assert set(other.records()) != {k for k, r in a.items() if r.generation == 0}
 
 

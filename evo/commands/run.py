@@ -23,8 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="evaluate genomes in N long-lived local processes (torch on 1 thread each)")
     p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                    help="evaluate on the workers of a Dask scheduler (see README: several machines)")
-    p.add_argument("--optimizer", choices=("nsga2", "random", "ngopt"), default="nsga2",
-                   help="nsga2 (default), random search, or nevergrad's NGOpt over the same genome "
+    p.add_argument("--optimizer", choices=("nsga2", "random", "ngopt", "tpe"), default="nsga2",
+                   help="nsga2 (default), random search, nevergrad's NGOpt or Optuna's multivariate TPE over the same genome "
                         "(compare them on the same evaluation budget)")
     p.add_argument("--time-limit", default=None, metavar="DURATION",
                    help="stop after the generation that crosses it, e.g. 8h, 45m, 1h30m; the front is complete")

@@ -8,6 +8,7 @@ Pseudocode (one generation = one ``step``; ``mu`` = ga.population, ``eta`` = ga.
                    nsga2:  binary tournaments on (front rank, crowding distance) among the population,
                            uniform crossover (cx_prob), mutation (mut_prob), de-duplicated
                    random: fresh random genomes        ngopt: asked from NGOpt (evo.search.ngopt)
+                   tpe: asked from Optuna's multivariate TPE (evo.search.optuna_search)
     if eta > 1:                                                        # successive halving
         screen every candidate at low fidelity (one fold, epochs and windows / eta, lr 1e-3, no
         risk tuning, one seed: evo.search.tasks.low_fidelity_budget), journaled as fidelity "low"
@@ -15,7 +16,7 @@ Pseudocode (one generation = one ``step``; ``mu`` = ga.population, ``eta`` = ga.
                       objectives; seed genomes always pass)
     kids <- candidates trained at full fidelity (train.seeds seeds: seed + 1000 i, the same for
             every genome: common random numbers)
-    ngopt: tell NGOpt every candidate it proposed (full result, else the screen's)
+    ngopt, tpe: tell the optimiser every candidate it proposed (full result, else the screen's)
     population <- selNSGA2(population + kids, mu)                       # elitist
     re-evaluate survivors: each member that was already in the population before this step and
         has fewer than train.seeds + ga.reevaluate seeds is trained with its next seed i
@@ -64,7 +65,7 @@ from evo.search.termination import MaxGenerations, Termination
 
 log = logging.getLogger(__name__)
 
-OPTIMIZERS = ("nsga2", "random", "ngopt")
+OPTIMIZERS = ("nsga2", "random", "ngopt", "tpe")
 
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -118,6 +119,10 @@ class Search:
             ga = budget.ga
             self.ng = NGSearch(self.space, self.pools, seed=seed, num_workers=ga.population * ga.halving_eta,
                                budget=ga.population * ga.halving_eta * (ga.generations + 1))
+        elif optimizer == "tpe":
+            from evo.search.optuna_search import OptunaSearch
+
+            self.ng = OptunaSearch(self.space, self.pools, seed=seed, n_startup=budget.ga.population)
         ckpt = store.load_checkpoint()
         if ckpt is not None:
             self.generation = int(ckpt["generation"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+import numpy as np
 from deap import base, tools
 
 from evo.errors import ConfigError
@@ -80,24 +81,22 @@ def pareto_front(records: Iterable[Record], names: tuple[str, ...] = DEFAULT_OBJ
     return sorted(front, key=lambda r: (-r.result["sharpe"], r.result["max_drawdown"], r.key))
 
 
-def hypervolume_2d(points: Sequence[Sequence[float]], ref: Sequence[float]) -> float:
-    """Exact hypervolume of 2-D points under minimisation of both coordinates: the area
-    dominated by ``points`` and bounded by ``ref``. Points not strictly better than ``ref`` in
-    both coordinates add nothing.
+def hypervolume(points: Sequence[Sequence[float]], ref: Sequence[float]) -> float:
+    """Exact hypervolume of points in any number of objectives, all minimised: the volume
+    dominated by ``points`` and bounded by ``ref`` (``moocore.hypervolume``). Points not strictly
+    better than ``ref`` in every coordinate add nothing.
+    Worked value: points (1, 3), (2, 2), (3, 1) with ref (4, 4) cover 3 + 2 + 1 = 6."""
+    import moocore
 
-    Sweep: sort by the first coordinate; every point that lowers the best second coordinate so
-    far adds the rectangle ``(ref0 - x) * (best_y - y)``. O(N log N).
-    Worked value: points (1, 3), (2, 2), (3, 1) with ref (4, 4) cover 3 + 2 + 1 = 6.
-    (DEAP 1.4's ``tools.hypervolume`` needs the ``moocore`` package, so evo computes it here.)
-    """
-    r0, r1 = float(ref[0]), float(ref[1])
-    pts = sorted((float(x), float(y)) for x, y in points if x < r0 and y < r1)
-    area, best_y = 0.0, r1
-    for x, y in pts:
-        if y < best_y:
-            area += (r0 - x) * (best_y - y)
-            best_y = y
-    return area
+    ref = np.asarray(ref, dtype=np.float64)
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, len(ref))
+    pts = pts[(pts < ref).all(axis=1)]
+    return float(moocore.hypervolume(pts, ref=ref)) if len(pts) else 0.0
+
+
+def hypervolume_2d(points: Sequence[Sequence[float]], ref: Sequence[float]) -> float:
+    """:func:`hypervolume` of 2-D points (kept for the report's per-generation curve)."""
+    return hypervolume(points, ref)
 
 
 # Fixed reference point for hypervolumes logged per generation, in (Sharpe, max drawdown):
