@@ -446,3 +446,19 @@ def test_zoned_daily_stamps_keep_the_exchanges_date():
     plain = to_canonical(raw(["2024-01-04", "2024-01-05"]), source="x")
     assert list(plain.index) == [pd.Timestamp("2024-01-04"), pd.Timestamp("2024-01-05")]
 
+
+def test_the_holdout_is_annualised_like_the_search_span(indexfut):
+    from backtest import periods_per_year
+    from evo.config import budget_from_dict
+    from evo.evaluation.dataset import prepare_run_data
+
+    bars = indexfut.iloc[:9000]
+    budget = budget_from_dict("tiny", {
+        "search": {"embedding_dim": [8], "num_blocks": [1, 1], "num_heads": [2], "seq_len": [8], "horizon": [1],
+                   "max_features_a": 4, "max_features_b": 4, "slstm_share": 0.0},
+        "evaluate": {"folds": 2, "holdout_fraction": 0.2},
+    })
+    ds, holdout = prepare_run_data(bars, "indexfut", budget)
+    holdout.unseal()
+    assert holdout.dataset.periods_per_year == ds.periods_per_year == periods_per_year(ds.bars.index)
+    assert len(holdout.dataset.bars) == len(bars)
