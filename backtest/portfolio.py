@@ -363,7 +363,7 @@ class _Account:
 
 
 def _account_of(pf: vbt.Portfolio) -> _Account:
-    """The :class:`_Account` of a vectorbt ``Portfolio`` (the path with stops)."""
+    """The :class:`_Account` of a vectorbt ``Portfolio`` (the from_signals fallback)."""
     def flat(x) -> np.ndarray:
         return np.asarray(x, dtype=np.float64).reshape(-1)
 

@@ -94,7 +94,8 @@ def run_search(ds, holdout, budget, *, seed: int, workdir: Path) -> dict[str, An
         hold = evaluate_holdouts(g, best.result, [holdout], budget, seed=seed)
         row.update({
             "best": best.key, "wf_sharpe": round(best.result["sharpe"], 3),
-            "wf_max_drawdown": round(best.result["max_drawdown"], 3), "dsr": None if best.key not in dsr else round(dsr[best.key], 3),
+            "wf_max_drawdown": round(best.result["max_drawdown"], 3),
+            "dsr": round(dsr[best.key], 3) if best.key in dsr else None,   # None: not meaningful
             "wf_trades": best.result["trades"], "test_span": [best.result["test_start"], best.result["test_end"]],
             "holdout_sharpe": round(hold["sharpe"], 3), "holdout_trades": hold["trades"],
             "genes": {m: {"timeframes": list(getattr(g, m).timeframes), "fusion": getattr(g, m).fusion,

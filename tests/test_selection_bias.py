@@ -32,7 +32,8 @@ def record(key: str, returns: np.ndarray, *, fidelity: str = "full", trades: int
               "max_drawdown": float(np.max(1 - equity / np.maximum.accumulate(np.maximum(equity, 1)))),
               "total_return": float(equity[-1] - 1), "trades": trades, "exposure": 0.5 if traded else 0.0,
               "traded": trades > 0, "enough_trades": trades >= 10, "accuracy_a": 0.5, "accuracy_b": 0.5,
-              "lr_a": 1e-3, "lr_b": 1e-3, "test_bars": T, "seconds": 1.0, "test_start": "2010-01-01T00:00:00", "test_end": "2011-07-01T00:00:00"}
+              "lr_a": 1e-3, "lr_b": 1e-3, "test_bars": T, "seconds": 1.0,
+              "test_start": "2010-01-01T00:00:00", "test_end": "2011-07-01T00:00:00"}
     return Record(key, GENOME, 0, result, None, fidelity)
 
 

@@ -72,7 +72,8 @@ def print_front(store, *, as_json: bool, top: int | None, sort: str = "sharpe") 
                   f"test span {span[0][:10] + '..' + span[1][:10] if span else '-'}")
     dsr_what = payload.get("dsr_note") or (f"over {payload['dsr_trials']} trading trials = probability the Sharpe "
                                             "beats the best of that many lucky tries (< 0.95: no evidence of skill)")
-    pbo_what = payload.get("pbo_note") or f"{pbo:.2f} over {payload['pbo_trials']} trading trials (0.5 = what noise gives)"
+    pbo_what = payload.get("pbo_note") or (f"{pbo:.2f} over {payload['pbo_trials']} trading trials "
+                                           "(0.5 = what noise gives)")
     console.print(f"selection bias: {payload['trials']} trials, {payload['no_trade']} never traded (left out); "
                   f"DSR {dsr_what}; PBO {pbo_what}")
     for b in payload["baselines"]:
