@@ -21,10 +21,11 @@ from .metrics import (
     turnover,
     win_rate,
 )
-from .portfolio import BacktestResult, CostModel, RiskRules, backtest_signals
+from .portfolio import STOP_RULE, BacktestResult, CostModel, RiskRules, backtest_signals
 
 __all__ = [
     "CONSENSUS_RULES",
+    "STOP_RULE",
     "BacktestResult",
     "CostModel",
     "RiskRules",

@@ -13,6 +13,13 @@ figures say how much of the best one's Sharpe survives that:
   and see where it ranks on the other half. PBO is the share of splits in which the in-sample
   winner ranks below the median out of sample. 0.5 is what pure noise gives.
 
+Trials that never trade: their returns are all zero and their Sharpe is 0, so they tie with each
+other in every split of PBO (the winner among ties would be whichever column comes first) and
+shrink the variance of trial Sharpes that DSR's expected maximum is built on. They are not
+strategies that were judged and lost, so both figures leave them out: PBO drops all-zero columns
+itself, and callers pass DSR the Sharpes of trading trials only (:mod:`evo.reporting.front` counts
+what it left out). Below :data:`MIN_TRIALS` trading trials neither figure is meaningful (NaN here).
+
 Pure numpy + the standard library (``statistics.NormalDist``); Sharpe ratios here are per bar
 (not annualised) unless a function says otherwise.
 """
@@ -27,6 +34,7 @@ import numpy as np
 
 EULER_GAMMA = 0.5772156649015329
 _N = NormalDist()
+MIN_TRIALS = 2   # trading trials PBO and DSR need: one trial has no rank among others, no Sharpe variance
 
 
 def expected_max_sharpe(n_trials: int, sharpe_variance: float) -> float:
@@ -72,13 +80,23 @@ def return_moments(returns: np.ndarray) -> tuple[float, float, float]:
     return float(r.mean() / sd), float((z**3).mean()), float((z**4).mean())
 
 
-def deflated_sharpe_of(returns: np.ndarray, all_sharpes: np.ndarray) -> float:
+def deflated_sharpe_of(returns: np.ndarray, all_sharpes: np.ndarray, *, n_trials: int | None = None) -> float:
     """DSR of one strategy's per-bar ``returns`` among trials whose per-bar Sharpe ratios are
-    ``all_sharpes`` (the number of trials is their count, the variance theirs)."""
+    ``all_sharpes`` (the variance theirs; the number of trials their count, or ``n_trials`` when
+    more trials were tried than have Sharpe ratios here, e.g. screens judged on the same span).
+    Pass trading trials only (see the module docstring)."""
     sr, skew, kurt = return_moments(returns)
     trials = np.asarray(all_sharpes, dtype=np.float64)
     variance = float(trials.var(ddof=1)) if len(trials) > 1 else 0.0
-    return deflated_sharpe(sr, len(returns), skew, kurt, n_trials=len(trials), sharpe_variance=variance)
+    n = len(trials) if n_trials is None else int(n_trials)
+    return deflated_sharpe(sr, len(returns), skew, kurt, n_trials=n, sharpe_variance=variance)
+
+
+def traded_columns(returns: np.ndarray) -> np.ndarray:
+    """bool ``(N,)``: which columns of a (T, N) return matrix ever moved (a trial that never trades
+    has returns of exactly zero on every bar)."""
+    m = np.asarray(returns, dtype=np.float64)
+    return np.any(m != 0.0, axis=0)
 
 
 def probability_of_backtest_overfitting(returns: np.ndarray, n_blocks: int = 16) -> float:
@@ -87,14 +105,21 @@ def probability_of_backtest_overfitting(returns: np.ndarray, n_blocks: int = 16)
     ``returns`` is (T, N): T common out-of-sample bars of N strategies (trials). The T rows are cut
     into ``n_blocks`` contiguous blocks (even number); each of the C(S, S/2) halves is in-sample
     once. Returns the share of splits whose in-sample best strategy has an out-of-sample relative
-    rank at or below the median (logit ≤ 0). NaN with fewer than 2 strategies.
+    rank at or below the median (logit ≤ 0).
+
+    Independent of the column order: where several strategies tie for the best in-sample Sharpe,
+    the split's out-of-sample relative rank is the mean of the tied winners' ranks (and ties out of
+    sample share their mean rank). Columns that are zero on every bar (trials that never traded) are
+    left out first. NaN ("not meaningful") with fewer than :data:`MIN_TRIALS` strategies left or
+    fewer than ``2 * n_blocks`` bars.
     """
     m = np.asarray(returns, dtype=np.float64)
-    t, n = m.shape
-    if n < 2 or t < n_blocks * 2:
-        return float("nan")
     if n_blocks % 2:
         raise ValueError("n_blocks must be even")
+    m = m[:, traded_columns(m)]
+    t, n = m.shape
+    if n < MIN_TRIALS or t < n_blocks * 2:
+        return float("nan")
     edges = np.linspace(0, t, n_blocks + 1).astype(int)
     # Per block and strategy: count, sum and sum of squares, so any union of blocks is cheap.
     cnt = np.diff(edges).astype(np.float64)
@@ -112,9 +137,12 @@ def probability_of_backtest_overfitting(returns: np.ndarray, n_blocks: int = 16)
     for combo in itertools.combinations(range(n_blocks), n_blocks // 2):
         is_mask = np.zeros(n_blocks, dtype=bool)
         is_mask[list(combo)] = True
-        best = int(np.argmax(sharpe(is_mask)))
+        in_sample = sharpe(is_mask)
+        winners = np.flatnonzero(in_sample == in_sample.max())  # every tied winner, not the first one
         oos = sharpe(~is_mask)
-        rank = (oos < oos[best]).sum() + 0.5 * ((oos == oos[best]).sum() - 1) + 1  # 1..N, ties averaged
+        w = oos[winners][:, None]
+        # 1..N, ties out of sample averaged; then averaged over the tied in-sample winners
+        rank = float(np.mean((oos < w).sum(axis=1) + 0.5 * ((oos == w).sum(axis=1) - 1) + 1))
         omega = rank / (n + 1)
         logits.append(math.log(omega / (1 - omega)))
     return float(np.mean(np.asarray(logits) <= 0))

@@ -6,6 +6,7 @@ the first time it runs on a machine), so ``import backtest`` stays light for ``e
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -30,7 +31,15 @@ if TYPE_CHECKING:
     import pandas as pd
     import vectorbt as vbt
 
-__all__ = ["BacktestResult", "CostModel", "RiskRules", "backtest_signals"]
+__all__ = ["STOP_RULE", "BacktestResult", "CostModel", "RiskRules", "backtest_signals"]
+
+# The stop rule of the backtest in one line, written into every bundle for the live bot to apply.
+STOP_RULE = ("stop_loss/take_profit are fractions of the fill price (the entry bar's open plus slippage); "
+             "checked against every bar's low/high from the entry bar itself on, stop-loss first; a bar "
+             "opening beyond a level exits at its open, else at the level; exits pay slippage and fees; "
+             "no re-entry until the signal changes")
+
+log = logging.getLogger(__name__)
 
 # Starting capital of the simulated account. Returns are fractions, so its value only sets the
 # scale of vectorbt's cash and value series.
@@ -88,10 +97,13 @@ class RiskRules:
         size: fraction of equity committed per position, in (0, 1]; 1.0 = all-in (the default),
             0.25 = a quarter of equity (fixed-fraction or a capped Kelly fraction computed by the
             caller from training data).
-        stop_loss: exit when the price moves this fraction against the entry (0.02 = 2 %), checked
-            against each bar's high/low; ``None`` = no stop. A stopped position is not re-entered
-            until the signal goes flat and back.
-        take_profit: exit when the price moves this fraction in favour (0.05 = 5 %); ``None`` = none.
+        stop_loss: exit when the price moves this fraction against the **fill price** (the entry
+            bar's open plus slippage; 0.02 = 2 %: a long filled at 100 stops at 98), checked against
+            each bar's low/high from the entry bar itself on; ``None`` = no stop. A bar that opens
+            beyond the level exits at its open; the exit pays slippage and fees. A stopped position
+            is not re-entered until the signal changes. The full rule: :mod:`backtest._stops`.
+        take_profit: exit when the price moves this fraction in favour of the fill (0.05 = 5 %),
+            checked the same way after the stop-loss (a bar touching both is a loss); ``None`` = none.
         breaker: drawdown circuit breaker: once the equity curve falls this fraction below its
             peak (0.2 = 20 %), trade nothing more (flat from the next bar on); ``None`` = off.
     """
@@ -269,11 +281,12 @@ def _simulate(
     """A vectorbt ``Portfolio`` for the rules of :func:`backtest_signals` (inputs already validated).
 
     ``target`` is the int8 signal; it is shifted by one bar here. ``engine="signals"`` builds it with
-    ``Portfolio.from_signals`` (every rule; the path with stops), ``"orders"`` with
-    ``Portfolio.from_orders`` from :func:`_order_arrays` (no stops). :func:`backtest_signals` itself
-    calls the from-orders simulator directly (:func:`_simulate_orders`); these are the references the
-    tests check it against, and they cross-check vectorbt's own statistics against
-    :mod:`backtest.metrics`.
+    ``Portfolio.from_signals`` (every rule; stops from the fill price, but checked from the bar after
+    the entry bar only), ``"orders"`` with ``Portfolio.from_orders`` from :func:`_order_arrays` (no
+    stops). :func:`backtest_signals` itself calls the from-orders simulator directly
+    (:func:`_simulate_orders`, and :func:`_simulate_stops` with stops, which also checks the entry
+    bar); these are the references the tests check it against, and they cross-check vectorbt's own
+    statistics against :mod:`backtest.metrics`.
     """
     import pandas as pd
     import vectorbt as vbt  # the module-level import is for type checking only
@@ -296,7 +309,12 @@ def _simulate(
     sizing = dict(size=np.inf, size_type="amount") if risk.size >= 1.0 else dict(size=risk.size, size_type="percent")
     extra = {}
     if stops:
-        extra = dict(sl_stop=risk.stop_loss if risk.stop_loss is not None else np.nan,
+        from vectorbt.portfolio.enums import StopEntryPrice, StopExitPrice
+
+        # Levels from the fill price (open plus slippage) and exits paying slippage, as the live rule
+        # (backtest._stops); from_signals checks stops from the bar after the entry bar only.
+        extra = dict(stop_entry_price=StopEntryPrice.FillPrice, stop_exit_price=StopExitPrice.StopMarket,
+                     sl_stop=risk.stop_loss if risk.stop_loss is not None else np.nan,
                      tp_stop=risk.take_profit if risk.take_profit is not None else np.nan,
                      open=pd.Series(open_, index=index),
                      high=pd.Series(high if high is not None else np.maximum(open_, close), index=index),
@@ -345,7 +363,7 @@ class _Account:
 
 
 def _account_of(pf: vbt.Portfolio) -> _Account:
-    """The :class:`_Account` of a vectorbt ``Portfolio`` (the path with stops)."""
+    """The :class:`_Account` of a vectorbt ``Portfolio`` (the from_signals fallback)."""
     def flat(x) -> np.ndarray:
         return np.asarray(x, dtype=np.float64).reshape(-1)
 
@@ -367,45 +385,82 @@ def _simulate_orders(open_: np.ndarray, close: np.ndarray, target: np.ndarray, c
     is not cached), and a call costs well under a millisecond instead of vectorbt's ~5 ms of pandas
     and config copying around the same kernels. The tests pin it to both ``Portfolio`` engines.
     """
+    # Writable C arrays always: numba compiles (and caches) one version per argument type, and
+    # pandas hands out read-only views or writable copies depending on the frame.
+    open_, close = (np.require(a, np.float64, ("C", "W")) for a in (open_, close))
+    order_size, size_type, direction = _order_arrays(target, size)
+    return _run_orders(order_size, size_type, direction, open_, close, costs, _held(target)[0], rows_per_bar=1)
+
+
+def _run_orders(order_size: np.ndarray, size_type: np.ndarray, direction: np.ndarray, price: np.ndarray,
+                close: np.ndarray, costs: CostModel, planned: np.ndarray, *, rows_per_bar: int) -> _Account | None:
+    """Run vectorbt's from-orders kernels on order rows (``rows_per_bar`` rows per bar, the last row
+    of each bar marked to the bar's close: ``close`` holds one value per row) and read the account at
+    the end of each bar; None where the position's sign differs from ``planned`` (int8 ``(N,)``)."""
     import vectorbt as vbt
     from vectorbt.portfolio import nb
     from vectorbt.portfolio.enums import Direction
     from vectorbt.records.nb import col_map_nb
     from vectorbt.returns.nb import returns_nb
 
-    # Writable C arrays always: numba compiles (and caches) one version per argument type, and
-    # pandas hands out read-only views or writable copies depending on the frame.
-    open_, close = (np.require(a, np.float64, ("C", "W")) for a in (open_, close))
-    n = close.shape[0]
-    shape = (n, 1)
-    order_size, size_type, direction = _order_arrays(target, size)
+    rows = close.shape[0]
+    shape = (rows, 1)
     cfg = vbt.settings.portfolio
     init_cash = np.full(1, _INIT_CASH)
     close_2d = close.reshape(shape)
     # Positional (numba dispatches keyword calls ~40 us slower), in the simulator's order:
     orders, _ = nb.simulate_from_orders_nb(
         shape, np.ones(1, dtype=np.int64), init_cash, np.zeros(shape, dtype=np.int64),  # shape .. call_seq
-        order_size, open_, size_type, direction,  # size, price, size_type, direction
+        order_size, price, size_type, direction,  # size, price, size_type, direction
         np.asarray(costs.fees), np.asarray(0.0), np.asarray(costs.slippage),  # fees, fixed_fees, slippage
         np.asarray(float(cfg["min_size"])), np.asarray(float(cfg["max_size"])),  # min_size, max_size
         np.asarray(float(cfg["size_granularity"])), np.asarray(0.0),  # size_granularity, reject_prob
         np.asarray(bool(cfg["lock_cash"])), np.asarray(bool(cfg["allow_partial"])),  # lock_cash, allow_partial
         np.asarray(False), np.asarray(False), np.asarray(np.inf), close,  # raise_reject, log, val_price, close
         False, bool(cfg["ffill_val_price"]), bool(cfg["update_value"]),  # auto_call_seq, ffill_val_price, update_value
-        n, 1, bool(cfg["init_temp_records"]), False,  # max_orders, max_logs, init_temp_records, flex_2d
+        rows, 1, bool(cfg["init_temp_records"]), False,  # max_orders, max_logs, init_temp_records, flex_2d
     )
     col_map = col_map_nb(orders["col"], 1)
     assets = nb.assets_nb(nb.asset_flow_nb(shape, orders, col_map, Direction.Both))
-    if not np.array_equal(np.sign(assets.reshape(-1)), _held(target)[0]):
+    end = slice(rows_per_bar - 1, None, rows_per_bar)  # each bar's last row, marked to its close
+    assets = assets[end]
+    if not np.array_equal(np.sign(assets.reshape(-1)), planned):
         return None
-    cash = nb.cash_nb(nb.cash_flow_nb(shape, orders, col_map, False), init_cash)
-    asset_value = np.where(assets == 0, 0.0, close_2d) * assets  # (Portfolio.asset_value zeroes close there)
+    cash = nb.cash_nb(nb.cash_flow_nb(shape, orders, col_map, False), init_cash)[end]
+    bar_close = close_2d[end]
+    asset_value = np.where(assets == 0, 0.0, bar_close) * assets  # (Portfolio.asset_value zeroes close there)
     value = cash + asset_value
     returns = returns_nb(value, init_cash)
     trades = nb.get_exit_trades_nb(orders, close_2d, col_map)
     return _Account(returns=_finite_returns(returns.reshape(-1)), assets=assets.reshape(-1),
                     asset_value=asset_value.reshape(-1), value=value.reshape(-1),
                     trade_returns=np.asarray(trades["return"], dtype=np.float64))
+
+
+def _simulate_stops(open_: np.ndarray, high: np.ndarray | None, low: np.ndarray | None, close: np.ndarray,
+                    target: np.ndarray, costs: CostModel, risk: RiskRules) -> _Account | None:
+    """The account under ``risk``'s stop-loss / take-profit, stops measured from the fill price and
+    checked from the entry bar on (the rule is stated in :mod:`backtest._stops`); None where an order
+    could not fill as planned (a short blown through), as :func:`_simulate_orders`."""
+    from vectorbt.portfolio.enums import Direction, SizeType
+
+    from ._stops import stop_plan
+
+    open_, close = (np.require(a, np.float64, ("C", "W")) for a in (open_, close))
+    # Missing or NaN high/low: the bar's range is its open-close range (vectorbt's rule too).
+    high = np.maximum(open_, close) if high is None else np.where(np.isnan(high), np.maximum(open_, close), high)
+    low = np.minimum(open_, close) if low is None else np.where(np.isnan(low), np.minimum(open_, close), low)
+    nan = float("nan")
+    order_size, size_type, price, planned = stop_plan(
+        open_, np.require(high, np.float64, "C"), np.require(low, np.float64, "C"), _held(target)[0],
+        float(risk.size), nan if risk.stop_loss is None else float(risk.stop_loss),
+        nan if risk.take_profit is None else float(risk.take_profit), float(costs.slippage),
+        SizeType.Amount, SizeType.TargetAmount, SizeType.Percent,
+    )
+    close_rows = np.repeat(open_, 3)
+    close_rows[2::3] = close  # rows 3i, 3i+1 trade at the open; row 3i+2 ends the bar at its close
+    direction = np.full(order_size.shape[0], Direction.Both, dtype=np.int64)
+    return _run_orders(order_size, size_type, direction, price, close_rows, costs, planned, rows_per_bar=3)
 
 
 def backtest_signals(
@@ -476,13 +531,20 @@ def _backtest(ohlcv: pd.DataFrame, open_: np.ndarray, close: np.ndarray, target:
     if engine not in ("auto", "signals", "orders"):
         raise ValueError(f"engine must be 'auto', 'signals' or 'orders', got {engine!r}")
 
+    high = ohlcv["high"].to_numpy(dtype=np.float64) if "high" in ohlcv.columns else None
+    low = ohlcv["low"].to_numpy(dtype=np.float64) if "low" in ohlcv.columns else None
+
     def simulate(t: np.ndarray) -> _Account:
         if engine == "auto" and not _uses_signals_engine(t, risk):
             account = _simulate_orders(open_, close, t, costs, risk.size)
             if account is not None:
                 return account
-        high = ohlcv["high"].to_numpy(dtype=np.float64) if "high" in ohlcv.columns else None
-        low = ohlcv["low"].to_numpy(dtype=np.float64) if "low" in ohlcv.columns else None
+        if engine == "auto" and (risk.stop_loss is not None or risk.take_profit is not None):
+            account = _simulate_stops(open_, high, low, close, t, costs, risk)
+            if account is not None:
+                return account
+            log.warning("an order under stops could not fill as planned (a short blown through?); "
+                        "scoring with vectorbt's from_signals, which checks stops from the bar after the entry")
         kind = "signals" if engine == "auto" else engine
         return _account_of(_simulate(ohlcv.index, open_, close, t, costs, risk, high, low, engine=kind))
 

@@ -4,7 +4,10 @@ the embedded demo dataset.
 Every source ends in the same canonical frame: a tz-naive, strictly increasing ``DatetimeIndex``
 named ``time`` and float64 columns ``open, high, low, close, volume``. Times with a zone or an
 epoch are converted to UTC; times without one (MetaTrader's broker server time, a Yahoo date) are
-kept as written. Each bar is labelled by the time it opened, as every supported export does.
+kept as written. Daily (or coarser) bars stamped with a zone keep the exchange's own date and
+wall time instead (``2024-01-05 00:00+09:00`` is Friday 2024-01-05, not Thursday 15:00 UTC).
+Numeric times before 1971 (an Excel serial date such as ``36182`` read as epoch seconds) are
+refused. Each bar is labelled by the time it opened, as every supported export does.
 
 File formats (``fmt``; ``"auto"`` detects them from the first lines):
 
@@ -316,7 +319,8 @@ def _join_date_time(date: pd.Series, clock: pd.Series) -> pd.Series:
 
 
 def _parse_times(col: pd.Series, source: str, first_line: int = 2) -> pd.Series:
-    """Timestamps as tz-naive ``datetime64[ns]``: zoned times in UTC, naive ones as written."""
+    """Timestamps as tz-naive ``datetime64[ns]``: zoned times in UTC (daily zoned ones at their own
+    wall time), naive ones as written; numeric ones as epochs (refused before 1971)."""
     if pd.api.types.is_bool_dtype(col):
         numbers = None
     elif pd.api.types.is_numeric_dtype(col):
@@ -343,9 +347,73 @@ def _parse_times(col: pd.Series, source: str, first_line: int = 2) -> pd.Series:
     if len(bad):
         i = int(bad[0])
         raise DataError(f"{source}: row {i + first_line}: unparsable timestamp {col.iloc[i]!r}")
+    if numbers is not None:
+        _check_epoch(times, numbers, source, first_line)
     if getattr(times.dt, "tz", None) is not None:
+        local = None if numbers is not None else _local_wall_time(col.astype(str).str.strip(), times)
         times = times.dt.tz_convert("UTC").dt.tz_localize(None)
+        if local is not None and _one_bar_per_day(local):
+            # Daily (or coarser) bars stamped with a zone: the exchange's own date is the bar's date
+            # (a Tokyo Friday, 2024-01-05 00:00+09:00, is Thursday 15:00 in UTC). Keep the wall time.
+            times = local
     return times.astype("datetime64[ns]")
+
+
+# A clock time followed by a zone: 00:00:00+09:00, 10:00Z, 09:30:00.000-0500, 16:00 UTC.
+_ZONED_CLOCK = re.compile(r"\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(Z|UTC|GMT|([+-])(\d{2}):?(\d{2})?)$",
+                          re.IGNORECASE)
+
+
+def _local_wall_time(text: pd.Series, utc: pd.Series) -> pd.Series | None:
+    """The times as written (tz-naive wall time in each one's own zone): ``utc`` plus the offset that
+    ``text`` states, when every time in ``text`` is a clock time with a zone; else None."""
+    if not len(text) or not _ZONED_CLOCK.search(text.iloc[0]):
+        return None
+    zone = text.str.extract(_ZONED_CLOCK)
+    if zone[0].isna().any():  # some time has no zone
+        return None
+    sign = np.where(zone[1] == "-", -1.0, 1.0)
+    hours = pd.to_numeric(zone[2], errors="coerce").fillna(0.0).to_numpy()
+    minutes = pd.to_numeric(zone[3], errors="coerce").fillna(0.0).to_numpy()
+    offset = pd.to_timedelta(sign * (hours * 60.0 + minutes), unit="min")
+    naive = pd.DatetimeIndex(utc).tz_convert("UTC").tz_localize(None)
+    return pd.Series(naive + offset, index=text.index)
+
+
+def _one_bar_per_day(times: pd.Series) -> bool:
+    """True for daily or coarser bars: every bar at the same time of day, no two on one date."""
+    t = pd.DatetimeIndex(times)
+    day = t.normalize()
+    return bool((t - day).nunique() == 1 and day.is_unique)
+
+
+# Numeric times that land before this are not bar times (epoch 0 is 1970-01-01).
+_EARLIEST_EPOCH = pd.Timestamp("1971-01-01")
+_EXCEL_SERIALS = (10_958, 73_051)  # 1930-01-01 .. 2100-01-01 as Excel serial dates (days since 1899-12-30)
+
+
+def _check_epoch(times: pd.Series, numbers: pd.Series, source: str, first_line: int) -> None:
+    """Refuse numeric times that read as implausible epochs: before 1971, e.g. Excel serial dates
+    (``36182`` is 1999-01-22 in Excel, 10:03:02 on 1970-01-01 as epoch seconds, and would make bars
+    one second apart)."""
+    t = pd.DatetimeIndex(times)
+    if t.tz is not None:
+        t = t.tz_convert("UTC").tz_localize(None)
+    early = (t < _EARLIEST_EPOCH).nonzero()[0]
+    if not len(early):
+        return
+    i = int(early[0])
+    value = numbers.iloc[i]
+    shown = int(value) if float(value).is_integer() else float(value)
+    values = numbers.to_numpy(dtype="float64")
+    if ((values >= _EXCEL_SERIALS[0]) & (values <= _EXCEL_SERIALS[1])).all():
+        excel = pd.Timestamp("1899-12-30") + pd.to_timedelta(float(value), unit="D")
+        raise DataError(
+            f"{source}: row {i + first_line}: time {shown} looks like an Excel serial date ({excel.date()}), "
+            f"not an epoch (it would read as {t[i]}); save the time column as dates (YYYY-MM-DD)")
+    raise DataError(
+        f"{source}: row {i + first_line}: time {shown} reads as {t[i]} (epoch), before 1971: not a plausible "
+        "bar time; give ISO times or epoch seconds/milliseconds")
 
 
 def _from_numbers(numbers: pd.Series) -> pd.Series:

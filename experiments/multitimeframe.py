@@ -79,7 +79,8 @@ def run_search(ds, holdout, budget, *, seed: int, workdir: Path) -> dict[str, An
     records = search.records
     ok = [r for r in records.values() if r.ok]
     front = pareto_front(records.values())
-    dsr, pbo, trials = selection_bias(records.values())
+    bias = selection_bias(records.values())
+    dsr, pbo, trials = bias.dsr, bias.pbo, bias.trials
     best = max(front or ok, key=lambda r: r.result["sharpe"]) if ok else None
     row: dict[str, Any] = {"evaluated": len(records), "failed": len(records) - len(ok), "trials": trials,
                            "hypervolume": round(search.hypervolume(), 4), "front_size": len(front),
@@ -94,7 +95,8 @@ def run_search(ds, holdout, budget, *, seed: int, workdir: Path) -> dict[str, An
         hold = evaluate_holdouts(g, best.result, [holdout], budget, seed=seed)
         row.update({
             "best": best.key, "wf_sharpe": round(best.result["sharpe"], 3),
-            "wf_max_drawdown": round(best.result["max_drawdown"], 3), "dsr": round(dsr[best.key], 3),
+            "wf_max_drawdown": round(best.result["max_drawdown"], 3),
+            "dsr": round(dsr[best.key], 3) if best.key in dsr else None,   # None: not meaningful
             "wf_trades": best.result["trades"], "test_span": [best.result["test_start"], best.result["test_end"]],
             "holdout_sharpe": round(hold["sharpe"], 3), "holdout_trades": hold["trades"],
             "genes": {m: {"timeframes": list(getattr(g, m).timeframes), "fusion": getattr(g, m).fusion,

@@ -590,3 +590,53 @@ def test_weighted_consensus_follows_the_weight() -> None:
     assert bt.consensus_signal(a, b, rule="weighted", threshold=0.5, weight=1.0).tolist() == [1]   # A alone
     with pytest.raises(ConfigError):
         bt.consensus_signal(a, b, rule="weighted", threshold=0.5, weight=1.5)
+
+
+def test_periods_per_year_of_intraday_bars_is_bars_per_session_times_sessions(indexfut: pd.DataFrame) -> None:
+    """1-minute index future, Jan-Feb 2006: 41 sessions on all 41 weekdays of the span, so 365.25 * 5/7
+    sessions a year, times the mean bars of the sessions between the first and the last. Steps over
+    calendar time (the old rule) gave 199 534 on the file and 203 470 / 185 203 on its first 80 % /
+    last 20 %; the session rule is stable across the search span and the holdout."""
+    idx = indexfut.index
+    per_session = pd.Series(1, index=idx).groupby(idx.normalize()).size()
+    assert len(per_session) == 41 and set(per_session.index.day_of_week) == {0, 1, 2, 3, 4}
+    expected = per_session.iloc[1:-1].mean() * 365.25 * 5 / 7
+    assert bt.periods_per_year(idx) == pytest.approx(expected, rel=1e-12)
+    assert bt.periods_per_year(idx) == pytest.approx(197_750.1, rel=1e-6)
+    cut = len(idx) - int(round(0.2 * len(idx)))
+    search, holdout = bt.periods_per_year(idx[:cut]), bt.periods_per_year(idx[cut:])
+    assert abs(search / holdout - 1) < 0.035 and abs(search / bt.periods_per_year(idx) - 1) < 0.01
+
+
+def test_periods_per_year_of_synthetic_sessions() -> None:
+    # one week Monday..Friday, 10 one-minute bars a day: 10 bars x 260.9 sessions a year
+    days = pd.date_range("2024-01-01", periods=5, freq="D")     # 2024-01-01 is a Monday
+    week = pd.DatetimeIndex([d + pd.Timedelta(hours=9, minutes=m) for d in days for m in range(10)])
+    assert bt.periods_per_year(week) == pytest.approx(10 * 365.25 * 5 / 7, rel=1e-12)
+    # a holiday on Wednesday: 4 sessions on 5 weekdays
+    holiday = week[(week.normalize() != days[2])]
+    assert bt.periods_per_year(holiday) == pytest.approx(10 * 4 / 5 * 365.25 * 5 / 7, rel=1e-12)
+    # 24/7 data, 8 days of 1-minute bars: minutes in a year
+    crypto = pd.date_range("2024-01-01", periods=8 * 1440, freq="min")
+    assert bt.periods_per_year(crypto) == pytest.approx(1440 * 365.25, rel=1e-12)
+    # under a week, Monday..Friday is assumed: three days of 10 bars count as 10 x 260.9
+    assert bt.periods_per_year(week[:30]) == pytest.approx(10 * 365.25 * 5 / 7, rel=1e-12)
+
+
+def test_metrics_do_not_overflow() -> None:
+    """Bars one second apart annualise to ~3e7 bars a year: the CAGR of 0.1 % a bar overflowed a
+    float (an OverflowError in calmar_ratio). Every metric stays finite; figures beyond METRIC_CAP
+    are clipped to it."""
+    from backtest.metrics import METRIC_CAP
+
+    r = np.full(500, 0.001)
+    r[100] = -0.01
+    ppy = 365.25 * 24 * 3600
+    assert bt.calmar_ratio(r, ppy) == METRIC_CAP
+    assert np.isfinite(bt.sharpe_ratio(r, ppy)) and np.isfinite(bt.sortino_ratio(r, ppy))
+    doubling = np.r_[np.full(1100, 1.0), -0.5]       # 2 ** 1100 overflows a float
+    assert bt.total_return(doubling) == METRIC_CAP
+    assert bt.max_drawdown(doubling) == pytest.approx(0.5, rel=1e-12)
+    assert bt.calmar_ratio(doubling, 252) == METRIC_CAP
+    assert bt.max_drawdown(np.r_[0.1, -1.0, 0.0]) == 1.0 and bt.total_return(np.r_[0.1, -1.0]) == -1.0
+    assert bt.calmar_ratio(np.r_[0.1, -1.0], 252) == -1.0

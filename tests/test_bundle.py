@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from backtest import STOP_RULE
 from evo.config import budget_from_dict
 from evo.deploy.bundle import ENTRIES, Bundle, read_bundle
 from evo.deploy.export import fit_final_model, train_final, write_member_bundle
@@ -139,6 +140,7 @@ def test_export_load_decide_round_trip(exported, bundle, ds):
         assert spec["fit"]["best_epoch"] >= 0 and spec["fit"]["n_windows"] == 300
     assert m["consensus"] == {"rule": "weighted", "threshold": 0.36, "weight": 0.6, "allow_short": False}
     assert {"size", "stop_loss", "fees_bps", "slippage_bps", "fill"} <= set(m["risk"])
+    assert m["risk"]["stops"] == STOP_RULE   # the backtest's stop rule, for the live bot
     assert m["metrics"]["walk_forward_oos"]["sharpe"] == 0.8
     assert m["metrics"]["holdout"]["trades"] == 9 and "returns" not in m["metrics"]["holdout"]
     # trained before the 20 % holdout, which starts at bar 1200

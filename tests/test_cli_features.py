@@ -298,3 +298,35 @@ def test_higher_timeframe_columns_use_closed_periods_only(shared_data: Path, tmp
         pd.testing.assert_series_equal(read_output(cut)[hourly].iloc[t], written[hourly].iloc[t], check_names=False)
     bad = evo("features", "--data", str(data), "--timeframes", "7", "--out", str(tmp_path / "x.csv"))
     assert bad.returncode == 2 and "offers 5, 15, 60" in bad.stderr and not (tmp_path / "x.csv").exists()
+
+
+def test_a_file_shorter_than_the_warm_up_exits_2_with_one_line(shared_data: Path, tmp_path: Path) -> None:
+    """Fewer bars than the longest warm-up (sma_50: 49 bars) would write a CSV where no row has every
+    feature (a 3-bar file: almost all NaN) and exit 0; it is refused, and nothing is written."""
+    lines = (shared_data / "NVDA_1d_1999_2014.csv").read_text().splitlines()
+    longest = max(s.warmup_bars for s in F.catalog())
+    for n in (3, longest):
+        data = tmp_path / f"short{n}.csv"
+        data.write_text("\n".join(lines[: n + 1]) + "\n")
+        out = tmp_path / f"f{n}.csv"
+        result = evo("features", "--data", str(data), "--out", str(out))
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip() == (
+            f"evo: error: {data}: {n} bars are too few for the features: sma_50 needs {longest} bars of "
+            f"warm-up, so no bar would have every feature; give at least {longest + 1} bars")
+        assert not out.exists()
+    data = tmp_path / "enough.csv"
+    data.write_text("\n".join(lines[: longest + 2]) + "\n")
+    result = evo("features", "--data", str(data), "--out", str(tmp_path / "ok.csv"))
+    assert result.returncode == 0, result.stderr
+    written = read_output(tmp_path / "ok.csv")
+    assert len(written) == longest + 1 and written.iloc[-1].notna().all()
+
+
+def test_excel_serial_dates_exit_2_with_one_line(tmp_path: Path) -> None:
+    data = tmp_path / "excel.csv"
+    data.write_text("Date,Open,High,Low,Close,Volume\n" + "".join(
+        f"{36182 + i},10,11,9,10.5,100\n" for i in range(60)))
+    result = evo("features", "--data", str(data), "--out", str(tmp_path / "f.csv"))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert f"{data}: row 2: time 36182 looks like an Excel serial date (1999-01-22)" in result.stderr

@@ -408,3 +408,57 @@ def test_yfinance_cache_is_keyed_by_interval_and_period(tmp_path, caplog):
 def test_yfinance_rejects_unknown_interval_and_period_before_downloading(tmp_path, kwargs, message):
     with pytest.raises(DataError, match=message):
         load_bars("yf:NVDA", cache_dir=tmp_path, **kwargs)
+
+
+# ------------------------------------------------------------------------------------- dates
+
+
+def test_excel_serial_dates_are_refused_with_the_row(tmp_path):
+    """36182 is 1999-01-22 in Excel; read as epoch seconds it is 1970-01-01 10:03:02, bars one second
+    apart (and an OverflowError later when the Calmar ratio annualised them)."""
+    text = "Date,Open,High,Low,Close,Volume\n36182,10,11,9,10.5,1000\n36185,10.5,11.5,10,11,1200\n"
+    with pytest.raises(DataError, match=r"bars\.csv: row 2: time 36182 looks like an Excel serial date \(1999-01-22\)"):
+        read_csv(write(tmp_path, text))
+    small = "timestamp,open,high,low,close\n5,1,2,0.5,1.5\n6,1.5,2,1,1.2\n"
+    with pytest.raises(DataError, match=r"row 2: time 5 reads as 1970-01-01 00:00:05 \(epoch\), before 1971"):
+        read_csv(write(tmp_path, small, "small.csv"))
+
+
+def test_zoned_daily_stamps_keep_the_exchanges_date():
+    """A Tokyo Friday stamped 2024-01-05 00:00+09:00 is Thursday 15:00 in UTC: daily bars keep the
+    local date; New York dates across a DST change keep theirs; zoned intraday bars go to UTC."""
+    def raw(times):
+        n = len(times)
+        return pd.DataFrame({"Date": times, "Open": [1.0] * n, "High": [1.0] * n, "Low": [1.0] * n,
+                             "Close": [1.0] * n})
+
+    tokyo = to_canonical(raw(["2024-01-04 00:00:00+09:00", "2024-01-05 00:00:00+09:00",
+                              "2024-01-09 00:00:00+09:00"]), source="x")
+    assert list(tokyo.index) == [pd.Timestamp("2024-01-04"), pd.Timestamp("2024-01-05"), pd.Timestamp("2024-01-09")]
+    assert tokyo.index[1].day_name() == "Friday"
+    aware = pd.Series(pd.date_range("2024-01-04", periods=3, freq="D", tz="Asia/Tokyo"))   # as yfinance gives them
+    expected = pd.DatetimeIndex(["2024-01-04", "2024-01-05", "2024-01-06"], name="time").as_unit("ns")
+    pd.testing.assert_index_equal(to_canonical(raw(aware), source="x").index, expected)
+    new_york = to_canonical(raw(["2024-03-08 00:00:00-05:00", "2024-03-11 00:00:00-04:00"]), source="x")
+    assert list(new_york.index) == [pd.Timestamp("2024-03-08"), pd.Timestamp("2024-03-11")]
+    intraday = to_canonical(raw(["2024-01-05 09:00+09:00", "2024-01-05 09:01+09:00"]), source="x")
+    assert intraday.index[0] == pd.Timestamp("2024-01-05 00:00")
+    plain = to_canonical(raw(["2024-01-04", "2024-01-05"]), source="x")
+    assert list(plain.index) == [pd.Timestamp("2024-01-04"), pd.Timestamp("2024-01-05")]
+
+
+def test_the_holdout_is_annualised_like_the_search_span(indexfut):
+    from backtest import periods_per_year
+    from evo.config import budget_from_dict
+    from evo.evaluation.dataset import prepare_run_data
+
+    bars = indexfut.iloc[:9000]
+    budget = budget_from_dict("tiny", {
+        "search": {"embedding_dim": [8], "num_blocks": [1, 1], "num_heads": [2], "seq_len": [8], "horizon": [1],
+                   "max_features_a": 4, "max_features_b": 4, "slstm_share": 0.0},
+        "evaluate": {"folds": 2, "holdout_fraction": 0.2},
+    })
+    ds, holdout = prepare_run_data(bars, "indexfut", budget)
+    holdout.unseal()
+    assert holdout.dataset.periods_per_year == ds.periods_per_year == periods_per_year(ds.bars.index)
+    assert len(holdout.dataset.bars) == len(bars)

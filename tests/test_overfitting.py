@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from backtest.overfitting import (
+    MIN_TRIALS,
     deflated_sharpe,
     deflated_sharpe_of,
     expected_max_sharpe,
@@ -65,3 +66,39 @@ def test_pbo_is_about_one_half_on_noise_and_zero_with_a_dominant_strategy():
 
 def test_pbo_needs_two_strategies():
     assert math.isnan(probability_of_backtest_overfitting(np.zeros((100, 1))))
+
+
+def _partly_idle_strategies() -> np.ndarray:
+    """(320, 9) returns, 8 blocks of 40 bars: strategies that trade in some blocks only (Sharpe
+    exactly 0 on a half where they never trade, so they tie in sample), losers, copies of one
+    strategy (ties in and out of sample) and three that never trade at all."""
+    rng = np.random.default_rng(7)
+    m = np.zeros((320, 9))
+    m[160:, 0] = rng.normal(0.001, 0.01, 160)          # idle in the first half
+    m[:160, 1] = rng.normal(0.001, 0.01, 160)          # idle in the second half
+    m[::2, 2] = rng.normal(-0.002, 0.01, 160)          # a loser
+    m[:, 3] = rng.normal(0.0, 0.01, 320)
+    m[:, 4] = m[:, 3]                                  # an identical copy: tied everywhere
+    m[40:120, 5] = rng.normal(0.0005, 0.01, 80)
+    return m                                           # columns 6, 7, 8: never traded
+
+
+def test_pbo_does_not_depend_on_the_order_of_the_columns_even_with_ties():
+    m = _partly_idle_strategies()
+    rng = np.random.default_rng(0)
+    values = {probability_of_backtest_overfitting(m[:, rng.permutation(m.shape[1])], 8) for _ in range(12)}
+    values.add(probability_of_backtest_overfitting(m, 8))
+    values.add(probability_of_backtest_overfitting(m[:, ::-1], 8))
+    assert len(values) == 1, values
+    (pbo,) = values
+    assert 0.0 <= pbo <= 1.0
+    # the never-trading columns are left out: the same figure without them
+    assert probability_of_backtest_overfitting(m[:, :6], 8) == pbo
+
+
+def test_pbo_of_trials_that_never_trade_is_not_meaningful():
+    assert math.isnan(probability_of_backtest_overfitting(np.zeros((320, 12)), 8))
+    one = np.zeros((320, 12))
+    one[:, 4] = np.random.default_rng(3).normal(0.0, 0.01, 320)
+    assert math.isnan(probability_of_backtest_overfitting(one, 8))   # one trading trial: nothing to rank
+    assert MIN_TRIALS == 2

@@ -89,3 +89,104 @@ def test_circuit_breaker_stops_trading_after_the_breach_and_keeps_the_past(nvda)
 def test_invalid_risk_rules(bad):
     with pytest.raises(ConfigError):
         RiskRules(**bad)
+
+
+def test_stops_are_measured_from_the_fill_not_the_entry_bars_close():
+    # Fill at open[1] = 100; the entry bar closes at 110, the next bar's low is 106. A 3 % stop under
+    # the fill sits at 97 and never triggers (measured from the close, 110 * 0.97 = 106.7 would).
+    b = bars(close=[100, 110, 108, 109], open_=[100, 100, 109, 108],
+             low=[100, 99, 106, 107.5], high=[100, 111, 109.5, 109.5])
+    res = backtest_signals(b, np.array([1, 1, 1, 1]), costs=FREE, periods_per_year=252,
+                           risk=RiskRules(stop_loss=0.03))
+    assert res.trades == 1 and res.exposure == 0.75
+    assert res.trade_returns[0] == pytest.approx(109 / 100 - 1, abs=1e-12)   # still open, marked to the close
+    # Take-profit likewise: 5 % over the fill is 105, touched by the entry bar's own high (111).
+    tp = backtest_signals(b, np.array([1, 1, 1, 1]), costs=FREE, periods_per_year=252,
+                          risk=RiskRules(take_profit=0.05))
+    assert tp.trades == 1 and tp.trade_returns[0] == pytest.approx(0.05, abs=1e-12)
+    assert tp.returns[1] == pytest.approx(0.05, abs=1e-12) and np.allclose(tp.returns[2:], 0.0)
+
+
+def test_the_entry_bar_own_range_triggers_the_stop():
+    # Long filled at 100 (open[1]); the entry bar dips to 96 before closing at 101: a 3 % stop at 97
+    # fills inside the entry bar, and the position stays flat while the signal stays long.
+    b = bars(close=[100, 101, 104, 106], open_=[100, 100, 101, 104],
+             low=[100, 96, 100.5, 103.5], high=[100, 101.5, 104.5, 106.5])
+    sig = np.array([1, 1, 1, 1])
+    res = backtest_signals(b, sig, costs=FREE, periods_per_year=252, risk=RiskRules(stop_loss=0.03))
+    assert res.trades == 1 and res.trade_returns[0] == pytest.approx(-0.03, abs=1e-12)
+    assert res.returns[1] == pytest.approx(-0.03, abs=1e-12) and np.allclose(res.returns[2:], 0.0)
+    assert res.exposure == 0.0          # flat at every close
+    # A short filled at 100 whose entry bar spikes to 104 stops at 103.
+    s = bars(close=[100, 99, 97, 95], open_=[100, 100, 99, 97],
+             low=[100, 98.5, 96.5, 94.5], high=[100, 104, 99.5, 97.5])
+    short = backtest_signals(s, -sig, costs=FREE, periods_per_year=252, risk=RiskRules(stop_loss=0.03))
+    assert short.trades == 1 and short.trade_returns[0] == pytest.approx(-0.03, abs=1e-12)
+    assert np.allclose(short.returns[2:], 0.0)
+
+
+def test_stop_levels_include_slippage_and_the_stop_exit_pays_it():
+    # 10 bps slippage: the long fills at 100.1, a 3 % stop sits at 97.097 and the exit sells at
+    # 97.097 * (1 - 0.001). No fees.
+    b = bars(close=[100, 101, 104, 106], open_=[100, 100, 101, 104],
+             low=[100, 97.05, 100.5, 103.5], high=[100, 101.5, 104.5, 106.5])
+    res = backtest_signals(b, np.array([1, 1, 1, 1]), costs=CostModel(0.0, 10.0), periods_per_year=252,
+                           risk=RiskRules(stop_loss=0.03))
+    fill = 100 * 1.001
+    assert res.trades == 1
+    assert res.trade_returns[0] == pytest.approx(fill * 0.97 * 0.999 / fill - 1, abs=1e-12)
+    # The same bar's low of 97.10 (above 97.097) does not trigger it.
+    b.loc[b.index[1], "low"] = 97.10
+    held = backtest_signals(b, np.array([1, 1, 1, 1]), costs=CostModel(0.0, 10.0), periods_per_year=252,
+                            risk=RiskRules(stop_loss=0.03))
+    assert held.exposure == 0.75
+
+
+def test_a_gap_through_the_stop_exits_at_the_open():
+    b = bars(close=[100, 101, 90, 91], open_=[100, 100, 92, 90],
+             low=[100, 99, 89, 89.5], high=[100, 101.5, 92.5, 91.5])
+    res = backtest_signals(b, np.array([1, 1, 1, 1]), costs=FREE, periods_per_year=252,
+                           risk=RiskRules(stop_loss=0.03))
+    assert res.trades == 1 and res.trade_returns[0] == pytest.approx(-0.08, abs=1e-12)
+
+
+def test_stops_with_a_fraction_of_equity_and_a_reversal():
+    # Half the equity long at 100, stopped at 97 in the entry bar; the signal turns short at bar 3's
+    # open (100) and that short is stopped at 103 (entry bar high 104).
+    b = bars(close=[100, 100, 100, 101, 100], open_=[100, 100, 100, 100, 101],
+             low=[100, 96, 99, 99.5, 99.5], high=[100, 101, 101, 104, 101.5])
+    res = backtest_signals(b, np.array([1, 1, -1, -1, -1]), costs=FREE, periods_per_year=252,
+                           risk=RiskRules(size=0.5, stop_loss=0.03))
+    assert res.trades == 2
+    np.testing.assert_allclose(res.trade_returns, [-0.03, -0.03], atol=1e-12)
+    assert res.returns[1] == pytest.approx(-0.015, abs=1e-12)
+    assert res.returns[3] == pytest.approx(-0.015, abs=1e-12)
+
+
+def test_stops_agree_with_vectorbt_from_signals_until_an_entry_bar_touches_a_level(nvda):
+    """vectorbt's from_signals (stops from the fill price, StopMarket exits) checks stops from the bar
+    after the entry only; on NVDA long/short with 3 % / 6 % stops and costs, backtest_signals gives
+    the same returns up to the first entry bar whose own range touches a level, and differs there."""
+    from backtest.portfolio import _backtest, _check_ohlcv
+
+    span = nvda.iloc[-939:]
+    close = span["close"]
+    sig = np.sign(close - close.rolling(20).mean()).fillna(0).to_numpy().astype(np.int8)
+    costs, risk = CostModel(5, 5), RiskRules(stop_loss=0.03, take_profit=0.06)
+    res = backtest_signals(span, sig, costs=costs, periods_per_year=252, risk=risk)
+    o, c = _check_ohlcv(span)
+    ref = _backtest(span, o, c, sig, costs, 252, risk, engine="signals")
+    held = np.r_[0, sig[:-1]]
+    before = np.r_[0, held[:-1]]
+    hi, lo = span["high"].to_numpy(), span["low"].to_numpy()
+    first = None
+    for i in np.flatnonzero((held != 0) & (held != before)):
+        d = held[i]
+        fill = o[i] * (1 + d * costs.slippage)
+        sl, tp = fill * (1 - d * risk.stop_loss), fill * (1 + d * risk.take_profit)
+        if (lo[i] <= sl or hi[i] >= tp) if d > 0 else (hi[i] >= sl or lo[i] <= tp):
+            first = i
+            break
+    assert first is not None and first > 50
+    np.testing.assert_allclose(res.returns[:first], ref.returns[:first], rtol=1e-9, atol=1e-12)
+    assert res.returns[first] != pytest.approx(ref.returns[first], abs=1e-6)

@@ -91,6 +91,7 @@ def write_features(args: argparse.Namespace) -> None:
         raise ConfigError(f"{out}: --out would overwrite the --data file")
     [(bars, label)] = load_from_args(args)
     names = list(F.usable_features(bars, warn=True, source=label))
+    check_long_enough(bars, names, label)
     frame = F.compute_features(bars, raw=not args.model_ready)[names]
     if args.timeframes:
         import pandas as pd
@@ -113,6 +114,20 @@ def write_features(args: argparse.Namespace) -> None:
         f"in {time.perf_counter() - started:.1f} s",
         file=sys.stderr,
     )
+
+
+def check_long_enough(bars, names: list[str], label: str) -> None:
+    """DataError unless some bar is past every feature's warm-up: a shorter file would write a
+    CSV in which no row has all its features (the longest warm-up is ``sma_50``'s 49 bars)."""
+    import features as F
+    from evo.errors import DataError
+
+    warmups = {s.name: s.warmup_bars for s in F.catalog() if s.name in names}
+    longest = max(warmups, key=lambda n: warmups[n])
+    if len(bars) <= warmups[longest]:
+        raise DataError(f"{label}: {len(bars)} bars are too few for the features: {longest} needs "
+                        f"{warmups[longest]} bars of warm-up, so no bar would have every feature; "
+                        f"give at least {warmups[longest] + 1} bars")
 
 
 def parse_timeframes(text: str, bars, label: str) -> list[int]:

@@ -24,10 +24,9 @@ def _abbrev(features: list[str], width: int = 38) -> str:
 
 
 def print_front(store, *, as_json: bool, top: int | None, sort: str = "sharpe") -> None:
-    from evo.reporting.front import front_payload
+    from evo.reporting.front import front_payload, latest_screens
 
-    low = sum(1 for r in store.iter_records() if r.fidelity == "low")
-    payload = front_payload(store.records(), store.meta, str(store.path), low_fidelity=low)
+    payload = front_payload(store.records(), store.meta, str(store.path), screens=latest_screens(store.iter_records()))
     key = {"sharpe": lambda m: -m["sharpe"], "drawdown": lambda m: m["max_drawdown"],
            "trades": lambda m: -m["trades"]}[sort]
     payload["members"].sort(key=key)
@@ -41,7 +40,7 @@ def print_front(store, *, as_json: bool, top: int | None, sort: str = "sharpe") 
 
     from evo.genome import Genome
 
-    table = Table(title=f"Pareto front: {payload['run']}", title_justify="left",
+    table = Table(title=f"Pareto front: {payload['run']} ({_trials_used(payload)})", title_justify="left",
                   caption="WF = walk-forward out-of-sample (test folds, after costs); HO = untouched holdout; "
                           "DSR = deflated Sharpe (probability of skill)", caption_justify="left")
     numeric = ("WF Sharpe", "DSR", "WF maxDD", "WF return", "trades", "HO Sharpe", "HO maxDD")
@@ -54,7 +53,7 @@ def print_front(store, *, as_json: bool, top: int | None, sort: str = "sharpe") 
         if g.consensus == "weighted":
             rule += f" w{risk.get('weight', 0.5):.2f}"
         table.add_row(
-            m["id"][:8], f"{m['sharpe']:+.2f}", f"{m['dsr']:.2f}", f"{m['max_drawdown']:.1%}",
+            m["id"][:8], f"{m['sharpe']:+.2f}", _fmt(m["dsr"], "{:.2f}", "n/m"), f"{m['max_drawdown']:.1%}",
             f"{m['total_return']:+.1%}", str(m["trades"]), _fmt(m["holdout_sharpe"], "{:+.2f}"),
             _fmt(m["holdout_max_drawdown"], "{:.1%}"), f"{m['accuracy_a']:.2f}/{m['accuracy_b']:.2f}",
             f"{g.model_a.describe()}\n{_abbrev(list(g.model_a.features))}",
@@ -71,9 +70,12 @@ def print_front(store, *, as_json: bool, top: int | None, sort: str = "sharpe") 
     console.print(f"{payload['evaluated']} genomes evaluated{screened}, {payload['failed']} failed"
                   f"{f' ({causes})' if causes else ''}, {payload['too_few_trades']} with too few trades; "
                   f"test span {span[0][:10] + '..' + span[1][:10] if span else '-'}")
-    console.print(f"selection bias: {payload['trials']} trials; DSR = probability the Sharpe beats the best of "
-                  f"that many lucky tries (< 0.95: no evidence of skill); "
-                  f"PBO = {'n/a' if pbo is None else f'{pbo:.2f}'} (0.5 = what noise gives)")
+    dsr_what = payload.get("dsr_note") or (f"over {payload['dsr_trials']} trading trials = probability the Sharpe "
+                                            "beats the best of that many lucky tries (< 0.95: no evidence of skill)")
+    pbo_what = payload.get("pbo_note") or (f"{pbo:.2f} over {payload['pbo_trials']} trading trials "
+                                           "(0.5 = what noise gives)")
+    console.print(f"selection bias: {payload['trials']} trials, {payload['no_trade']} never traded (left out); "
+                  f"DSR {dsr_what}; PBO {pbo_what}")
     for b in payload["baselines"]:
         console.print(f"baseline {b['name']}: WF Sharpe {_fmt(b['sharpe'], '{:+.2f}')}, "
                       f"WF maxDD {_fmt(b['max_drawdown'], '{:.1%}')}, HO Sharpe {_fmt(b['holdout_sharpe'], '{:+.2f}')}")
@@ -83,8 +85,15 @@ def print_front(store, *, as_json: bool, top: int | None, sort: str = "sharpe") 
         console.print("[yellow]no genome traded enough to enter the front[/]")
 
 
-def _fmt(value, pattern: str) -> str:
-    return "-" if value is None else pattern.format(value)
+def _fmt(value, pattern: str, missing: str = "-") -> str:
+    return missing if value is None else pattern.format(value)
+
+
+def _trials_used(payload) -> str:
+    """How many trials each honesty figure used, for the table's header."""
+    dsr = f"DSR over {payload['dsr_trials']} trials" if payload.get("dsr_note") is None else "DSR not meaningful"
+    pbo = f"PBO over {payload['pbo_trials']}" if payload.get("pbo_note") is None else "PBO not meaningful"
+    return f"{dsr}, {pbo}; {payload['no_trade']} of {payload['trials']} never traded"
 
 
 def main(args: argparse.Namespace) -> int:

@@ -103,8 +103,11 @@ def main(args: argparse.Namespace) -> int:
     bars, bars_note = load_run_bars(store.meta)
     studies, studies_note = load_studies(run_dir)
     log.info("building the figures")
+    from evo.reporting.front import latest_screens
+
     report = build_report(records, store.meta, run=str(run_dir), checkpoint=checkpoint, bars=bars,
-                          bars_note=bars_note, studies=studies, studies_note=studies_note)
+                          bars_note=bars_note, studies=studies, studies_note=studies_note,
+                          screens=latest_screens(store.iter_records()))
     out.parent.mkdir(parents=True, exist_ok=True)
     png_files, png_note = [], "PNG copies were not requested (--no-png)."
     if not args.no_png:

@@ -23,7 +23,8 @@ Spec (version 3; version 2 bundles still load: they are version 3 bundles withou
   :func:`features.catalog` gives them), ``scaler`` (float32 ``mean`` and ``scale``),
   ``dead_zone`` (log return), ``lr`` and ``fit`` (epochs); ``consensus`` (rule, threshold,
   allow_short; ``gate_low``/``gate_high``/``gate_model`` when the threshold depends on the volatility
-  regime) and ``risk`` (costs in bps per side, allow_short, the fill rule); ``training``
+  regime) and ``risk`` (costs in bps per side, allow_short, the fill rule, and ``stops``: the stop
+  rule, :data:`backtest.STOP_RULE`); ``training``
   (mode and segments); ``trained_on`` (data source, hash, bar range, seed, device); ``metrics``
   (each block named for what it is: ``walk_forward_oos``, and ``holdout`` when the run has one);
   ``golden`` (bars, and the probabilities the exported models gave on them); ``versions`` (evo,
@@ -344,7 +345,8 @@ class Bundle:
     @property
     def risk(self) -> dict[str, Any]:
         """What the bot must apply around each signal: ``size`` (fraction of equity per position),
-        ``stop_loss``/``take_profit`` (fractions from the entry, None = none), ``breaker`` (stop
+        ``stop_loss``/``take_profit`` (fractions of the entry's fill price, checked from the entry bar
+        on as ``stops`` states, None = none), ``breaker`` (stop
         trading after this drawdown; 0 = off), costs in bps per side, the fill rule."""
         return dict(self.manifest.get("risk", {}))
 

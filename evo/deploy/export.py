@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from backtest import STOP_RULE
 from evo.config import Budget
 from evo.deploy.bundle import GOLDEN_TOLERANCE, Bundle, library_versions, write_bundle
 from evo.errors import StoreError
@@ -245,7 +246,7 @@ def write_member_bundle(fit: FinalFit, record: Record, ds: Dataset, budget: Budg
                       **_gate_spec(g, risk)},
         "risk": {**risk, "sizing": ev.sizing, "breaker": ev.breaker, "fees_bps": ev.fees_bps,
                  "slippage_bps": ev.slippage_bps, "allow_short": bool(ev.allow_short),
-                 "fill": "a decision at bar t's close trades at bar t+1's open"},
+                 "fill": "a decision at bar t's close trades at bar t+1's open", "stops": STOP_RULE},
         "training": {
             "mode": "refit_all" if fit.refit_all else "default",
             "train": _span(ds, fit.train), "val": _span(ds, fit.val), "holdout": _span(ds, fit.holdout),

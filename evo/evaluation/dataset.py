@@ -136,4 +136,8 @@ def prepare_run_data(bars: pd.DataFrame, label: str, budget: Budget, *,
         raise DataError(f"{label}: the {budget.evaluate.holdout_fraction:.0%} holdout is only {n_hold} bars; "
                         "give more data or set evaluate.holdout_fraction = 0")
     cut = full.n_bars - n_hold
-    return head(full, cut), Holdout(full, cut)
+    search = head(full, cut)
+    # One annualisation for both: the holdout's Sharpe is scaled by the bars per year measured on
+    # the search span (backtest.periods_per_year), so the two figures compare, and the holdout's own
+    # calendar is not needed to score it.
+    return search, Holdout(replace(full, periods_per_year=search.periods_per_year), cut)

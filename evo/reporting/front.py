@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from backtest.overfitting import MIN_TRIALS
 from evo.search.records import Record
 
 SAMPLE_NOTE = "walk-forward out-of-sample (concatenated test folds, after fees and slippage)"
@@ -17,34 +19,109 @@ def _per_bar_sharpe(returns: np.ndarray) -> float:
     return float(returns.mean() / sd) if sd > 0 else 0.0
 
 
-def selection_bias(records: Iterable[Record]) -> tuple[dict[str, float], float | None, int]:
-    """Deflated Sharpe per evaluated genome, PBO over all of them, and the number of trials
-    (distinct genomes evaluated successfully). All genomes of a run share one test span."""
+TRIALS_RULE = (
+    "trials = genomes evaluated at full fidelity + successive-halving screens (each screen judged a genome "
+    "on the test span, so it counts once more, also for a genome it then sent to full training); "
+    "trials that never traded are left out of DSR and PBO (no_trade); DSR's expected maximum counts every "
+    "trading trial (dsr_trials), PBO ranks those with returns on the common test span (pbo_trials); "
+    f"fewer than {MIN_TRIALS} trading trials: not meaningful"
+)
+
+
+@dataclass(frozen=True)
+class SelectionBias:
+    """The selection-bias figures of a run and what they were computed over.
+
+    dsr: deflated Sharpe per trading full-fidelity genome (empty when not meaningful).
+    pbo: probability of backtest overfitting; None when not meaningful.
+    trials: full-fidelity genomes evaluated successfully + screens (everything judged on the test span).
+    screens: low-fidelity screens among ``trials``. no_trade: trials that never traded (left out).
+    dsr_trials: trading trials, the number DSR's expected maximum counts.
+    pbo_trials: trading trials in PBO's return matrix. *_note: why a figure is missing, else None.
+    """
+
+    dsr: dict[str, float]
+    pbo: float | None
+    trials: int
+    screens: int = 0
+    no_trade: int = 0
+    dsr_trials: int = 0
+    pbo_trials: int = 0
+    dsr_note: str | None = None
+    pbo_note: str | None = None
+
+
+def _traded(r: Record) -> bool:
+    """A trial traded: a trade count above 0 and returns that moved (an old record without ``trades``:
+    returns that moved)."""
+    trades = r.result.get("trades")
+    moved = bool(np.any(np.asarray(r.result.get("returns") or [], dtype=np.float64) != 0.0))
+    return moved and (trades is None or float(trades) > 0)
+
+
+def latest_screens(records: Iterable[Record]) -> list[Record]:
+    """The low-fidelity screens among journal records (``RunStore.iter_records()``), the last one per
+    genome (a resumed run may journal one twice), in key order."""
+    last = {r.key: r for r in records if r.fidelity == "low"}
+    return [last[k] for k in sorted(last)]
+
+
+def _not_meaningful(n: int) -> str:
+    return f"not meaningful: {n} trial(s) traded, fewer than {MIN_TRIALS}"
+
+
+def selection_bias(records: Iterable[Record], screens: Iterable[Record] = ()) -> SelectionBias:
+    """Deflated Sharpe per evaluated genome and PBO over the trials (see :data:`TRIALS_RULE`).
+    ``records``: full-fidelity records; ``screens``: low-fidelity ones (:func:`latest_screens`).
+    All genomes of a run share one test span. Independent of the records' order."""
     from backtest.overfitting import deflated_sharpe_of, probability_of_backtest_overfitting
 
     ok = sorted((r for r in records if r.ok), key=lambda r: r.key)  # independent of arrival order
+    screened = sorted((r for r in screens if r.ok), key=lambda r: r.key)
     if not ok:
-        return {}, None, 0
+        return SelectionBias({}, None, len(screened), screens=len(screened), pbo_note="no genome evaluated",
+                             dsr_note="no genome evaluated")
     lengths = {len(r.result["returns"]) for r in ok}
     if len(lengths) != 1:
         raise ValueError(f"evaluated genomes have test spans of different lengths {sorted(lengths)}")
-    matrix = np.array([r.result["returns"] for r in ok], dtype=np.float64).T  # (T, N)
+    (span,) = lengths
+    trading = [r for r in ok if _traded(r)]
+    trading_screens = [r for r in screened if _traded(r)]
+    columns = trading + [r for r in trading_screens if len(r.result.get("returns") or []) == span]
+    matrix = np.array([r.result["returns"] for r in columns], dtype=np.float64).reshape(len(columns), span).T
     sharpes = np.array([_per_bar_sharpe(matrix[:, j]) for j in range(matrix.shape[1])])
-    dsr = {r.key: deflated_sharpe_of(matrix[:, j], sharpes) for j, r in enumerate(ok)}
-    pbo = probability_of_backtest_overfitting(matrix, n_blocks=16) if len(ok) >= 2 else float("nan")
-    return dsr, (None if np.isnan(pbo) else float(pbo)), len(ok)
+    n_trials = len(trading) + len(trading_screens)
+    dsr, dsr_note = {}, None
+    if n_trials >= MIN_TRIALS and len(columns) >= MIN_TRIALS:
+        dsr = {r.key: deflated_sharpe_of(matrix[:, j], sharpes, n_trials=n_trials)
+               for j, r in enumerate(trading)}
+    else:
+        dsr_note = _not_meaningful(n_trials)
+    pbo = probability_of_backtest_overfitting(matrix, n_blocks=16) if len(columns) >= MIN_TRIALS else float("nan")
+    pbo_note = None
+    if np.isnan(pbo):
+        pbo_note = _not_meaningful(len(columns)) if len(columns) < MIN_TRIALS else \
+            f"not meaningful: the test span has {span} bars, fewer than 32 (16 blocks of 2)"
+    return SelectionBias(
+        dsr, None if np.isnan(pbo) else float(pbo), trials=len(ok) + len(screened), screens=len(screened),
+        no_trade=len(ok) - len(trading) + len(screened) - len(trading_screens), dsr_trials=n_trials,
+        pbo_trials=len(columns), dsr_note=dsr_note, pbo_note=pbo_note,
+    )
 
 
 def front_payload(records: Mapping[str, Record], meta: Mapping[str, Any], run: str,
-                  low_fidelity: int = 0) -> dict[str, Any]:
+                  screens: Iterable[Record] = ()) -> dict[str, Any]:
     """What ``evo front --json`` prints. ``records`` are the merged full-fidelity records
-    (``RunStore.records()``); ``low_fidelity`` counts the successive-halving screens beside them
-    (genomes judged on little training only; never in the front, the trials or PBO)."""
+    (``RunStore.records()``); ``screens`` the successive-halving screens beside them
+    (:func:`latest_screens`: genomes judged on little training, on the same test span; never in the
+    front, but trials for DSR and PBO: :data:`TRIALS_RULE`)."""
     from evo.search.objectives import pareto_front
 
     names = tuple(meta.get("objectives") or ("sharpe", "drawdown"))
     front = pareto_front(records.values(), names)
-    dsr, pbo, trials = selection_bias(records.values())
+    screens = list(screens)
+    bias = selection_bias(records.values(), screens)
+    dsr = bias.dsr
     failures: dict[str, int] = {}
     for r in records.values():
         if not r.ok:
@@ -57,7 +134,7 @@ def front_payload(records: Mapping[str, Record], meta: Mapping[str, Any], run: s
     for r in front:
         hold = r.result.get("holdout") or {}
         members.append({
-            "id": r.key, **{k: r.result.get(k) for k in keys}, "dsr": dsr[r.key],
+            "id": r.key, **{k: r.result.get(k) for k in keys}, "dsr": dsr.get(r.key),
             "holdout_sharpe": hold.get("sharpe"), "holdout_max_drawdown": hold.get("max_drawdown"),
             "holdout_total_return": hold.get("total_return"), "holdout_trades": hold.get("trades"),
             "latency_ms": r.result.get("latency_ms"),
@@ -72,10 +149,16 @@ def front_payload(records: Mapping[str, Record], meta: Mapping[str, Any], run: s
         "sample": SAMPLE_NOTE,
         "objectives": list(names),
         "test_span": [front[0].result["test_start"], front[0].result["test_end"]] if front else None,
-        "evaluated": trials,
-        "trials": trials,
-        "low_fidelity": low_fidelity,
-        "pbo": pbo,
+        "evaluated": bias.trials - bias.screens,
+        "trials": bias.trials,
+        "low_fidelity": len(screens),
+        "no_trade": bias.no_trade,
+        "dsr_trials": bias.dsr_trials,
+        "pbo_trials": bias.pbo_trials,
+        "trials_rule": TRIALS_RULE,
+        "dsr_note": bias.dsr_note,
+        "pbo": bias.pbo,
+        "pbo_note": bias.pbo_note,
         "failed": sum(1 for r in records.values() if not r.ok),
         "failures": failures,
         "too_few_trades": sum(1 for r in records.values() if r.ok and not r.result["enough_trades"]),

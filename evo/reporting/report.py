@@ -126,10 +126,16 @@ def honesty_table(payload: Mapping[str, Any] | None, records: Mapping[str, Recor
     facts: list[tuple[str, str, str]] = []   # (what, value, sample)
     if payload is not None:
         pbo = payload.get("pbo")
-        facts.append(("trials (distinct genomes evaluated; what DSR and PBO correct for)", str(payload["trials"]),
+        facts.append(("trials (genomes evaluated + low-fidelity screens: everything judged on the test span)",
+                      str(payload["trials"]), WALK_FORWARD))
+        facts.append(("trials that never traded (left out of DSR and PBO)", str(payload.get("no_trade", 0)),
                       WALK_FORWARD))
+        facts.append(("trials DSR's expected maximum counts (the trading ones)",
+                      payload.get("dsr_note") or str(payload.get("dsr_trials", payload["trials"])), WALK_FORWARD))
         facts.append(("probability of backtest overfitting (PBO; 0.5 is what noise gives)",
-                      "n/a (too few trials or bars)" if pbo is None else f"{pbo:.2f}", WALK_FORWARD))
+                      (payload.get("pbo_note") or "n/a (too few trials or bars)") if pbo is None
+                      else f"{pbo:.2f} over {payload.get('pbo_trials', payload['trials'])} trading trials",
+                      WALK_FORWARD))
         facts.append(("genomes with too few trades", str(payload.get("too_few_trades", 0)), WALK_FORWARD))
     else:
         facts.append(("selection-bias figures", f"not computed: {payload_error}", WALK_FORWARD))
@@ -184,8 +190,10 @@ def _baselines(raw: Any) -> list[tuple[str, dict[str, Any]]]:
 
 def build_report(records: Mapping[str, Record], meta: Mapping[str, Any], *, run: str,
                  checkpoint: Mapping[str, Any] | None = None, bars: pd.DataFrame | None = None,
-                 bars_note: str = "", studies: Sequence[Any] | None = None, studies_note: str = "") -> Report:
+                 bars_note: str = "", studies: Sequence[Any] | None = None, studies_note: str = "",
+                 screens: Sequence[Record] = ()) -> Report:
     """Every figure of the report. ``records`` as :meth:`evo.search.store.RunStore.records` gives them,
+    ``screens`` the run's low-fidelity screens (:func:`evo.reporting.front.latest_screens`; trials too),
     ``meta`` is ``run.json``, ``bars`` the run's bars (None: no buy-and-hold, x is the bar number;
     ``bars_note`` says why), ``studies`` loaded Optuna studies (None: a scatter from the journal)."""
     from evo.reporting.front import front_payload, selection_bias
@@ -201,13 +209,15 @@ def build_report(records: Mapping[str, Record], meta: Mapping[str, Any], *, run:
 
     payload, payload_error = None, ""
     try:
-        payload = front_payload(records, meta, run)
+        payload = front_payload(records, meta, run, screens=screens)
     except Exception as exc:  # noqa: BLE001 - a journal evo.reporting.front cannot read still gets its figures
         log.warning("evo.reporting.front cannot read this journal (%s: %s); computing DSR and PBO directly",
                     type(exc).__name__, exc)
         try:
-            dsr, pbo, trials = selection_bias(recs)
-            payload = {"members": [{"id": k, "dsr": v} for k, v in dsr.items()], "pbo": pbo, "trials": trials,
+            bias = selection_bias(recs, screens)
+            payload = {"members": [{"id": k, "dsr": v} for k, v in bias.dsr.items()], "pbo": bias.pbo,
+                       "trials": bias.trials, "no_trade": bias.no_trade, "dsr_trials": bias.dsr_trials,
+                       "pbo_trials": bias.pbo_trials, "dsr_note": bias.dsr_note, "pbo_note": bias.pbo_note,
                        "too_few_trades": sum(1 for r in recs if r.ok and not eligible(r))}
             payload["baselines"] = _try_baselines(records, meta)
         except Exception as exc2:  # noqa: BLE001 - e.g. genomes scored on test spans of different lengths
@@ -306,7 +316,8 @@ def render_html(report: Report, *, png_note: str = "", png_files: Sequence[str] 
     parts += ['<h2 id="honesty">Honesty table</h2>',
               '<p class="note">The front members\' figures and what the search did to find them. DSR: the '
               'probability that the Sharpe beats the best of that many lucky tries (below 0.95: no evidence of '
-              'skill). PBO: how often the in-sample best of the trials ranks below the median out of sample.</p>',
+              'skill). PBO: how often the in-sample best of the trials ranks below the median out of sample. Trials '
+              'that never traded are left out of both; with fewer than two trading trials neither is meaningful.</p>',
               report.table_html]
     config = {"displaylogo": False, "responsive": True}
     for s in report.sections:
