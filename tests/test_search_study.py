@@ -1,0 +1,41 @@
+"""experiments.search_study --quick: the study's machinery end to end in about a minute (one
+planted market, NSGA-II, random search and today's bot, one seed, real training)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from experiments.search_study import main, summarize
+
+pytestmark = pytest.mark.slow
+
+
+def test_quick_study_writes_runs_and_a_summary(tmp_path):
+    assert main(["--quick", "--workers", "2", "--out", str(tmp_path)]) == 0
+    runs = [json.loads(line) for line in (tmp_path / "search_study_quick.jsonl").read_text().splitlines()]
+    assert {(r["market"], r["arm"]) for r in runs} == {("pattern", "nsga2"), ("pattern", "random"), ("pattern", "bot")}
+    assert all("error" not in r for r in runs), [r.get("error") for r in runs]
+    for r in runs:
+        assert r["evaluated"] >= 1 and r["hv_rescored"] >= 0.0 and r["hv_search"] >= 0.0
+        assert r["kind"] == "pattern" and 0 < r["market_info"]["signal_share"] < 1
+        for m in r["rescored"]:                 # re-scored with seeds the search never used
+            assert len(m["fresh"]) == 1 and len(m["search"]) == 2
+    bot = next(r for r in runs if r["arm"] == "bot")
+    assert bot["evaluated"] == 1 and bot["generations"] == 1
+    payload = json.loads((tmp_path / "search_study_quick.json").read_text())
+    assert [row["arm"] for row in payload["rows"]] == ["nsga2", "random", "bot"]
+    assert any(n.startswith("pattern: nsga2 beats random") for n in payload["notes"])
+
+
+def test_summary_pairs_arms_by_seed():
+    def run(arm, seed, hv, hold):
+        return {"market": "both", "arm": arm, "seed": seed, "kind": "both", "evaluated": 4, "failed": 0,
+                "too_few_trades": 1, "hv_rescored": hv, "hv_search": hv + 1, "max_dsr": 0.5,
+                "chosen": {"holdout_sharpe": hold, "planted": arm == "nsga2", "family": True}}
+    runs = [run("random", s, 1.0, -0.1) for s in range(3)] + [run("nsga2", s, 1.0 + s, 0.2) for s in range(3)]
+    rows = {r["arm"]: r for r in summarize(runs)}
+    assert rows["nsga2"]["beats_random"] == "2/3" and rows["nsga2"]["planted_chosen"] == "3/3"
+    assert rows["random"]["holdout_positive"] == "0/3" and rows["nsga2"]["holdout_positive"] == "3/3"
+    assert rows["nsga2"]["no_trade_share"] == 0.25
