@@ -11,7 +11,8 @@ Two modes:
 
 Every decision is made at its bar's close and is traded at the next bar's open. Before deciding,
 the bundle's golden probabilities are recomputed (``--no-verify`` skips it): a runtime that does
-not reproduce the exported models stops with exit code 2.
+not reproduce the exported models stops with exit code 2. It also stops (exit 2, one line) when
+the models read volume features and the bars carry no volume (FX/CFD data).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def main(args: argparse.Namespace) -> int:
 
     bundle = Bundle.load(Path(args.bundle), verify=not args.no_verify)
     bars, label = load_bars(args.data, fmt=args.format)
+    bundle.check_volume(bars, source=label)
     if args.bars is not None and args.bars < 1:
         raise DataError(f"--bars must be >= 1, got {args.bars}")
     if args.stream:

@@ -342,6 +342,27 @@ class Bundle:
         return int(self.manifest["seq_len"])
 
     @property
+    def volume_features(self) -> tuple[str, ...]:
+        """The features of either model that read the volume (``needs_volume``), model A's first."""
+        names = [s["name"] for n in MODELS for s in self.manifest["models"][n]["feature_specs"]
+                 if s.get("needs_volume")]
+        return tuple(dict.fromkeys(names))
+
+    def check_volume(self, bars, source: str = "") -> None:
+        """Raise :class:`DataError` when the bundle reads volume features and ``bars`` (a canonical
+        frame) carry no volume (missing, all zero: FX/CFD feeds): those features would be
+        computed from zeros and the decision would mean nothing. ``source`` prefixes the message."""
+        from features import has_usable_volume
+
+        if self.volume_features and not has_usable_volume(bars):
+            raise self._no_volume(source)
+
+    def _no_volume(self, source: str) -> DataError:
+        return DataError(f"{source + ': ' if source else ''}the volume is missing or zero on every bar, but the "
+                         f"bundle's models read volume features ({', '.join(self.volume_features)}); it cannot "
+                         "decide on these bars: give bars with volume, or export a member without volume features")
+
+    @property
     def risk(self) -> dict[str, Any]:
         """What the bot must apply around each signal: ``size`` (fraction of equity per position),
         ``stop_loss``/``take_profit`` (fractions from the entry, None = none), ``breaker`` (stop
@@ -365,6 +386,7 @@ class Bundle:
         if len(bars) < need:
             raise DataError(f"needs at least {need} bars for {last} decision(s) (warm-up and window), "
                             f"got {len(bars)}")
+        self.check_volume(bars)
         m = self.manifest
         feats = compute_features(bars)
         ends = np.arange(len(bars) - last, len(bars))
@@ -435,7 +457,8 @@ class Bundle:
         """Decisions for the last ``last`` bars of ``bars`` (canonical frame), oldest first.
 
         Each is made at its bar's close and traded at the next bar's open. Raises
-        :class:`DataError` when ``bars`` holds fewer than ``min_bars + last - 1`` bars.
+        :class:`DataError` when ``bars`` holds fewer than ``min_bars + last - 1`` bars, or no
+        volume while the models read volume features (:meth:`check_volume`).
         """
         p = self.probabilities(bars, last)
         return [Decision(time=bars.index[t].isoformat(), signal=SIGNAL_NAMES[int(s)], p_a=float(pa[2]),
@@ -492,11 +515,16 @@ class Bundle:
 
         ``bar``: a mapping or ``pandas.Series`` with ``time, open, high, low, close, volume``
         (:func:`evo.pipeline.stream.parse_bar`). Bars must come in time order, each once; a bad bar raises
-        :class:`DataError` and leaves the stream as it was.
+        :class:`DataError` and leaves the stream as it was, and so does a bar that would make the
+        stream decide with volume features on a tail without any volume (:meth:`check_volume`).
         """
         from evo.pipeline.stream import parse_bar
 
         time, values = parse_bar(bar)
+        if self.volume_features and len(self._tail) + 1 >= self.min_bars and not values[4] > 0:
+            kept = self._tail.volumes()[1:] if len(self._tail) == self._tail.capacity else self._tail.volumes()
+            if not (kept > 0).any():
+                raise self._no_volume(f"bar at {time}")
         self._tail.append(time, values)
         if len(self._tail) < self.min_bars:
             return None

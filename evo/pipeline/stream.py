@@ -230,6 +230,12 @@ class BarTail:
     def last_time(self) -> pd.Timestamp | None:
         return pd.Timestamp(self._times[self._n - 1]) if self._n else None
 
+    def volumes(self) -> np.ndarray:
+        """The tail's volumes, oldest first (a read-only view, float64)."""
+        v = self._values[: self._n, 4]
+        v.flags.writeable = False
+        return v
+
     def clear(self) -> None:
         self._n = 0
         self.seen = 0
