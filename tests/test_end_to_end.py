@@ -114,7 +114,7 @@ def test_run_front_export_predict_in_separate_processes(workdir, finished_run):
 
     out = evo("predict", "--bundle", "bundle.evo", "--data", "orcl.csv", "--json", cwd=workdir).stdout
     decision = json.loads(out)
-    assert set(decision) == {"time", "signal", "p_a", "p_b"}
+    assert set(decision) == {"time", "signal", "p_a", "p_b", "settled"} and decision["settled"] is True
     assert decision["signal"] in ("long", "flat", "short") and all_finite(decision)
     assert decision["time"].startswith("2014-12-31")
     assert 0.0 <= decision["p_a"] <= 1.0 and 0.0 <= decision["p_b"] <= 1.0

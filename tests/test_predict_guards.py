@@ -1,4 +1,5 @@
-"""What `predict` and the live stream refuse: bars without volume for a volume model.
+"""What `predict` and the live stream refuse: bars without volume for a volume model, and too
+short a history for the indicators to settle.
 
 One bundle per module (the tiny budget of test_bundle.py, ~2 s of training on the last 1500
 NVIDIA daily bars): model B reads OBV (a volume feature) and the recursive EMA 10 and RSI 14, so
@@ -108,3 +109,69 @@ def test_decide_and_step_refuse_bars_without_volume(vbundle, nvda):
     b.prime(bars.iloc[:-1])
     d = b.step(flat.iloc[-1])
     assert d is not None and d.time == bars.index[-1].isoformat()
+
+
+# -------------------------------------------------------------------- item 5: short history
+
+def test_predict_with_too_few_bars_names_the_file(vbundle, nvda, tmp_path, capsys):
+    path, b = vbundle
+    csv = write_csv(tmp_path / "short.csv", nvda.iloc[-(b.min_bars - 1):])
+    for extra in ([], ["--stream"], ["--allow-unsettled"]):
+        rc, _, err = predict(capsys, "--bundle", str(path), "--data", str(csv), *extra)
+        assert rc == 2
+        line = error_line(err)
+        assert str(csv) in line and f"at least {b.min_bars}" in line
+
+
+def test_predict_refuses_an_unsettled_history_unless_allowed_and_then_marks_it(vbundle, nvda, tmp_path, capsys):
+    """With min_bars but fewer than tail_bars bars the recursive indicators still carry their
+    seeds (measured on this bundle over 50 dates: model B's p_up moves by up to 0.084 against the full
+    history and 2 signals change)."""
+    path, b = vbundle
+    short = write_csv(tmp_path / "recent.csv", nvda.iloc[-(b.min_bars + 20):])
+    for extra in ([], ["--stream"], ["--bars", "3"], ["--stream", "--bars", "3"]):
+        rc, out, err = predict(capsys, "--bundle", str(path), "--data", str(short), *extra)
+        assert rc == 2 and out == ""
+        line = error_line(err)
+        assert str(short) in line and str(b.tail_bars) in line and "--allow-unsettled" in line
+
+    rc, out, _ = predict(capsys, "--bundle", str(path), "--data", str(short), "--allow-unsettled",
+                         "--json", "--bars", "3")
+    assert rc == 0 and [d["settled"] for d in json.loads(out)] == [False] * 3
+    rc, out, _ = predict(capsys, "--bundle", str(path), "--data", str(short), "--allow-unsettled")
+    assert rc == 0 and "UNSETTLED" in out
+    rc, out, _ = predict(capsys, "--bundle", str(path), "--data", str(short), "--allow-unsettled",
+                         "--stream", "--json")
+    streamed = [json.loads(line) for line in out.splitlines()]
+    assert len(streamed) == 21 and not any(d["settled"] for d in streamed)
+
+    # exactly tail_bars bars: the last decision is settled, the one before is not
+    enough = write_csv(tmp_path / "enough.csv", nvda.iloc[-b.tail_bars:])
+    rc, out, _ = predict(capsys, "--bundle", str(path), "--data", str(enough), "--json")
+    assert rc == 0 and json.loads(out)["settled"] is True
+    rc, _, err = predict(capsys, "--bundle", str(path), "--data", str(enough), "--bars", "2")
+    assert rc == 2 and str(b.tail_bars + 1) in error_line(err)
+    # --stream without --bars starts deciding at the first settled bar
+    rc, out, _ = predict(capsys, "--bundle", str(path), "--data", str(enough), "--stream", "--json")
+    assert rc == 0 and [json.loads(line)["settled"] for line in out.splitlines()] == [True]
+
+
+def test_unsettled_decisions_really_differ_from_settled_ones(vbundle, nvda):
+    """The control: the guard above is not about nothing."""
+    _, b = vbundle
+    bars = nvda.iloc[-1200:]
+    full = b.probabilities(bars, last=50)
+    short = [b.probabilities(bars.iloc[: len(bars) - 49 + i][-b.min_bars:], last=1) for i in range(50)]
+    moved = max(abs(s.p_b[0, 2] - f) for s, f in zip(short, full.p_b[:, 2]))
+    assert moved > 1e-3
+    assert b.decide(bars.iloc[-b.min_bars:])[0].settled is False
+    assert b.decide(bars.iloc[-b.tail_bars:])[0].settled is True
+
+
+def test_step_marks_decisions_settled_once_the_stream_holds_tail_bars(vbundle, nvda):
+    _, b = vbundle
+    b.reset()
+    bars = nvda.iloc[-(b.tail_bars + 2):]
+    b.prime(bars.iloc[: b.tail_bars - 2])
+    marks = [b.step(row).settled for _, row in bars.iloc[b.tail_bars - 2:].iterrows()]
+    assert marks == [False, True, True, True]

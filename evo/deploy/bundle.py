@@ -248,6 +248,7 @@ class Decision:
     signal: str     # "long" | "flat" | "short"
     p_a: float      # model A's probability that the price rises by more than its dead zone over the horizon
     p_b: float      # model B's
+    settled: bool = True   # False: fewer than ``tail_bars`` bars of history before it (indicators not settled)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -456,13 +457,15 @@ class Bundle:
     def decide(self, bars, last: int = 1) -> list[Decision]:
         """Decisions for the last ``last`` bars of ``bars`` (canonical frame), oldest first.
 
-        Each is made at its bar's close and traded at the next bar's open. Raises
-        :class:`DataError` when ``bars`` holds fewer than ``min_bars + last - 1`` bars, or no
-        volume while the models read volume features (:meth:`check_volume`).
+        Each is made at its bar's close and traded at the next bar's open. A decision with fewer
+        than ``tail_bars`` bars up to and including its bar is marked ``settled=False``: its
+        recursive indicators still carry their seed, so a longer history may decide otherwise.
+        Raises :class:`DataError` when ``bars`` holds fewer than ``min_bars + last - 1`` bars, or
+        no volume while the models read volume features (:meth:`check_volume`).
         """
         p = self.probabilities(bars, last)
         return [Decision(time=bars.index[t].isoformat(), signal=SIGNAL_NAMES[int(s)], p_a=float(pa[2]),
-                         p_b=float(pb[2]))
+                         p_b=float(pb[2]), settled=bool(t + 1 >= self.tail_bars))
                 for t, s, pa, pb in zip(p.ends, p.signal, p.p_a, p.p_b)]
 
     def verify(self) -> float:
@@ -517,6 +520,7 @@ class Bundle:
         (:func:`evo.pipeline.stream.parse_bar`). Bars must come in time order, each once; a bad bar raises
         :class:`DataError` and leaves the stream as it was, and so does a bar that would make the
         stream decide with volume features on a tail without any volume (:meth:`check_volume`).
+        The decision's ``settled`` is :attr:`settled` after this bar.
         """
         from evo.pipeline.stream import parse_bar
 
