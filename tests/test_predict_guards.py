@@ -1,5 +1,5 @@
-"""What `predict` and the live stream refuse: bars without volume for a volume model, and too
-short a history for the indicators to settle.
+"""What `predict` and the live stream refuse: bars without volume for a volume model, too short a
+history for the indicators to settle, and a stale last bar.
 
 One bundle per module (the tiny budget of test_bundle.py, ~2 s of training on the last 1500
 NVIDIA daily bars): model B reads OBV (a volume feature) and the recursive EMA 10 and RSI 14, so
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 from test_bundle import TINY, record
@@ -52,9 +53,10 @@ def write_csv(path, bars: pd.DataFrame, *, volume: bool = True):
     return path
 
 
-def predict(capsys, *args: str) -> tuple[int, str, list[str]]:
-    """``evo predict ARGS``: (exit code, stdout, stderr lines)."""
-    rc = main(["predict", *args])
+def predict(capsys, *args: str, replay: bool = True) -> tuple[int, str, list[str]]:
+    """``evo predict ARGS``: (exit code, stdout, stderr lines). The NVIDIA bars end in 2014:
+    ``replay`` adds ``--allow-stale``, as replaying a history file takes."""
+    rc = main(["predict", *args, *(["--allow-stale"] if replay else [])])
     captured = capsys.readouterr()
     return rc, captured.out, [line for line in captured.err.splitlines() if line.strip()]
 
@@ -175,3 +177,72 @@ def test_step_marks_decisions_settled_once_the_stream_holds_tail_bars(vbundle, n
     b.prime(bars.iloc[: b.tail_bars - 2])
     marks = [b.step(row).settled for _, row in bars.iloc[b.tail_bars - 2:].iterrows()]
     assert marks == [False, True, True, True]
+
+
+# ------------------------------------------------------------------- item 4: stale bars
+
+def test_predict_refuses_a_stale_last_bar_unless_replaying(vbundle, nvda, tmp_path, capsys):
+    path, _ = vbundle
+    old = write_csv(tmp_path / "old.csv", nvda.iloc[-400:])          # ends 2014-12-31
+    rc, out, err = predict(capsys, "--bundle", str(path), "--data", str(old), replay=False)
+    assert rc == 2 and out == ""
+    line = error_line(err)
+    assert str(old) in line and "2014-12-31" in line and "--allow-stale" in line and "4.0 days" in line
+    for flag in (["--allow-stale"], ["--max-age", "none"], ["--max-age", "0"]):
+        rc, out, err = predict(capsys, "--bundle", str(path), "--data", str(old), *flag, replay=False)
+        assert rc == 0 and ("long" in out or "flat" in out)
+        assert any("closed" in e and "days ago" in e for e in err)
+    rc, _, err = predict(capsys, "--bundle", str(path), "--data", str(old), "--max-age", "soon", replay=False)
+    assert rc == 2 and "--max-age" in error_line(err)
+
+    # the same bars moved to end two days ago (closed 1 to 4 days ago, whatever the weekday): fresh
+    fresh = nvda.iloc[-400:].copy()
+    end = pd.Timestamp.now(tz="UTC").tz_localize(None).normalize() - pd.Timedelta(days=2)
+    fresh.index = pd.DatetimeIndex(pd.bdate_range(end=end, periods=len(fresh)), name="time")
+    new = write_csv(tmp_path / "new.csv", fresh)
+    rc, out, err = predict(capsys, "--bundle", str(path), "--data", str(new), replay=False)
+    assert rc == 0 and ("long" in out or "flat" in out)
+    assert any("closed" in e and "limit 4.0 days" in e for e in err)
+    rc, _, err = predict(capsys, "--bundle", str(path), "--data", str(new), "--max-age", "1h", replay=False)
+    assert rc == 2 and "stale" in error_line(err)
+
+
+def test_bar_age_and_its_default_limit():
+    from evo.pipeline.stream import bar_age, default_max_age, parse_max_age
+    from features.timeframes import BarClock
+
+    daily, minute, closing = BarClock(86400), BarClock(60), BarClock(300, "close")
+    now = pd.Timestamp("2024-01-08 10:00")                    # a Monday
+    assert bar_age(pd.Timestamp("2024-01-05"), daily, now) == pd.Timedelta(days=2, hours=10)   # Friday's bar
+    assert bar_age(pd.Timestamp("2024-01-08 09:58"), minute, now) == pd.Timedelta(minutes=1)
+    assert bar_age(pd.Timestamp("2024-01-08 09:55"), closing, now) == pd.Timedelta(minutes=5)
+    assert bar_age(pd.Timestamp("2024-01-08 09:59:30"), minute, now) < pd.Timedelta(0)      # still running
+    assert default_max_age(daily) == pd.Timedelta(days=4)
+    assert default_max_age(minute) == pd.Timedelta(minutes=3)
+    assert default_max_age(BarClock(7 * 86400)) == pd.Timedelta(days=21)
+    assert parse_max_age("90min") == pd.Timedelta(minutes=90) and parse_max_age("none") is None
+    with pytest.raises(DataError):
+        parse_max_age("-2h")
+    assert np.isfinite(bar_age(pd.Timestamp("2014-12-31"), daily, now).total_seconds())
+
+
+def test_predict_on_yf_uses_the_cache_when_fresh_and_refuses_it_when_stale(vbundle, nvda, tmp_path, monkeypatch,
+                                                                           capsys):
+    """A daily job on ``yf:`` used to decide on the first day's cached download forever. Now a stale
+    cache is topped up first; offline (no such ticker here) it stays stale and predict refuses."""
+    path, _ = vbundle
+    monkeypatch.setenv("EVO_CACHE_DIR", str(tmp_path))
+    ticker = "EVO-NO-SUCH-TICKER-XYZ"
+    cache = tmp_path / "yf" / f"{ticker}_1d_max.csv"
+    cache.parent.mkdir(parents=True)
+    nvda.iloc[-400:].rename(columns=str.capitalize).to_csv(cache, index_label="Date")      # ends 2014-12-31
+    rc, out, err = predict(capsys, "--bundle", str(path), "--data", f"yf:{ticker}", replay=False)
+    assert rc == 2 and out == ""
+    assert any("could not top up" in e for e in err) and "2014-12-31" in error_line(err)
+
+    fresh = nvda.iloc[-400:].copy()
+    yesterday = pd.Timestamp.now(tz="UTC").tz_localize(None).normalize() - pd.Timedelta(days=1)
+    fresh.index = pd.DatetimeIndex(pd.date_range(end=yesterday, periods=len(fresh), freq="D"), name="time")
+    fresh.rename(columns=str.capitalize).to_csv(cache, index_label="Date")   # up to date: nothing to download
+    rc, out, err = predict(capsys, "--bundle", str(path), "--data", f"yf:{ticker}", "--json", replay=False)
+    assert rc == 0 and json.loads(out)["time"] == yesterday.isoformat()

@@ -363,6 +363,15 @@ class Bundle:
                          f"bundle's models read volume features ({', '.join(self.volume_features)}); it cannot "
                          "decide on these bars: give bars with volume, or export a member without volume features")
 
+    def bar_clock(self):
+        """The :class:`features.timeframes.BarClock` of the bars the bundle was trained on: the
+        manifest's ``clock``, else the one of its golden bars."""
+        from features.timeframes import BarClock, infer_clock
+
+        if isinstance(self.manifest.get("clock"), dict):
+            return BarClock.from_dict(self.manifest["clock"])
+        return infer_clock(golden_frame(self.manifest["golden"]).index)
+
     @property
     def risk(self) -> dict[str, Any]:
         """What the bot must apply around each signal: ``size`` (fraction of equity per position),
