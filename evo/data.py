@@ -40,7 +40,7 @@ import logging
 import os
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -532,10 +532,45 @@ def _check_prices(frame: pd.DataFrame, source: str) -> None:
 # -------------------------------------------------------------------------------- yfinance
 
 
-def load_yfinance(ticker: str, *, cache_dir: Path, interval: str = "1d", period: str = "max") -> pd.DataFrame:
-    """Bars of ``interval`` over ``period`` for ``ticker`` through yfinance, cached as CSV under
-    ``cache_dir/yf/<ticker>_<interval>_<period>.csv`` (a cached copy is used as it is, never
-    refreshed: delete it for newer bars).
+YF_SPANS = {"1m": "1min", "2m": "2min", "5m": "5min", "15m": "15min", "30m": "30min", "60m": "60min", "90m": "90min",
+            "1h": "1h", "1d": "1D", "5d": "5D", "1wk": "7D", "1mo": "1MS", "3mo": "3MS"}
+"""How long one bar of each yfinance interval lasts (a pandas offset: months are calendar months)."""
+REBASE_TOLERANCE = 0.01
+"""A top-up whose bars on the cached times close more than this (a fraction) away from the cached
+ones means yfinance re-based the history (a split): the whole period is downloaded again."""
+
+Downloader = Callable[..., "pd.DataFrame | None"]
+"""``download(ticker, *, interval, period=None, start=None) -> raw frame`` (yfinance's columns and
+index); tests pass their own, evo uses :func:`_yf_download`."""
+
+
+def closed_bars(bars: pd.DataFrame, interval: str, now: pd.Timestamp) -> pd.DataFrame:
+    """``bars`` without the bars that have not closed at ``now`` (tz-naive UTC): yfinance returns
+    the running bar (today's daily bar during the session, the current minute), whose values
+    still change; a bar labelled ``t`` closes at ``t`` + one ``interval``."""
+    if not len(bars):
+        return bars
+    closes = bars.index + pd.tseries.frequencies.to_offset(YF_SPANS[interval])
+    return bars[closes <= now]
+
+
+def _merge_bars(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """``old`` topped up with ``new``: one row per time, ``new``'s where both have one."""
+    both = pd.concat([old[~old.index.isin(new.index)], new])
+    return both.sort_index(kind="stable")
+
+
+def load_yfinance(ticker: str, *, cache_dir: Path, interval: str = "1d", period: str = "max",
+                  download: Downloader | None = None, now: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Closed bars of ``interval`` over ``period`` for ``ticker`` through yfinance, cached as CSV
+    under ``cache_dir/yf/<ticker>_<interval>_<period>.csv``.
+
+    A cached copy is topped up on every call with the bars from its last cached bar on (that bar
+    again, as the newer download may revise it: on overlapping times the newer bar wins), unless
+    no new bar can have closed since; the merged bars are written back. Offline, the cached bars
+    are used as they are (with a warning: ``evo predict --max-age`` judges whether they are fresh
+    enough). A bar that has not closed at ``now`` (default: the current UTC time) is dropped,
+    never cached nor returned (:func:`closed_bars`). ``download`` replaces yfinance (tests).
 
     yfinance does not raise when offline: it logs an error and returns an empty frame. That
     case, with no cached copy, becomes a DataError carrying yfinance's reason; yfinance's own log
@@ -547,10 +582,69 @@ def load_yfinance(ticker: str, *, cache_dir: Path, interval: str = "1d", period:
         raise DataError(f"yf:{ticker}: interval {interval!r} is not one of {', '.join(YF_INTERVALS)}")
     if not YF_PERIOD.match(period):
         raise DataError(f"yf:{ticker}: period {period!r} is not a number of d, wk, mo or y (60d, 6mo, 2y), ytd or max")
+    download = download or _yf_download
+    now = pd.Timestamp.now(tz="UTC").tz_localize(None) if now is None else pd.Timestamp(now)
     cache = cache_dir / "yf" / f"{ticker}_{interval}_{period}.csv"
-    if cache.exists():
-        log.info("yf:%s: using cached download %s", ticker, cache)
-        return read_csv(cache)
+    cached = read_csv(cache) if cache.exists() else None
+    if cached is not None:
+        span = pd.tseries.frequencies.to_offset(YF_SPANS[interval])
+        last = cached.index[-1]
+        if last + span + span > now:   # the bar after the last cached one has not closed yet
+            log.info("yf:%s: using cached download %s (up to date: last bar %s)", ticker, cache, last)
+            return closed_bars(cached, interval, now)
+        frame, reason = _fetch(download, ticker, interval, now, start=last)
+        if frame is not None:
+            both = cached.index.intersection(frame.index)
+            moved = (frame.loc[both, "close"] / cached.loc[both, "close"] - 1.0).abs()
+            if len(both) and moved.max() > REBASE_TOLERANCE:
+                log.warning("yf:%s: the bar at %s closes %.1f %% away from the cached one (a split re-based the "
+                            "history?); downloading the whole %s again", ticker, moved.idxmax(), 100 * moved.max(),
+                            period)
+                frame, reason = _fetch(download, ticker, interval, now, period=period)
+            else:
+                log.info("yf:%s: topped up %s with %d bar(s) after %s", ticker, cache,
+                         int((frame.index > last).sum()), last)
+                frame = _merge_bars(cached, frame)
+        if frame is None or not len(frame):
+            log.warning("yf:%s: could not top up the cached download %s (%s); using its bars up to %s",
+                        ticker, cache, reason, last)
+            return closed_bars(cached, interval, now)
+    else:
+        frame, reason = _fetch(download, ticker, interval, now, period=period)
+        if frame is None:
+            raise DataError(
+                f"yf:{ticker}: no data downloaded (offline, unknown ticker, or no {interval} bars over {period})"
+                f"{': ' + reason if reason else ''}; no cached copy in {cache.parent}; pass --data FILE.csv instead"
+            )
+        if not len(frame):
+            raise DataError(f"yf:{ticker}: no closed {interval} bar yet; pass --data FILE.csv instead")
+    from evo.fileio import atomic_path
+
+    with atomic_path(cache) as tmp:
+        frame.rename(columns=str.capitalize).to_csv(tmp, index_label="Datetime")
+    return frame
+
+
+def _fetch(download: Downloader, ticker: str, interval: str, now: pd.Timestamp,
+           **when) -> tuple[pd.DataFrame | None, str]:
+    """``(closed bars, "")`` downloaded over ``when`` (``period=`` or ``start=``), or ``(None, why
+    not)`` when the download raised or returned nothing."""
+    try:
+        raw = download(ticker, interval=interval, **when)
+    except DataError as exc:
+        return None, str(exc)
+    except Exception as exc:  # noqa: BLE001 - yfinance raises many types for network failures
+        return None, f"download failed ({exc})"
+    if raw is None or raw.empty:
+        return None, (raw.attrs.get("reason") if raw is not None else "") or "nothing returned"
+    return closed_bars(to_canonical(raw.reset_index(), source=f"yf:{ticker}"), interval, now), ""
+
+
+def _yf_download(ticker: str, *, interval: str, period: str | None = None,
+                 start: pd.Timestamp | None = None) -> pd.DataFrame | None:
+    """yfinance's download of ``ticker`` over ``period`` or from ``start``'s day (UTC) on, with its
+    log lines kept off the terminal. Offline it returns an empty frame whose ``attrs["reason"]``
+    holds yfinance's last error."""
     import yfinance  # imported here: it is slow and only this path needs it
 
     errors = _Capture()
@@ -558,29 +652,18 @@ def load_yfinance(ticker: str, *, cache_dir: Path, interval: str = "1d", period:
     saved = yf_log.handlers[:], yf_log.propagate
     yf_log.handlers[:] = [errors]
     yf_log.propagate = False
+    when = {"start": pd.Timestamp(start).strftime("%Y-%m-%d")} if start is not None else {"period": period}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # yfinance's own pandas deprecation warnings
-            raw = yfinance.download(
-                ticker, interval=interval, period=period, auto_adjust=False, progress=False, multi_level_index=False
-            )
-    except Exception as exc:  # noqa: BLE001 - yfinance raises many types for network failures
-        raise DataError(f"yf:{ticker}: download failed ({exc}); pass --data FILE.csv instead") from None
+            raw = yfinance.download(ticker, interval=interval, auto_adjust=False, progress=False,
+                                    multi_level_index=False, **when)
     finally:
         yf_log.handlers[:], yf_log.propagate = saved
-    if raw is None or raw.empty:
-        reason = f": {errors.reason}" if errors.reason else ""
-        raise DataError(
-            f"yf:{ticker}: no data downloaded (offline, unknown ticker, or no {interval} bars over {period})"
-            f"{reason}; no cached copy in {cache.parent}; pass --data FILE.csv instead"
-        )
-    raw = raw.reset_index()
-    frame = to_canonical(raw, source=f"yf:{ticker}")
-    from evo.fileio import atomic_path
-
-    with atomic_path(cache) as tmp:
-        frame.rename(columns=str.capitalize).to_csv(tmp, index_label="Datetime")
-    return frame
+    raw = pd.DataFrame() if raw is None else raw
+    if raw.empty:
+        raw.attrs["reason"] = errors.reason
+    return raw
 
 
 class _Capture(logging.Handler):

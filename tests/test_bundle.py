@@ -359,10 +359,12 @@ NVDA_CSV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "NVD
 def test_predict_stream_prints_the_same_decisions_as_predict(exported, capsys):
     from evo.cli import main
 
-    assert main(["predict", "--bundle", str(exported[0]), "--data", str(NVDA_CSV), "--bars", "4", "--json"]) == 0
+    # the NVDA file ends in 2014: replaying history needs --allow-stale
+    assert main(["predict", "--bundle", str(exported[0]), "--data", str(NVDA_CSV), "--bars", "4", "--json",
+                 "--allow-stale"]) == 0
     batch = json.loads(capsys.readouterr().out)
     assert main(["predict", "--bundle", str(exported[0]), "--data", str(NVDA_CSV), "--bars", "4", "--stream",
-                 "--json"]) == 0
+                 "--json", "--allow-stale"]) == 0
     lines = capsys.readouterr().out.splitlines()
     streamed = [json.loads(line) for line in lines]
     assert [d["time"] for d in streamed] == [d["time"] for d in batch]
@@ -397,8 +399,9 @@ def test_a_corrupt_bundle_exits_2_with_one_line(exported, tmp_path, capsys):
 def test_predict_in_a_fresh_process_imports_no_search_library(exported):
     bundle, data = str(exported[0]), str(NVDA_CSV)
     code = ("import sys; from evo.cli import main; "
-            f"rc = main(['predict', '--bundle', {bundle!r}, '--data', {data!r}]) or "
-            f"main(['predict', '--bundle', {bundle!r}, '--data', {data!r}, '--stream', '--bars', '3', '--json']); "
+            f"rc = main(['predict', '--bundle', {bundle!r}, '--data', {data!r}, '--allow-stale']) or "
+            f"main(['predict', '--bundle', {bundle!r}, '--data', {data!r}, '--stream', '--bars', '3', '--json', "
+            "'--allow-stale']); "
             "bad = sorted(m for m in ('deap', 'optuna', 'nevergrad', 'vectorbt') if m in sys.modules); "
             "print('LOADED', bad); sys.exit(rc)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,

@@ -112,15 +112,18 @@ def test_run_front_export_predict_in_separate_processes(workdir, finished_run):
     evo("export", str(finished_run), "--member", member[:8], "--out", "bundle.evo", cwd=workdir)
     assert (workdir / "bundle.evo").exists()
 
-    out = evo("predict", "--bundle", "bundle.evo", "--data", "orcl.csv", "--json", cwd=workdir).stdout
+    # orcl.csv ends in 2014: live use would refuse its stale last bar; replaying it takes --allow-stale
+    stale = evo("predict", "--bundle", "bundle.evo", "--data", "orcl.csv", cwd=workdir, check=False)
+    assert stale.returncode == 2 and "--allow-stale" in stale.stderr and stale.stdout == ""
+    out = evo("predict", "--bundle", "bundle.evo", "--data", "orcl.csv", "--json", "--allow-stale", cwd=workdir).stdout
     decision = json.loads(out)
-    assert set(decision) == {"time", "signal", "p_a", "p_b"}
+    assert set(decision) == {"time", "signal", "p_a", "p_b", "settled"} and decision["settled"] is True
     assert decision["signal"] in ("long", "flat", "short") and all_finite(decision)
     assert decision["time"].startswith("2014-12-31")
     assert 0.0 <= decision["p_a"] <= 1.0 and 0.0 <= decision["p_b"] <= 1.0
 
     many = json.loads(evo("predict", "--bundle", "bundle.evo", "--data", "orcl.csv", "--json", "--bars", "5",
-                          cwd=workdir).stdout)
+                          "--allow-stale", cwd=workdir).stdout)
     assert len(many) == 5 and many[-1]["time"] == decision["time"] and many[-1]["signal"] == decision["signal"]
     # batched inference of 5 windows vs 1: the same computation up to float32 summation order
     assert many[-1]["p_a"] == pytest.approx(decision["p_a"], abs=1e-6)
@@ -131,7 +134,8 @@ def test_predict_imports_no_search_library(workdir, finished_run):
     front = json.loads(evo("front", str(finished_run), "--json", cwd=workdir).stdout)
     bundle = workdir / "bundle-imports.evo"
     evo("export", str(finished_run), "--member", front["members"][0]["id"], "--out", str(bundle), cwd=workdir)
-    code = ("import sys; from evo.cli import main; rc = main(['predict', '--bundle', %r, '--data', 'orcl.csv']); "
+    code = ("import sys; from evo.cli import main; "
+            "rc = main(['predict', '--bundle', %r, '--data', 'orcl.csv', '--allow-stale']); "
             "bad = sorted(m for m in ('deap', 'optuna', 'nevergrad', 'vectorbt') if m in sys.modules); "
             "print('LOADED', bad); sys.exit(rc)") % str(bundle)
     proc = subprocess.run([sys.executable, "-c", code], cwd=workdir, capture_output=True, text=True, timeout=300)

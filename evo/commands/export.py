@@ -54,7 +54,8 @@ def main(args: argparse.Namespace) -> int:
                          f"{start}; the bars changed since the run")
     out = Path(args.out) if args.out else store.path / f"member-{matches[0].key[:8]}.evo"
     manifest = export_member(record, ds, budget, out, seed=int(store.meta["seed"]), device=device,
-                             refit_all=args.refit_all, run_meta={"run": str(store.path), "budget": budget.name})
+                             refit_all=args.refit_all, run_meta={"run": str(store.path), "budget": budget.name},
+                             front_device=store.meta.get("device"))
     diff = Bundle.load(out).verify()  # read back as the trading PC will: CPU, vanilla sLSTM
     print(f"wrote {out} ({manifest['training']['mode']} fit; golden probabilities reproduced within "
           f"{diff:.1e}; live stream keeps {manifest['tail_bars']} bars)")
@@ -63,15 +64,16 @@ def main(args: argparse.Namespace) -> int:
 
 def pick_instrument(record, meta: dict, which: str | None):
     """``(record, data spec, data hash, is_first)`` for the instrument to export. With several
-    instruments the record's learning rates and risk parameters become that instrument's own (each
-    instrument tuned its own during the search); the figures stay the combined ones."""
+    instruments the record's learning rates, risk parameters and holdout figures become that
+    instrument's own (each instrument tuned its own during the search); the walk-forward figures
+    stay the combined ones."""
     from dataclasses import replace
 
     from evo.errors import ConfigError
 
     instruments = meta.get("instruments") or []
     if which is None:
-        return record, meta["data"], meta["data_hash"], True
+        return _own_holdout(record, 0), meta["data"], meta["data_hash"], True
     if not instruments:
         raise ConfigError("--instrument: this run searched one instrument; leave the option out")
     labels = [str(i.get("label", i["data"])) for i in instruments]
@@ -86,4 +88,18 @@ def pick_instrument(record, meta: dict, which: str | None):
     if record.ok and len(own) == len(instruments):
         o = own[idx]
         record = replace(record, result={**record.result, "lr_a": o["lr_a"], "lr_b": o["lr_b"], "risk": o["risk"]})
-    return record, instruments[idx]["data"], instruments[idx]["data_hash"], idx == 0
+    return _own_holdout(record, idx), instruments[idx]["data"], instruments[idx]["data_hash"], idx == 0
+
+
+def _own_holdout(record, idx: int):
+    """The record with its holdout figures narrowed to instrument ``idx``'s own (a run over several
+    instruments keeps the combined figures and each instrument's in ``holdout.instruments``): the
+    bundle is traded on that instrument alone, so its replay compares with those."""
+    from dataclasses import replace
+
+    holdout = (record.result or {}).get("holdout")
+    parts = holdout.get("instruments") if isinstance(holdout, dict) else None
+    if not parts or idx >= len(parts):
+        return record
+    own = {**parts[idx], "combined": {k: holdout[k] for k in ("sharpe", "max_drawdown", "trades") if k in holdout}}
+    return replace(record, result={**record.result, "holdout": own})

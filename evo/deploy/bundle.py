@@ -249,6 +249,7 @@ class Decision:
     signal: str     # "long" | "flat" | "short"
     p_a: float      # model A's probability that the price rises by more than its dead zone over the horizon
     p_b: float      # model B's
+    settled: bool = True   # False: fewer than ``tail_bars`` bars of history before it (indicators not settled)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -343,6 +344,36 @@ class Bundle:
         return int(self.manifest["seq_len"])
 
     @property
+    def volume_features(self) -> tuple[str, ...]:
+        """The features of either model that read the volume (``needs_volume``), model A's first."""
+        names = [s["name"] for n in MODELS for s in self.manifest["models"][n]["feature_specs"]
+                 if s.get("needs_volume")]
+        return tuple(dict.fromkeys(names))
+
+    def check_volume(self, bars, source: str = "") -> None:
+        """Raise :class:`DataError` when the bundle reads volume features and ``bars`` (a canonical
+        frame) carry no volume (missing, all zero: FX/CFD feeds): those features would be
+        computed from zeros and the decision would mean nothing. ``source`` prefixes the message."""
+        from features import has_usable_volume
+
+        if self.volume_features and not has_usable_volume(bars):
+            raise self._no_volume(source)
+
+    def _no_volume(self, source: str) -> DataError:
+        return DataError(f"{source + ': ' if source else ''}the volume is missing or zero on every bar, but the "
+                         f"bundle's models read volume features ({', '.join(self.volume_features)}); it cannot "
+                         "decide on these bars: give bars with volume, or export a member without volume features")
+
+    def bar_clock(self):
+        """The :class:`features.timeframes.BarClock` of the bars the bundle was trained on: the
+        manifest's ``clock``, else the one of its golden bars."""
+        from features.timeframes import BarClock, infer_clock
+
+        if isinstance(self.manifest.get("clock"), dict):
+            return BarClock.from_dict(self.manifest["clock"])
+        return infer_clock(golden_frame(self.manifest["golden"]).index)
+
+    @property
     def risk(self) -> dict[str, Any]:
         """What the bot must apply around each signal: ``size`` (fraction of equity per position),
         ``stop_loss``/``take_profit`` (fractions of the entry's fill price, checked from the entry bar
@@ -367,6 +398,7 @@ class Bundle:
         if len(bars) < need:
             raise DataError(f"needs at least {need} bars for {last} decision(s) (warm-up and window), "
                             f"got {len(bars)}")
+        self.check_volume(bars)
         m = self.manifest
         feats = compute_features(bars)
         ends = np.arange(len(bars) - last, len(bars))
@@ -436,12 +468,15 @@ class Bundle:
     def decide(self, bars, last: int = 1) -> list[Decision]:
         """Decisions for the last ``last`` bars of ``bars`` (canonical frame), oldest first.
 
-        Each is made at its bar's close and traded at the next bar's open. Raises
-        :class:`DataError` when ``bars`` holds fewer than ``min_bars + last - 1`` bars.
+        Each is made at its bar's close and traded at the next bar's open. A decision with fewer
+        than ``tail_bars`` bars up to and including its bar is marked ``settled=False``: its
+        recursive indicators still carry their seed, so a longer history may decide otherwise.
+        Raises :class:`DataError` when ``bars`` holds fewer than ``min_bars + last - 1`` bars, or
+        no volume while the models read volume features (:meth:`check_volume`).
         """
         p = self.probabilities(bars, last)
         return [Decision(time=bars.index[t].isoformat(), signal=SIGNAL_NAMES[int(s)], p_a=float(pa[2]),
-                         p_b=float(pb[2]))
+                         p_b=float(pb[2]), settled=bool(t + 1 >= self.tail_bars))
                 for t, s, pa, pb in zip(p.ends, p.signal, p.p_a, p.p_b)]
 
     def verify(self) -> float:
@@ -494,11 +529,17 @@ class Bundle:
 
         ``bar``: a mapping or ``pandas.Series`` with ``time, open, high, low, close, volume``
         (:func:`evo.pipeline.stream.parse_bar`). Bars must come in time order, each once; a bad bar raises
-        :class:`DataError` and leaves the stream as it was.
+        :class:`DataError` and leaves the stream as it was, and so does a bar that would make the
+        stream decide with volume features on a tail without any volume (:meth:`check_volume`).
+        The decision's ``settled`` is :attr:`settled` after this bar.
         """
         from evo.pipeline.stream import parse_bar
 
         time, values = parse_bar(bar)
+        if self.volume_features and len(self._tail) + 1 >= self.min_bars and not values[4] > 0:
+            kept = self._tail.volumes()[1:] if len(self._tail) == self._tail.capacity else self._tail.volumes()
+            if not (kept > 0).any():
+                raise self._no_volume(f"bar at {time}")
         self._tail.append(time, values)
         if len(self._tail) < self.min_bars:
             return None

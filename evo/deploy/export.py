@@ -15,6 +15,11 @@ Two ways to train them (``evo export``'s ``--refit-all``):
 Either way each model uses the learning rate the search found for it and the run's seed; the
 scaler and the label dead zone are fitted on its training rows only; at most the last
 ``max_train_windows`` windows of the training range are trained on, as in the search.
+
+The export ends by trading the bundle it wrote over the holdout, through ``predict``'s path
+(:func:`replay_holdout`): the bundle's decisions must equal the trained models', and for the
+default fit on the CPU its Sharpe, drawdown and trade count must equal the front's holdout
+figures, or no bundle is left.
 """
 
 from __future__ import annotations
@@ -29,10 +34,11 @@ import numpy as np
 
 from backtest import STOP_RULE
 from evo.config import Budget
-from evo.deploy.bundle import GOLDEN_TOLERANCE, Bundle, library_versions, write_bundle
-from evo.errors import StoreError
+from evo.deploy.bundle import GOLDEN_TOLERANCE, SIGNAL_NAMES, Bundle, library_versions, write_bundle
+from evo.errors import BundleError, StoreError
 from evo.evaluation.dataset import Dataset, holdout_bars
 from evo.evaluation.evaluate import ModelRun, fit_model, holdout_segments, predict_segment
+from evo.fileio import atomic_path
 from evo.genome import Genome, ModelGenes, model_config
 from evo.search.records import Record
 
@@ -299,13 +305,137 @@ def write_member_bundle(fit: FinalFit, record: Record, ds: Dataset, budget: Budg
     return write_bundle(out, manifest, tensors["a"], tensors["b"])
 
 
+REPLAY_SHARPE_TOL = 1e-6      # |bundle's holdout Sharpe - the front's|: same signals and prices give the same figures
+REPLAY_DRAWDOWN_TOL = 1e-6    # |max drawdown difference| (a fraction)
+
+
+@dataclass(frozen=True)
+class Replay:
+    """The written bundle traded over the holdout through ``predict``'s path, next to the front.
+
+    ``figures``/``front``: ``sharpe``, ``max_drawdown``, ``trades`` of the bundle's replay and of
+    the run's journal (None when it has none); ``differ``: decision bars where the bundle's signal
+    differs from the trained models' (evaluation's own path); ``checked``: what was enforced, and
+    ``note`` why the figures were not, when they were not."""
+
+    decisions: int
+    differ: int
+    first_differ: str | None
+    figures: dict[str, Any]
+    front: dict[str, Any] | None
+    checked: tuple[str, ...]
+    note: str = ""
+
+    def summary(self) -> str:
+        figs = "  ".join(f"{k} {self.figures[k]:.6g} (front {self.front[k]:.6g})" if self.front and k in self.front
+                         else f"{k} {self.figures[k]:.6g}" for k in ("sharpe", "max_drawdown", "trades"))
+        return (f"holdout replayed through predict's path: {self.decisions} decisions, {self.differ} differ from the "
+                f"trained models; {figs}" + (f"; {self.note}" if self.note else ""))
+
+
+def replay_holdout(path: Path, fit: FinalFit, record: Record, ds: Dataset, budget: Budget, *,
+                   front_device: str | None = None) -> Replay | None:
+    """Trade the bundle at ``path`` over the holdout as ``evo predict`` would decide it and check
+    it against the front; None when the run has no holdout.
+
+    The bundle is loaded from the file (CPU, vanilla sLSTM) and decides every holdout bar from the
+    full history (``Bundle.decide``, predict's ``--bars N``); its signals are traded by the
+    backtest that scored the front (:func:`evo.evaluation.evaluate.evaluate_holdout`: decision bars
+    ``cut .. n-2``, the fill at the next open, the manifest's costs and risk rules). Raises
+    :class:`BundleError`, the figures side by side, when
+
+    - a signal differs from the one the exported models give through evaluation's own code
+      (``predict_segment`` + ``signal_for``) — checked whenever the export trained on the CPU;
+    - the Sharpe or max drawdown differ from the journal's ``holdout`` by more than
+      REPLAY_SHARPE_TOL / REPLAY_DRAWDOWN_TOL, or the trade count differs — checked only where
+      the export reproduces the model the front traded: the default fit (``evaluate_holdout``
+      trains on the same bars with the same seed and learning rates), on the CPU, for a run that
+      traded its holdout on the CPU. ``--refit-all`` models trained on the holdout and a GPU fit
+      is not bit-reproducible: their figures are logged, not compared (``note`` says which).
+    """
+    from backtest import CostModel, backtest_signals
+    from evo.evaluation.evaluate import gate_regime
+    from evo.evaluation.risk import RiskParams, signal_for
+
+    if fit.holdout is None:
+        log.info("the run has no holdout: no replay to compare")
+        return None
+    g = fit.genome
+    cut, n = fit.holdout
+    ends = np.arange(cut, n - 1)
+    bundle = Bundle.load(path)
+    names = {v: k for k, v in SIGNAL_NAMES.items()}
+    replayed = np.array([names[d.signal] for d in bundle.decide(ds.bars.iloc[: n - 1], last=len(ends))], np.int8)
+    m = bundle.manifest
+    risk_keys = ("threshold", "weight", "stop_loss", "take_profit", "size", "gate_low", "gate_high")
+    risk = RiskParams(**{k: m["risk"][k] for k in risk_keys if k in m["risk"]})
+    runs = {name: fm.run for name, fm in fit.models.items()}
+    probs = {name: predict_segment(run, ds, ends, g.seq_len, g.horizon)[0] for name, run in runs.items()}
+    trained = signal_for(probs["a"], probs["b"], g, risk, bool(m["risk"]["allow_short"]),
+                         gate_regime(g, runs, ds, ends))
+    differ = np.flatnonzero(replayed != trained)
+    span = ds.bars.iloc[cut:]
+    breaker = float(m["risk"].get("breaker") or 0.0)
+    bt = backtest_signals(span, np.concatenate([replayed, np.zeros(1, np.int8)]),
+                          costs=CostModel(fees_bps=m["risk"]["fees_bps"], slippage_bps=m["risk"]["slippage_bps"]),
+                          periods_per_year=ds.periods_per_year, risk=risk.rules(breaker if breaker > 0 else None))
+    figures = {"sharpe": float(bt.sharpe), "max_drawdown": float(bt.max_drawdown), "trades": int(bt.trades)}
+    front = record.result.get("holdout") if isinstance(record.result.get("holdout"), dict) else None
+    front = {k: front[k] for k in ("sharpe", "max_drawdown", "trades") if k in front} if front else None
+    checked, note = [], ""
+    if fit.device == "cpu":
+        checked.append("decisions")
+    if front is None:
+        note = "the journal holds no holdout figures for this member (the run has not traded its holdout): not compared"
+    elif fit.refit_all:
+        note = ("--refit-all: these models trained on the holdout, the front's figures are the default fit's: "
+                "not compared")
+    elif fit.device != "cpu" or (front_device or "cpu") != "cpu":
+        note = (f"trained on {fit.device} (the run on {front_device or 'cpu'}): GPU training is not bit-reproducible, "
+                "figures not compared")
+    else:
+        checked.append("figures")
+    replay = Replay(decisions=len(ends), differ=len(differ),
+                    first_differ=ds.bars.index[ends[differ[0]]].isoformat() if len(differ) else None,
+                    figures=figures, front=front, checked=tuple(checked), note=note)
+    problems = []
+    if "decisions" in checked and len(differ):
+        t = differ[0]
+        problems.append(f"{len(differ)} of {len(ends)} decisions differ from the trained models' (first at "
+                        f"{replay.first_differ}: bundle {SIGNAL_NAMES[int(replayed[t])]}, models "
+                        f"{SIGNAL_NAMES[int(trained[t])]})")
+    if "figures" in checked:
+        if not (abs(figures["sharpe"] - front["sharpe"]) <= REPLAY_SHARPE_TOL
+                and abs(figures["max_drawdown"] - front["max_drawdown"]) <= REPLAY_DRAWDOWN_TOL
+                and figures["trades"] == front["trades"]):
+            problems.append(f"Sharpe {figures['sharpe']:.6f} vs the front's {front['sharpe']:.6f} (tolerance "
+                            f"{REPLAY_SHARPE_TOL:g}), max drawdown {figures['max_drawdown']:.6f} vs "
+                            f"{front['max_drawdown']:.6f} ({REPLAY_DRAWDOWN_TOL:g}), trades {figures['trades']} vs "
+                            f"{front['trades']}")
+    if problems:
+        raise BundleError(f"the bundle does not replay member {record.key[:8]}'s holdout "
+                          f"({span.index[0].date()}..{span.index[-1].date()}): {'; '.join(problems)}")
+    return replay
+
+
 def export_member(record: Record, ds: Dataset, budget: Budget, out: Path, *, seed: int, device: str = "cpu",
-                  refit_all: bool = False, run_meta: dict | None = None) -> dict[str, Any]:
-    """Train the member's models (:func:`train_final`) and write the bundle to ``out``; return
-    the manifest. ``ds`` holds all of the run's bars, the holdout included."""
+                  refit_all: bool = False, run_meta: dict | None = None,
+                  front_device: str | None = None) -> dict[str, Any]:
+    """Train the member's models (:func:`train_final`), write the bundle to ``out`` and replay the
+    holdout with it (:func:`replay_holdout`); return the manifest. ``ds`` holds all of the run's
+    bars, the holdout included; ``front_device``: the device the run traded its holdout on.
+
+    The bundle is written beside ``out`` and renamed over it only once the replay agrees: a
+    mismatch raises :class:`BundleError` and leaves no bundle (an older file at ``out`` stays).
+    """
     fit = train_final(record, ds, budget, seed=seed, device=device, refit_all=refit_all)
-    return write_member_bundle(fit, record, ds, budget, out, run_meta=run_meta)
+    with atomic_path(out) as staged:
+        manifest = write_member_bundle(fit, record, ds, budget, staged, run_meta=run_meta)
+        replay = replay_holdout(staged, fit, record, ds, budget, front_device=front_device)
+    if replay is not None:
+        log.info("%s", replay.summary())
+    return manifest
 
 
-__all__ = ["FinalFit", "FinalModel", "export_member", "final_segments", "fit_final_model", "train_final",
-           "write_member_bundle"]
+__all__ = ["FinalFit", "FinalModel", "Replay", "export_member", "final_segments", "fit_final_model",
+           "replay_holdout", "train_final", "write_member_bundle"]

@@ -32,6 +32,13 @@ after a possibly partial first one and before the still open last one (:func:`fr
 The partial first period acts like a different seed: it lies before every row the windows read
 and their warm-up. Regime inputs (:mod:`evo.pipeline.regime`) remember 60 base bars before the first row
 of the slowest window. Multi-timeframe bundles recompute everything on the tail at each step.
+
+Settled decisions and fresh bars
+--------------------------------
+A decision with fewer than ``tail_bars`` bars of history still carries the indicators' seeds: a
+longer history may decide otherwise (``Decision.settled`` is False). And a live decision is only
+worth making on a bar that closed recently: :func:`bar_age` and :func:`default_max_age` say how
+old the last bar is and how old it may be (``evo predict --max-age``).
 """
 
 from __future__ import annotations
@@ -48,8 +55,12 @@ from evo.errors import DataError
 __all__ = [
     "SEED_TOLERANCE",
     "BarTail",
+    "bar_age",
+    "default_max_age",
+    "describe_age",
     "frame_tail_bars",
     "parse_bar",
+    "parse_max_age",
     "seed_margin_bars",
     "tail_bars_for",
     "tail_difference",
@@ -207,6 +218,54 @@ def parse_bar(bar: Mapping[str, Any] | pd.Series) -> tuple[pd.Timestamp, np.ndar
     return time, values
 
 
+def _bar_span(clock) -> pd.Timedelta:
+    return pd.Timedelta(seconds=int(clock.base_seconds))
+
+
+def bar_age(last: pd.Timestamp, clock, now: pd.Timestamp) -> pd.Timedelta:
+    """How long ago the bar stamped ``last`` closed, at ``now`` (both tz-naive UTC, as
+    :mod:`evo.data` gives times). ``clock`` (:class:`features.timeframes.BarClock`) says whether a
+    stamp marks the bar's open (close = stamp + interval, Yahoo's dates) or its close. Negative
+    when the bar closes after ``now``: it is still running, or its times are not UTC."""
+    close = pd.Timestamp(last) + (_bar_span(clock) if clock.label == "open" else pd.Timedelta(0))
+    return pd.Timestamp(now) - close
+
+
+def default_max_age(clock) -> pd.Timedelta:
+    """The age beyond which a live decision refuses its last bar: 3 bar intervals for intraday
+    bars (15 minutes on 5-minute bars), and for daily or longer bars the larger of 4 days and 3
+    intervals (a Friday bar is still the latest on Monday night after a holiday)."""
+    span = _bar_span(clock)
+    return max(3 * span, pd.Timedelta(days=4)) if span >= pd.Timedelta(days=1) else 3 * span
+
+
+def parse_max_age(text: str) -> pd.Timedelta | None:
+    """``--max-age``: a duration as pandas reads it (``4d``, ``2h``, ``90min``, ``45s``), or
+    ``0``/``none`` for no limit (None). Raises :class:`DataError` for anything else."""
+    t = str(text).strip().lower()
+    if t in ("0", "none", "off"):
+        return None
+    try:
+        age = pd.Timedelta(t)
+    except (TypeError, ValueError):
+        age = pd.NaT
+    if age is pd.NaT or not age > pd.Timedelta(0):
+        raise DataError(f"--max-age {text!r}: give a duration like 4d, 2h or 90min, or 0/none for no limit")
+    return age
+
+
+def describe_age(age: pd.Timedelta) -> str:
+    """``age`` for people: ``3.2 days``, ``5.0 h``, ``12 min``, ``40 s``."""
+    s = age.total_seconds()
+    if abs(s) >= 2 * 86400:
+        return f"{s / 86400:.1f} days"
+    if abs(s) >= 2 * 3600:
+        return f"{s / 3600:.1f} h"
+    if abs(s) >= 120:
+        return f"{s / 60:.0f} min"
+    return f"{s:.0f} s"
+
+
 class BarTail:
     """The last ``capacity`` closed bars, oldest first (a bounded FIFO on two numpy arrays).
 
@@ -229,6 +288,12 @@ class BarTail:
     @property
     def last_time(self) -> pd.Timestamp | None:
         return pd.Timestamp(self._times[self._n - 1]) if self._n else None
+
+    def volumes(self) -> np.ndarray:
+        """The tail's volumes, oldest first (a read-only view, float64)."""
+        v = self._values[: self._n, 4]
+        v.flags.writeable = False
+        return v
 
     def clear(self) -> None:
         self._n = 0
