@@ -38,13 +38,16 @@ class EvalResult:
     win_rate: float = 0.0
     profit_factor: float = 0.0
     turnover: float = 0.0
-    risk: dict[str, Any] = field(default_factory=dict)    # RiskParams used on the test folds
-    val_sharpe: float = 0.0       # on the validation segments the risk parameters were tuned on
+    risk: dict[str, Any] = field(default_factory=dict)    # RiskParams tuned on every validation segment (holdout, bundle)
+    val_sharpe: float = 0.0       # ``risk``'s Sharpe on the validation segments it was tuned on
     holdout: dict[str, Any] | None = None   # filled once the search ends (see evaluate_holdout)
     sharpe_sd: float = 0.0        # spread of the Sharpe over the training seeds (0 with one seed)
     seeds: int = 1                # training seeds averaged
     instruments: list[dict[str, Any]] | None = None   # per-instrument figures when several are searched
     seed_sharpes: list[float] = field(default_factory=list)   # each training seed's Sharpe (empty: unknown)
+    # The parameters each test fold was traded with (FoldRisk.to_dict: "test", "tuned_on" spans, RiskParams
+    # fields), tuned only on validation segments ending a purge gap before that fold; None: an older record.
+    risk_folds: list[dict[str, Any]] | None = None
 
     def objectives(self) -> tuple[float, float]:
         """(Sharpe ↑, max drawdown ↓) for NSGA-II. A genome with too few trades keeps its own
@@ -94,7 +97,8 @@ def combine_instruments(parts: list[EvalResult], labels: list[str], budget: Budg
     mean = _mean_fields(parts, AVERAGED)
     instruments = [{"label": label, "sharpe": p.sharpe, "max_drawdown": p.max_drawdown,
                     "total_return": p.total_return, "trades": p.trades, "test_start": p.test_start,
-                    "test_end": p.test_end, "lr_a": p.lr_a, "lr_b": p.lr_b, "risk": p.risk, "sharpe_sd": p.sharpe_sd}
+                    "test_end": p.test_end, "lr_a": p.lr_a, "lr_b": p.lr_b, "risk": p.risk, "sharpe_sd": p.sharpe_sd,
+                    "risk_folds": p.risk_folds}
                    for p, label in zip(parts, labels)]
     return replace(
         parts[0], **mean,
