@@ -38,7 +38,7 @@ from evo.evaluation.dataset import (  # noqa: F401 - re-exported: the evaluation
     prepare_dataset,
     prepare_run_data,
 )
-from evo.evaluation.results import EvalResult, _mean_of_seeds, combine_instruments  # noqa: F401
+from evo.evaluation.results import EvalResult, _seeds_summary, combine_instruments  # noqa: F401
 from evo.genome import FeaturePools, Genome, ModelGenes
 
 log = logging.getLogger(__name__)
@@ -368,16 +368,19 @@ def evaluate_genome(g: Genome, ds: Dataset, budget: Budget, *, seed: int = 0, de
     evaluated (the caller records it and the run goes on).
 
     Fitness is noisy (one seed's Sharpe can swing by more than the genome's distance to
-    buy-and-hold), so with ``budget.train.seeds = k`` the genome is trained with k seeds and the
-    objectives are the seeds' means; every genome of a run uses the same seeds (common random
-    numbers), so genomes differ by their genes, not by their luck. ``sharpe_sd`` is the spread.
+    buy-and-hold), so with ``budget.train.seeds = k`` the genome is trained with k seeds
+    (``seed + 1000 i``) and the objectives are the seeds' means (``sharpe_mean``,
+    ``max_drawdown_mean``); every genome of a run uses the same seeds (common random numbers), so
+    genomes differ by their genes, not by their luck. ``sharpe_sd`` is the spread. Every other
+    figure, ``returns`` included, is seed index 0's: the model the holdout trades and export ships
+    (:mod:`evo.evaluation.results`).
     """
     t0 = time.perf_counter()
     runs = [_evaluate_once(g, ds, budget, seed=seed + 1000 * i, device=device, progress=progress,
                            study_storage=study_storage) for i in range(budget.train.seeds)]
     if len(runs) == 1:
         return replace(runs[0], seconds=round(time.perf_counter() - t0, 3))
-    return _mean_of_seeds(runs, budget, seconds=round(time.perf_counter() - t0, 3))
+    return _seeds_summary(runs, seconds=round(time.perf_counter() - t0, 3))
 
 
 def shared_pools(datasets: list[Dataset]) -> FeaturePools:
@@ -453,7 +456,8 @@ def score_walk_forward(g: Genome, ds: Dataset, budget: Budget, wf: WalkForward, 
         sortino=float(bt.sortino), calmar=float(bt.calmar), win_rate=float(bt.win_rate),
         profit_factor=float(bt.profit_factor), turnover=float(bt.turnover),
         risk=risk.to_dict(), val_sharpe=float(sharpe_ratio(val_returns, ds.periods_per_year)),
-        seed_sharpes=[float(bt.sharpe)], risk_folds=[f.to_dict() for f in fold_risks],
+        seed_sharpes=[float(bt.sharpe)], sharpe_mean=float(bt.sharpe), max_drawdown_mean=float(bt.max_drawdown),
+        risk_folds=[f.to_dict() for f in fold_risks],
     )
 
 
