@@ -44,26 +44,31 @@ def comparable(r: Record) -> tuple:
 # -- re-evaluation ------------------------------------------------------------------------------
 
 
-def test_merging_extra_seeds_averages_them_and_reports_their_spread():
-    base = {"sharpe": 1.0, "max_drawdown": 0.2, "total_return": 0.1, "trades": 4, "enough_trades": True,
-            "traded": True, "returns": [0.0, 0.02], "seeds": 2, "seed_sharpes": [0.5, 1.5], "seconds": 1.0,
-            "lr_a": 1e-3}
-    extra = {**base, "sharpe": -0.5, "max_drawdown": 0.5, "trades": 1, "returns": [0.03, -0.01], "seeds": 1,
-             "seed_sharpes": [-0.5], "lr_a": 5e-3}
+def test_merging_extra_seeds_moves_the_selection_score_not_the_figures_shown():
+    base = {"sharpe": 0.5, "sharpe_mean": 1.0, "max_drawdown": 0.2, "max_drawdown_mean": 0.3, "total_return": 0.1,
+            "trades": 4, "enough_trades": True, "traded": True, "returns": [0.0, 0.02], "seeds": 2,
+            "seed_sharpes": [0.5, 1.5], "seconds": 1.0, "lr_a": 1e-3}
+    extra = {**base, "sharpe": -0.5, "sharpe_mean": -0.5, "max_drawdown": 0.5, "max_drawdown_mean": 0.5, "trades": 1,
+             "enough_trades": False, "returns": [0.03, -0.01], "seeds": 1, "seed_sharpes": [-0.5], "lr_a": 5e-3}
     records = [Record("k", {}, 0, base), Record("k", {}, 1, extra, seed_index=2),
                Record("k", {}, 1, {**extra, "sharpe": 9.0}, fidelity="low")]   # a screen never merges
     m = merge_genome(records, min_trades=3)
     assert m.result["seeds"] == 3 and m.result["seed_sharpes"] == [0.5, 1.5, -0.5]
-    assert m.result["sharpe"] == pytest.approx(0.5)
+    assert m.result["sharpe_mean"] == pytest.approx(0.5)
     assert m.result["sharpe_sd"] == pytest.approx(float(np.std([0.5, 1.5, -0.5], ddof=1)))
-    assert m.result["max_drawdown"] == pytest.approx((2 * 0.2 + 0.5) / 3)
-    assert m.result["trades"] == 3 and m.result["enough_trades"]
-    np.testing.assert_allclose(m.result["returns"], [0.01, 0.01])   # seed-weighted per bar
-    assert m.result["lr_a"] == 1e-3 and m.generation == 0 and m.seed_index is None
+    assert m.result["max_drawdown_mean"] == pytest.approx((2 * 0.3 + 0.5) / 3)
+    # what is shown (and exported) stays seed 0's
+    shown = ("sharpe", "max_drawdown", "total_return", "trades", "enough_trades", "returns", "lr_a")
+    assert {k: m.result[k] for k in shown} == {k: base[k] for k in shown}
+    assert m.generation == 0 and m.seed_index is None
     # A merged record journaled again (the holdout traded) is not merged twice.
     assert merge_genome(records + [m], min_trades=3).result == m.result
     # A genome only screened at low fidelity has no full-fidelity record.
     assert merge_genome(records[2:]) is None
+    # An older record (its sharpe was the seeds' mean, no sharpe_mean) counts its score once per seed.
+    old = {k: v for k, v in base.items() if k not in ("sharpe_mean", "max_drawdown_mean", "seed_sharpes")}
+    m = merge_genome([Record("k", {}, 0, old), records[1]])
+    assert m.result["sharpe_mean"] == pytest.approx((0.5 + 0.5 - 0.5) / 3) and m.result["sharpe"] == 0.5
 
 
 def test_survivors_gain_seeds_up_to_the_limit_and_newcomers_do_not(ds, tmp_path):
@@ -80,9 +85,10 @@ def test_survivors_gain_seeds_up_to_the_limit_and_newcomers_do_not(ds, tmp_path)
         first = next(x for x in journal if x.key == r.key and x.seed_index is None)
         assert first.generation < r.generation                      # only genomes from an earlier generation
         merged = store.records()[r.key].result
-        assert merged["seeds"] == 2 and merged["sharpe"] == pytest.approx((first.result["sharpe"]
-                                                                             + r.result["sharpe"]) / 2)
+        assert merged["seeds"] == 2 and merged["sharpe_mean"] == pytest.approx((first.result["sharpe"]
+                                                                                  + r.result["sharpe"]) / 2)
         assert merged["sharpe_sd"] == pytest.approx(abs(first.result["sharpe"] - r.result["sharpe"]) / np.sqrt(2))
+        assert merged["sharpe"] == first.result["sharpe"] and merged["returns"] == first.result["returns"]
     # the extra seed is seed + 1000 i with one seed: the same evaluation as that seed alone
     r = extra[0]
     again = evaluate_task(EvalTask(_genome(r), r.generation, "full", 1), EvalContext(ds, budget, 0, "cpu"))

@@ -35,17 +35,44 @@ def ds(nvda):
     return prepare_dataset(nvda.iloc[-1200:].copy(), "nvda", budget_from_dict("tiny", TINY))
 
 
-def test_several_seeds_average_and_report_their_spread(ds):
+def test_two_seeds_show_the_exported_seed_and_select_on_their_mean(ds):
+    """With 2 training seeds the figures shown (front) and the returns DSR/PBO read are seed 0's
+    alone — the seed the holdout trades and export ships — and the selection score is the mean."""
+    from evo.reporting.front import front_payload, selection_bias
+    from evo.search.objectives import objectives
+    from evo.search.records import Record, merge_genome
     from tests.test_evaluate import genome
 
     two = budget_from_dict("tiny", {**TINY, "train": {**TINY["train"], "seeds": 2}})
     one = budget_from_dict("tiny", TINY)
     r2 = evaluate_genome(genome(), ds, two, seed=7)
-    a = evaluate_genome(genome(), ds, one, seed=7)
-    b = evaluate_genome(genome(), ds, one, seed=1007)
-    assert r2.seeds == 2 and r2.sharpe == pytest.approx((a.sharpe + b.sharpe) / 2)
+    a = evaluate_genome(genome(), ds, one, seed=7)       # seed index 0 alone
+    b = evaluate_genome(genome(), ds, one, seed=1007)    # seed index 1 alone
+    assert a.sharpe != b.sharpe, "two seeds that agree would test nothing"
+    same = ("sharpe", "max_drawdown", "total_return", "trades", "enough_trades", "returns", "risk", "risk_folds",
+            "lr_a", "lr_b", "val_sharpe", "accuracy_a", "sortino")
+    assert {k: getattr(r2, k) for k in same} == {k: getattr(a, k) for k in same}
+    # the selection score: the seeds' mean, their spread
+    assert r2.seeds == 2 and r2.seed_sharpes == [a.sharpe, b.sharpe]
+    assert r2.sharpe_mean == pytest.approx((a.sharpe + b.sharpe) / 2)
+    assert r2.max_drawdown_mean == pytest.approx((a.max_drawdown + b.max_drawdown) / 2)
     assert r2.sharpe_sd == pytest.approx(float(np.std([a.sharpe, b.sharpe], ddof=1)))
-    np.testing.assert_allclose(r2.returns, (np.array(a.returns) + np.array(b.returns)) / 2)
+    key = genome().key()
+    rec2, rec_a = Record(key, genome().to_dict(), 0, r2.to_dict()), Record(key, genome().to_dict(), 0, a.to_dict())
+    assert r2.enough_trades
+    assert objectives(rec2) == pytest.approx((r2.sharpe_mean, r2.max_drawdown_mean))
+    # the front member and DSR/PBO: exactly those of the seed-0 evaluation
+    member = front_payload({key: rec2}, {}, "run")["members"][0]
+    alone = front_payload({key: rec_a}, {}, "run")["members"][0]
+    for k in ("sharpe", "max_drawdown", "total_return", "trades", "dsr", "risk"):
+        assert member[k] == alone[k], k
+    assert member["sharpe_mean"] == pytest.approx(r2.sharpe_mean) and member["seeds"] == 2
+    rival = Record("rival", genome().to_dict(), 0, b.to_dict())
+    assert selection_bias([rec2, rival]) == selection_bias([rec_a, rival])
+    # a survivor's extra seed moves the selection score, not the figures shown
+    merged = merge_genome([rec2, Record(key, genome().to_dict(), 1, b.to_dict(), seed_index=2)]).result
+    assert merged["sharpe_mean"] == pytest.approx((a.sharpe + 2 * b.sharpe) / 3) and merged["seeds"] == 3
+    assert {k: merged[k] for k in same} == {k: rec2.result[k] for k in same}
 
 
 def test_studies_are_kept_in_sqlite_and_hypervolume_is_logged(ds, tmp_path):

@@ -353,7 +353,7 @@ def replay_holdout(path: Path, fit: FinalFit, record: Record, ds: Dataset, budge
       traded its holdout on the CPU. ``--refit-all`` models trained on the holdout and a GPU fit
       is not bit-reproducible: their figures are logged, not compared (``note`` says which).
     """
-    from backtest import CostModel, backtest_signals
+    from backtest import CostModel, backtest_signals, periods_per_year
     from evo.evaluation.evaluate import gate_regime
     from evo.evaluation.risk import RiskParams, signal_for
 
@@ -378,7 +378,8 @@ def replay_holdout(path: Path, fit: FinalFit, record: Record, ds: Dataset, budge
     breaker = float(m["risk"].get("breaker") or 0.0)
     bt = backtest_signals(span, np.concatenate([replayed, np.zeros(1, np.int8)]),
                           costs=CostModel(fees_bps=m["risk"]["fees_bps"], slippage_bps=m["risk"]["slippage_bps"]),
-                          periods_per_year=ds.periods_per_year, risk=risk.rules(breaker if breaker > 0 else None))
+                          periods_per_year=periods_per_year(ds.bars.index[:cut]),   # the search span's, as the front's
+                          risk=risk.rules(breaker if breaker > 0 else None))
     figures = {"sharpe": float(bt.sharpe), "max_drawdown": float(bt.max_drawdown), "trades": int(bt.trades)}
     front = record.result.get("holdout") if isinstance(record.result.get("holdout"), dict) else None
     front = {k: front[k] for k in ("sharpe", "max_drawdown", "trades") if k in front} if front else None

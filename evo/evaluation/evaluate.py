@@ -4,9 +4,13 @@ For each walk-forward fold (chronological, purged by the label horizon; see
 :func:`backtest.walk_forward_folds`) both models are trained on the fold's training rows, stopped
 early on its validation segment (which lies before the test period), and predict the fold's test
 bars. The test folds are contiguous, so their predictions form one out-of-sample span; the
-consensus of the two models' probabilities becomes one signal over it, traded by vectorbt with
-fees and slippage, the signal at a bar's close filling at the next bar's open. The objectives are
+consensus of the two models' probabilities becomes one signal over it (built fold by fold), traded
+by vectorbt with fees and slippage, the signal at a bar's close filling at the next bar's open. The objectives are
 the annualised Sharpe ratio and max drawdown of that span: **walk-forward out-of-sample**.
+
+The consensus/risk parameters that turn probabilities into that signal are tuned per test fold,
+on the validation segments that end a purge gap before the fold starts (:mod:`evo.evaluation.risk`),
+so each fold is traded with parameters chosen on earlier bars only.
 
 The learning rate of each model is picked per genome by an Optuna study on fold 0's validation
 segment only (never a test fold).
@@ -34,7 +38,7 @@ from evo.evaluation.dataset import (  # noqa: F401 - re-exported: the evaluation
     prepare_dataset,
     prepare_run_data,
 )
-from evo.evaluation.results import EvalResult, _mean_of_seeds, combine_instruments  # noqa: F401
+from evo.evaluation.results import EvalResult, _seeds_summary, combine_instruments  # noqa: F401
 from evo.genome import FeaturePools, Genome, ModelGenes, model_config
 
 log = logging.getLogger(__name__)
@@ -251,13 +255,18 @@ def walk_forward_predictions(g: Genome, ds: Dataset, budget: Budget, *, seed: in
     return wf
 
 
-def risk_for(g: Genome, ds: Dataset, budget: Budget, wf: WalkForward, *, seed: int):
-    """Tune the consensus/risk parameters on the validation segments and size positions."""
+def purge_gap(budget: Budget) -> int:
+    """Bars between a fold's segments (:func:`fold_layout`): the longest label horizon + embargo."""
+    return max(budget.search.horizon) + budget.evaluate.embargo
+
+
+def sized(risk, g: Genome, ds: Dataset, budget: Budget, wf: WalkForward):
+    """``risk`` with its position size: the budget's fixed fraction, or the Kelly fraction of the
+    trades ``risk`` makes on fold 0's training rows (in-sample; they precede every test fold)."""
     from backtest import CostModel, backtest_signals
-    from evo.evaluation.risk import RiskParams, kelly_fraction, signal_for, tune_risk
+    from evo.evaluation.risk import RiskParams, kelly_fraction, signal_for
 
     ev = budget.evaluate
-    risk = tune_risk(g, ds.bars, wf.val_segments, budget.search, ev, ds.periods_per_year, seed=seed)
     if ev.sizing == "kelly" and wf.train_segment is not None:
         in_sample = RiskParams(**{**risk.to_dict(), "size": 1.0})
         seg = wf.train_segment
@@ -270,22 +279,50 @@ def risk_for(g: Genome, ds: Dataset, budget: Budget, wf: WalkForward, *, seed: i
     return replace(risk, size=ev.size)
 
 
+def risk_for(g: Genome, ds: Dataset, budget: Budget, wf: WalkForward, *, seed: int) -> tuple[list, Any]:
+    """The consensus/risk parameters of each test fold, tuned on the validation segments that end a
+    purge gap before it (:mod:`evo.evaluation.risk`), and the genome's recorded parameters, tuned on
+    every validation segment (the last fold's); each sized by :func:`sized`.
+    Returns ``(fold_risks, risk)``: a list of :class:`evo.evaluation.risk.FoldRisk` and a ``RiskParams``."""
+    from evo.evaluation.risk import FoldRisk, tune_fold_risks, tune_risk
+
+    ev = budget.evaluate
+    tests = [f.test for f in wf.folds]
+    folds = tune_fold_risks(g, ds.bars, wf.val_segments, tests, purge_gap(budget), budget.search, ev,
+                            ds.periods_per_year, seed=seed)
+    every = tuple((seg.start, seg.stop) for seg in wf.val_segments)
+    last = folds[-1].risk if folds[-1].tuned_on == every else \
+        tune_risk(g, ds.bars, wf.val_segments, budget.search, ev, ds.periods_per_year, seed=seed)
+    sizes: dict = {}
+
+    def size(risk):
+        key = tuple(sorted(risk.to_dict().items()))
+        if key not in sizes:
+            sizes[key] = sized(risk, g, ds, budget, wf)
+        return sizes[key]
+
+    return [FoldRisk(f.test, size(f.risk), f.tuned_on) for f in folds], size(last)
+
+
 def evaluate_genome(g: Genome, ds: Dataset, budget: Budget, *, seed: int = 0, device: str = "cpu",
                     progress: ProgressFn | None = None, study_storage: str | None = None) -> EvalResult:
     """Train and backtest ``g`` walk-forward. Raises GenomeError when the genome cannot be
     evaluated (the caller records it and the run goes on).
 
     Fitness is noisy (one seed's Sharpe can swing by more than the genome's distance to
-    buy-and-hold), so with ``budget.train.seeds = k`` the genome is trained with k seeds and the
-    objectives are the seeds' means; every genome of a run uses the same seeds (common random
-    numbers), so genomes differ by their genes, not by their luck. ``sharpe_sd`` is the spread.
+    buy-and-hold), so with ``budget.train.seeds = k`` the genome is trained with k seeds
+    (``seed + 1000 i``) and the objectives are the seeds' means (``sharpe_mean``,
+    ``max_drawdown_mean``); every genome of a run uses the same seeds (common random numbers), so
+    genomes differ by their genes, not by their luck. ``sharpe_sd`` is the spread. Every other
+    figure, ``returns`` included, is seed index 0's: the model the holdout trades and export ships
+    (:mod:`evo.evaluation.results`).
     """
     t0 = time.perf_counter()
     runs = [_evaluate_once(g, ds, budget, seed=seed + 1000 * i, device=device, progress=progress,
                            study_storage=study_storage) for i in range(budget.train.seeds)]
     if len(runs) == 1:
         return replace(runs[0], seconds=round(time.perf_counter() - t0, 3))
-    return _mean_of_seeds(runs, budget, seconds=round(time.perf_counter() - t0, 3))
+    return _seeds_summary(runs, seconds=round(time.perf_counter() - t0, 3))
 
 
 def shared_pools(datasets: list[Dataset]) -> FeaturePools:
@@ -309,24 +346,42 @@ def evaluate_instruments(g: Genome, datasets: Dataset | list[Dataset], budget: B
 
 def _evaluate_once(g: Genome, ds: Dataset, budget: Budget, *, seed: int, device: str,
                    progress: ProgressFn | None, study_storage: str | None) -> EvalResult:
-    from backtest import CostModel, backtest_signals, sharpe_ratio
-    from evo.evaluation.risk import segment_returns, signal_for
-
     t0 = time.perf_counter()
-    ev = budget.evaluate
     wf = walk_forward_predictions(g, ds, budget, seed=seed, device=device, progress=progress,
                                   study_storage=study_storage)
     if progress:
         progress("tuning consensus and risk parameters on validation")
-    risk = risk_for(g, ds, budget, wf, seed=seed)
+    result = score_walk_forward(g, ds, budget, wf, seed=seed)
+    return replace(result, seconds=round(time.perf_counter() - t0, 3))
+
+
+def score_walk_forward(g: Genome, ds: Dataset, budget: Budget, wf: WalkForward, *, seed: int,
+                       _joint: bool = False) -> EvalResult:
+    """Tune the consensus/risk parameters (:func:`risk_for`) and trade the test folds, each with
+    its own parameters: the out-of-sample signal is built fold by fold and traded by
+    :func:`evo.evaluation.risk.trade_folds`. ``val_sharpe`` is the recorded parameters' Sharpe on
+    the validation segments they were tuned on (all of them).
+
+    ``_joint=True`` is the old, leaking rule (every fold traded with the parameters tuned on all
+    validation segments, earlier test folds' bars included), kept only so that
+    ``experiments/risk_tuning.py`` can measure what it was worth."""
+    from backtest import sharpe_ratio
+    from evo.evaluation.risk import FoldRisk, segment_returns, signal_for, trade_folds
+
+    ev = budget.evaluate
+    fold_risks, risk = risk_for(g, ds, budget, wf, seed=seed)
+    if _joint:
+        every = tuple((seg.start, seg.stop) for seg in wf.val_segments)
+        fold_risks = [FoldRisk(f.test, risk, every) for f in fold_risks]
     val_returns, _ = segment_returns(ds.bars, wf.val_segments, g, risk, ev, ds.periods_per_year)
-    signal = signal_for(wf.p_a, wf.p_b, g, risk, ev.allow_short, wf.regime)
-    start, stop = wf.folds[0].test[0], wf.folds[-1].test[1]
+    tests = [f.test for f in wf.folds]
+    edges = np.cumsum([0] + [b - a for a, b in tests])
+    signals = [signal_for(wf.p_a[i:j], wf.p_b[i:j], g, f.risk, ev.allow_short,
+                          None if wf.regime is None else wf.regime[i:j])
+               for i, j, f in zip(edges[:-1], edges[1:], fold_risks)]
+    bt = trade_folds(ds.bars, tests, signals, [f.risk for f in fold_risks], ev, ds.periods_per_year)
     # Bars start..stop inclusive: the signal at the last test bar would fill at bar `stop`.
-    span = ds.bars.iloc[start: stop + 1]
-    full_signal = np.concatenate([signal, np.zeros(len(span) - len(signal), dtype=signal.dtype)])
-    bt = backtest_signals(span, full_signal, costs=CostModel(fees_bps=ev.fees_bps, slippage_bps=ev.slippage_bps),
-                          periods_per_year=ds.periods_per_year, risk=risk.rules(ev.breaker_or_none))
+    span = ds.bars.iloc[tests[0][0]: tests[-1][1] + 1]
     values = [bt.sharpe, bt.max_drawdown, bt.total_return]
     if not all(math.isfinite(v) for v in values):
         raise GenomeError(f"backtest produced non-finite figures {values}")
@@ -338,12 +393,13 @@ def _evaluate_once(g: Genome, ds: Dataset, budget: Budget, *, seed: int, device:
         f1_a=_macro_f1(wf.p_a, wf.y_a), f1_b=_macro_f1(wf.p_b, wf.y_b),
         lr_a=wf.lr_a, lr_b=wf.lr_b,
         test_start=span.index[0].isoformat(), test_end=span.index[-1].isoformat(),
-        test_bars=int(len(span)), seconds=round(time.perf_counter() - t0, 3),
+        test_bars=int(len(span)), seconds=0.0,
         returns=[float(x) for x in np.asarray(bt.returns, dtype=np.float64)],
         sortino=float(bt.sortino), calmar=float(bt.calmar), win_rate=float(bt.win_rate),
         profit_factor=float(bt.profit_factor), turnover=float(bt.turnover),
         risk=risk.to_dict(), val_sharpe=float(sharpe_ratio(val_returns, ds.periods_per_year)),
-        seed_sharpes=[float(bt.sharpe)],
+        seed_sharpes=[float(bt.sharpe)], sharpe_mean=float(bt.sharpe), max_drawdown_mean=float(bt.max_drawdown),
+        risk_folds=[f.to_dict() for f in fold_risks],
     )
 
 

@@ -3,13 +3,26 @@
 The genome fixes the discrete choices (the consensus rule) and a starting threshold; the
 continuous parameters a trader would otherwise guess — threshold, model A's weight in the
 ``weighted`` rule, stop-loss and take-profit — are tuned for each genome by nevergrad's ``NGOpt``
-to maximise the annualised Sharpe ratio over the folds' **validation** segments (which lie before
-each test fold, after a purge gap). Test folds never enter the tuning.
+to maximise the annualised Sharpe ratio over folds' **validation** segments.
+
+**One set of parameters per test fold, tuned on the past only.** With anchored folds the
+validation segment of fold ``j`` lies inside earlier test folds (NVDA, ``cpu`` preset: fold 1's
+validation covers 302 of test fold 0's 312 bars), so parameters tuned on all validation segments
+at once would trade test fold 0 with values chosen on its own bars. Instead test fold ``k`` is
+traded with parameters tuned on the validation segments that end at least the purge gap before
+it starts (:func:`tuning_segments`: ``seg.stop + gap <= test.start``, ``gap`` = the longest label
+horizon + embargo). With :func:`backtest.walk_forward_folds`'s layout those are the segments of
+folds ``0..k``. A tuning segment's decision rows are ``< test.start - gap`` and the bars its
+trades read are ``<= test.start - gap``: bars of test fold ``k`` or later never reach fold ``k``'s
+parameters (tested by perturbing them). The parameters *recorded* for a genome (used on the
+holdout and by the bundle) are those tuned on every validation segment: the last fold's, all of
+which end before the holdout.
 
 Position size is not tuned: the Sharpe ratio does not change when every position is scaled, so
 tuning it on Sharpe would only pick a bound. It comes from the budget instead: a fixed fraction of
 equity, or a Kelly fraction ``mean / variance`` of the trade returns that the fold-0 models make
-on their own **training** rows (in-sample, so it is capped by ``kelly_cap``).
+on their own **training** rows (in-sample, so it is capped by ``kelly_cap``), computed for each
+fold's own parameters (fold 0's training rows precede every test fold).
 """
 
 from __future__ import annotations
@@ -171,6 +184,107 @@ def tune_risk(g: Genome, bars: pd.DataFrame, val_segments: list[Segment], space:
     return RiskParams(threshold=float(best["threshold"]), weight=float(best.get("weight", 0.5)),
                       stop_loss=_opt(best.get("stop_loss")), take_profit=_opt(best.get("take_profit")),
                       gate_low=float(best.get("gate_low", 0.0)), gate_high=float(best.get("gate_high", 0.0)))
+
+
+@dataclass(frozen=True)
+class FoldRisk:
+    """The parameters test fold ``test`` (decision bars ``[start, stop)``) is traded with, and the
+    validation spans (decision bars ``[start, stop)``) they were tuned on."""
+
+    test: tuple[int, int]
+    risk: RiskParams
+    tuned_on: tuple[tuple[int, int], ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"test": list(self.test), "tuned_on": [list(s) for s in self.tuned_on], **self.risk.to_dict()}
+
+
+def tuning_segments(val_segments: list[Segment], test_start: int, gap: int) -> list[Segment]:
+    """The validation segments a test fold starting at decision bar ``test_start`` may be tuned on:
+    those with ``stop + gap <= test_start`` (their trades read bars ``<= stop``, so nothing at or
+    after ``test_start - gap``). ``gap``: the purge gap in bars (longest label horizon + embargo).
+
+    Worked value: folds with validation ``[632, 725)`` and ``[766, 859)``, gap 5: the test fold
+    starting at 730 gets the first only; the one starting at 864 gets both."""
+    return [seg for seg in val_segments if seg.stop + gap <= test_start]
+
+
+def tune_fold_risks(g: Genome, bars: pd.DataFrame, val_segments: list[Segment], tests: list[tuple[int, int]],
+                    gap: int, space: SearchSpace, ev: EvalBudget, periods_per_year: float, *,
+                    seed: int) -> list[FoldRisk]:
+    """:func:`tune_risk` once per test fold, on :func:`tuning_segments` only (module docstring).
+
+    Every fold's tuner starts from the same ``seed``, so the last fold's parameters (tuned on every
+    segment) are what a single tuning over all of them would give. A fold with no segment before
+    it keeps the genome's own threshold. Sizes are left at 1 (the caller sizes)."""
+    out, cache = [], {}
+    for test in tests:
+        segs = tuning_segments(val_segments, test[0], gap)
+        spans = tuple((seg.start, seg.stop) for seg in segs)
+        if spans not in cache:
+            cache[spans] = tune_risk(g, bars, segs, space, ev, periods_per_year, seed=seed)
+        out.append(FoldRisk(test=(int(test[0]), int(test[1])), risk=cache[spans], tuned_on=spans))
+    return out
+
+
+def trade_folds(bars: pd.DataFrame, tests: list[tuple[int, int]], signals: list[np.ndarray],
+                risks: list[RiskParams], ev: EvalBudget, periods_per_year: float):
+    """Trade contiguous test folds (decision bars ``tests[k]``), fold ``k`` with ``signals[k]``
+    (int8, one per decision bar) under ``risks[k]``'s size and stops; a :class:`backtest.BacktestResult`
+    over bars ``tests[0][0] .. tests[-1][1]`` (the last decision fills at the last bar).
+
+    When every fold has the same size and stops (fixed sizing, no tuned stops), the folds are one
+    account: one backtest of the concatenated signal, positions carried across fold boundaries.
+    Otherwise each fold is its own backtest from flat, chained: a position open at a fold's end
+    is marked at the boundary bar's close without an exit cost and the next fold enters anew at
+    its first fill (one entry cost and one close-to-open gap per boundary). Exposure and turnover
+    are then the folds' bar-weighted means. The drawdown breaker watches the chained equity and,
+    as in :func:`backtest.backtest_signals`, goes flat from the bar after the first breach."""
+    from backtest import (BacktestResult, CostModel, backtest_signals, calmar_ratio, max_drawdown, profit_factor,
+                          sharpe_ratio, sortino_ratio, total_return, win_rate)
+
+    costs = CostModel(fees_bps=ev.fees_bps, slippage_bps=ev.slippage_bps)
+    start, stop = tests[0][0], tests[-1][1]
+    signal = np.concatenate([*signals, np.zeros(1, np.int8)]).astype(np.int8)
+    if len(signal) != stop - start + 1:
+        raise ValueError("test folds must be contiguous, one signal per decision bar")
+    rules = [r.rules(None) for r in risks]
+    if all(r == rules[0] for r in rules):
+        return backtest_signals(bars.iloc[start: stop + 1], signal, costs=costs, periods_per_year=periods_per_year,
+                                risk=risks[0].rules(ev.breaker_or_none))
+
+    def chained(sig: np.ndarray) -> tuple[np.ndarray, list]:
+        parts, results = [], []
+        for (a, b), rule in zip(tests, rules):
+            own = np.concatenate([sig[a - start: b - start], np.zeros(1, np.int8)])
+            bt = backtest_signals(bars.iloc[a: b + 1], own, costs=costs, periods_per_year=periods_per_year,
+                                  risk=rule)
+            parts.append(bt.returns if not parts else bt.returns[1:])   # the boundary bar once
+            results.append(bt)
+        return np.concatenate(parts), results
+
+    returns, results = chained(signal)
+    if ev.breaker_or_none is not None:
+        equity = np.cumprod(1.0 + returns)
+        breach = np.flatnonzero(1.0 - equity / np.maximum.accumulate(np.maximum(equity, 1.0)) > ev.breaker)
+        if breach.size:
+            signal = signal.copy()
+            signal[int(breach[0]):] = 0
+            returns, results = chained(signal)
+    trades = sum(bt.trades for bt in results)
+    if trades == 0:
+        return BacktestResult(returns=returns, sharpe=0.0, max_drawdown=0.0, total_return=0.0, trades=0,
+                              exposure=0.0, traded=False)
+    weights = np.array([bt.n_bars for bt in results], dtype=np.float64)
+    trade_returns = np.concatenate([bt.trade_returns for bt in results])
+    return BacktestResult(
+        returns=returns, sharpe=sharpe_ratio(returns, periods_per_year), max_drawdown=max_drawdown(returns),
+        total_return=total_return(returns), trades=int(trades),
+        exposure=float(np.average([bt.exposure for bt in results], weights=weights)), traded=True,
+        sortino=sortino_ratio(returns, periods_per_year), calmar=calmar_ratio(returns, periods_per_year),
+        win_rate=win_rate(trade_returns), profit_factor=profit_factor(trade_returns),
+        turnover=float(np.average([bt.turnover for bt in results], weights=weights)), trade_returns=trade_returns,
+    )
 
 
 def _opt(value: Any) -> float | None:

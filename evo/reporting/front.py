@@ -129,7 +129,7 @@ def front_payload(records: Mapping[str, Record], meta: Mapping[str, Any], run: s
             failures[cause] = failures.get(cause, 0) + 1
     keys = ("sharpe", "max_drawdown", "total_return", "trades", "exposure", "sortino", "calmar", "win_rate",
             "profit_factor", "turnover", "accuracy_a", "accuracy_b", "f1_a", "f1_b", "lr_a", "lr_b", "val_sharpe",
-            "sharpe_sd", "seeds")
+            "sharpe_mean", "max_drawdown_mean", "sharpe_sd", "seeds")   # *_mean, sd: the seeds' selection score
     members = []
     for r in front:
         hold = r.result.get("holdout") or {}

@@ -9,7 +9,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from evo.evaluation.results import SEED_AVERAGED
+from evo.evaluation.results import selection_score
 
 
 @dataclass(frozen=True)
@@ -49,13 +49,15 @@ def merge_genome(records: Iterable[Record], min_trades: int | None = None) -> Re
     extra-seed record it does not already cover folded in. ``None`` when there is no such record
     (a genome only screened at low fidelity).
 
-    Over the base's ``n`` seeds and the extra seeds ``i >= n``: the Sharpe is the mean of the
-    per-seed Sharpes (``seed_sharpes``) and ``sharpe_sd`` their sample spread; drawdown and the
-    other figures are seed-weighted means, ``returns`` the per-bar seed-weighted mean; learning
-    rates and risk parameters stay the base's (seed 0's, as in ``evaluate_genome``). The genome
-    has enough trades when the mean trade count reaches ``min_trades`` (every part must have had
-    enough when ``min_trades`` is unknown or several instruments were combined). A base whose
-    per-seed Sharpes are unknown counts its mean once per seed. Pure: the merged record is new.
+    Extra seeds change only the **selection score** (:mod:`evo.evaluation.results`): over the
+    base's ``n`` seeds and the extra seeds ``i >= n``, ``sharpe_mean`` is the mean of the per-seed
+    Sharpes (``seed_sharpes``), ``sharpe_sd`` their sample spread and ``max_drawdown_mean`` the
+    seed-weighted mean drawdown. Every figure shown — Sharpe, drawdown, return, trades, ``returns``
+    (DSR, PBO), whether it has enough trades, learning rates, risk parameters — stays the base's:
+    seed index 0's, the model the holdout trades and export ships. A base whose per-seed Sharpes
+    are unknown counts its score once per seed. ``min_trades`` is not used any more (the
+    too-few-trades mark is the exported seed's own); it is accepted so callers need not change.
+    Pure: the merged record is new.
     """
     base, extras = None, {}
     for r in records:
@@ -74,25 +76,14 @@ def merge_genome(records: Iterable[Record], min_trades: int | None = None) -> Re
         return base
     per_seed = list(res.get("seed_sharpes") or [])
     if len(per_seed) != n:
-        per_seed = [float(res["sharpe"])] * n
-    per_seed += [float(x["sharpe"]) for x in add]
-    parts, weights = [res] + add, np.array([n] + [1] * len(add), dtype=np.float64)
-
-    def mean(name: str) -> float:
-        return float(np.average([float(x.get(name) or 0.0) for x in parts], weights=weights))
-
-    trades = int(round(mean("trades")))
-    if min_trades is not None and not res.get("instruments"):
-        enough = trades >= min_trades
-    else:
-        enough = all(bool(x["enough_trades"]) for x in parts)
+        per_seed = [selection_score(res, "sharpe")] * n
+    per_seed += [selection_score(x, "sharpe") for x in add]
+    weights = np.array([n] + [1] * len(add), dtype=np.float64)
+    drawdown = np.average([selection_score(x, "max_drawdown") for x in [res] + add], weights=weights)
     merged = {
-        **res, **{k: mean(k) for k in SEED_AVERAGED if k in res},
-        "sharpe": float(np.mean(per_seed)), "sharpe_sd": float(np.std(per_seed, ddof=1)),
-        "seeds": len(per_seed), "seed_sharpes": per_seed, "trades": trades, "enough_trades": enough,
-        "traded": any(bool(x.get("traded")) for x in parts),
-        "returns": [float(v) for v in np.average([x["returns"] for x in parts], axis=0, weights=weights)],
-        "seconds": round(sum(float(x.get("seconds") or 0.0) for x in parts), 3),
+        **res, "sharpe_mean": float(np.mean(per_seed)), "sharpe_sd": float(np.std(per_seed, ddof=1)),
+        "max_drawdown_mean": float(drawdown), "seeds": len(per_seed), "seed_sharpes": per_seed,
+        "seconds": round(sum(float(x.get("seconds") or 0.0) for x in [res] + add), 3),
     }
     return Record(base.key, base.genome, base.generation, merged, base.error, base.fidelity, None)
 
