@@ -5,10 +5,26 @@ from __future__ import annotations
 import logging
 import sys
 
+# Written to a file or a pipe, rich would wrap every line at 80 columns, in the middle of a command
+# or a table row; this width (with soft wrap) leaves each line whole.
+PIPE_WIDTH = 1000
+
+
+def make_console(*, stderr: bool = False):
+    """A rich Console on stdout (or stderr): the terminal's width on a terminal; written to a file
+    or a pipe, no line is wrapped (:data:`PIPE_WIDTH`, soft wrap)."""
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty():
+        return Console(stderr=stderr)
+    return Console(stderr=stderr, width=PIPE_WIDTH, soft_wrap=True)
+
 
 def setup_logging(verbose: bool, console=None) -> None:
+    """Log records to ``console`` through rich on a terminal, else as plain lines on stderr."""
     level = logging.DEBUG if verbose else logging.INFO
-    if console is not None:
+    if console is not None and console.is_terminal:
         from rich.logging import RichHandler
 
         handler: logging.Handler = RichHandler(console=console, show_path=False, show_time=False)
