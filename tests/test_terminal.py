@@ -268,3 +268,26 @@ def test_report_honesty_table_says_no_trades(run):
     assert "no trades" in row and "+0.00" not in row
     other = next(r for r in html.split("<tr>") if ids["all"][1] in r)
     assert "no trades" not in other and "+0.42" in other
+
+
+# ------------------------------------------------------------------------------------------------
+# member ids
+
+
+def test_a_member_prefix_must_be_unique_and_at_least_4_characters(run):
+    from evo.commands._members import MIN_PREFIX, find_member
+    from evo.errors import StoreError
+
+    records = RunStore.open(run[0]).records()
+    k = run[1]["best"][0]
+    assert MIN_PREFIX == 4
+    for prefix in (k, k[:8], k[:4], f" {k[:6].upper()} "):
+        assert find_member(records, prefix).key == k
+    for prefix, message in ((k[:3], "too short"), ("", "too short"), ("zz" + k[2:8], "not an id"),
+                            ("ffffffff", "no genome's id starts with")):
+        with pytest.raises(StoreError, match=message):
+            find_member(records, prefix)
+    twins = {"abcd0000aaaaaaaa": 1, "abcd0000bbbbbbbb": 2, "abce000000000000": 3}
+    with pytest.raises(StoreError, match=r"matches 2 genomes \(abcd0000aaaaaaaa, abcd0000bbbbbbbb\)"):
+        find_member(twins, "abcd")
+    assert find_member(twins, "abcd0000b") == 2 and find_member(twins, "abce") == 3
