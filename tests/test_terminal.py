@@ -291,3 +291,115 @@ def test_a_member_prefix_must_be_unique_and_at_least_4_characters(run):
     with pytest.raises(StoreError, match=r"matches 2 genomes \(abcd0000aaaaaaaa, abcd0000bbbbbbbb\)"):
         find_member(twins, "abcd")
     assert find_member(twins, "abcd0000b") == 2 and find_member(twins, "abce") == 3
+
+
+# ------------------------------------------------------------------------------------------------
+# Ctrl-C and SIGTERM during evo run
+
+# Learning-rate tuning (Optuna trials) takes most of each genome's time here, so an interrupt lands
+# inside an Optuna trial, where Optuna used to log the KeyboardInterrupt with a long traceback.
+INTERRUPT_BUDGET = """
+description = "test budget: interrupts"
+device = "cpu"
+[search]
+embedding_dim = [8, 16]
+num_blocks = [1, 1]
+num_heads = [1, 2]
+slstm_share = 0.5
+dropout = [0.0, 0.2]
+seq_len = [8, 12]
+horizon = [1, 3]
+threshold = [0.34, 0.45]
+consensus = ["both", "either", "weighted"]
+max_features_a = 5
+max_features_b = 4
+[train]
+max_epochs = 1
+patience = 1
+batch_size = 64
+max_train_windows = 400
+lr_trials = 3
+lr_trial_epochs = 2
+[evaluate]
+folds = 2
+test_fraction = 0.3
+val_fraction = 0.15
+min_trades = 1
+[ga]
+population = 4
+generations = 1
+"""
+
+
+@pytest.fixture(scope="module")
+def interrupt_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("interrupt")
+    (root / "tiny.toml").write_text(INTERRUPT_BUDGET)
+    return root
+
+
+def _optuna_trial_running(db: Path) -> bool:
+    import sqlite3
+
+    if not db.exists():
+        return False
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.1) as con:
+            return con.execute("SELECT COUNT(*) FROM trials WHERE state = 'RUNNING'").fetchone()[0] > 0
+    except sqlite3.Error:   # not created yet, or locked for a moment
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, status, what", [(signal.SIGINT, 130, "Ctrl-C (SIGINT)"),
+                                               (signal.SIGTERM, 143, "SIGTERM")])
+def test_an_interrupted_run_says_what_it_saved_and_exits_with_the_signals_status(interrupt_dir, sig, status, what):
+    out = interrupt_dir / f"run-{sig.name}"
+    proc = subprocess.Popen([sys.executable, "-m", "evo", "run", "--budget", "tiny.toml", "--out", str(out),
+                             "--seed", "1"], cwd=interrupt_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=_env(EVO_CACHE_DIR=str(interrupt_dir / "cache"), PYTHONPATH=str(ROOT)))
+    journal = out / "journal.jsonl"
+    deadline = time.monotonic() + 600
+    while proc.poll() is None and time.monotonic() < deadline:   # the first genome is in the journal and
+        if journal.exists() and journal.read_text().strip() and _optuna_trial_running(out / "studies.db"):
+            break                                                # the next one's tuning is under way
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be interrupted:\n" + proc.communicate()[1]
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=300)
+    n = len(journal.read_text().splitlines())
+    assert proc.returncode == status, stderr
+    assert "Traceback" not in stderr and "Trial " not in stderr, stderr
+    assert " bars searched + " in stderr and " held out)" in stderr
+    assert (f"interrupted by {what}. Saved in {out}: journal.jsonl with {n} evaluation{'s' * (n != 1)}; "
+            "no checkpoint yet") in stderr, stderr
+    assert f"continue with: python -m evo run --resume {out}\n" in stderr
+    assert n >= 1 and not (out / "checkpoint.json").exists()
+    assert stdout == ""   # no front: the user asks for one with evo front
+
+
+def test_the_interrupt_message_names_the_checkpoint_and_the_resume_command(tmp_path, run):
+    import argparse
+
+    from evo.commands.run import interrupted_message
+
+    args = argparse.Namespace(workers=2, scheduler=None)
+    assert interrupted_message(None, "SIGTERM", args) == \
+        "interrupted by SIGTERM before the run directory was created: nothing was saved"
+    store = RunStore.open(run[0])   # a checkpoint of generation 0 of 1
+    text = interrupted_message(store, "Ctrl-C (SIGINT)", args)
+    assert f"journal.jsonl with {len(FRONT) + len(DOMINATED)} evaluations; checkpoint of generation 0; " \
+           "a resume continues with generation 1" in text
+    assert text.endswith(f"continue with: python -m evo run --resume {run[0]} --workers 2")
+    last = RunStore.create(tmp_path / "with space", {"generations": 0})
+    last.save_checkpoint({"generation": 0, "population": [], "rng_state": {}})
+    text = interrupted_message(last, "SIGTERM", argparse.Namespace(workers=1, scheduler=None))
+    assert "journal.jsonl with 0 evaluations; checkpoint of generation 0, the last; a resume trades the " \
+           "front on the holdout" in text
+    assert text.endswith(f"--resume '{tmp_path / 'with space'}'")
+
+
+def test_run_help_says_where_the_defaults_come_from():
+    text = through_pipe(["run", "--help"]).stdout
+    assert "budget's ga.generations" in " ".join(text.split())
+    assert "same front" in " ".join(text.split())

@@ -64,7 +64,8 @@ def load_dataset(spec: str | None, budget, expected_hash: str | None = None, *, 
 
 def load_run_data(spec: str | None, budget, expected_hash: str | None = None, *, fmt: str = "auto",
                   interval: str = "1d", period: str = "max"):
-    """(search dataset, sealed holdout) for a run: the holdout is the last part of the bars."""
+    """(search dataset, sealed holdout, bars held out) for a run: the holdout is the last part of the
+    bars (None and 0 bars when the budget keeps none)."""
     from evo.data import default_cache_dir, load_bars
     from evo.errors import StoreError
     from evo.evaluation.dataset import prepare_run_data
@@ -74,7 +75,7 @@ def load_run_data(spec: str | None, budget, expected_hash: str | None = None, *,
     if expected_hash is not None and ds.data_hash != expected_hash:
         raise StoreError(f"{label}: the data changed since the run started (hash {ds.data_hash}, "
                          f"run has {expected_hash})")
-    return ds, holdout
+    return ds, holdout, (0 if holdout is None else len(bars) - ds.n_bars)
 
 
 def budget_of(meta: dict):
