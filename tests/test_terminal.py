@@ -403,3 +403,27 @@ def test_run_help_says_where_the_defaults_come_from():
     text = through_pipe(["run", "--help"]).stdout
     assert "budget's ga.generations" in " ".join(text.split())
     assert "same front" in " ".join(text.split())
+
+
+# ------------------------------------------------------------------------------------------------
+# --help
+
+
+def _undocumented(command: str) -> list[str]:
+    import argparse
+
+    from evo.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    return [a.dest for a in sub._actions
+            if not isinstance(a, argparse._HelpAction) and (not a.help or a.help == argparse.SUPPRESS)]
+
+
+@pytest.mark.parametrize("command", [
+    c if c not in ("export", "predict") else
+    pytest.param(c, marks=pytest.mark.xfail(reason="export.py and predict.py are edited on another branch; "
+                                                   "their help texts land there", strict=False))
+    for c in __import__("evo.cli", fromlist=["COMMANDS"]).COMMANDS])
+def test_every_option_of_every_command_has_help(command):
+    assert _undocumented(command) == []
