@@ -15,9 +15,9 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# `evo run` ends with the front (printed once; `evo front runs/demo` shows it again).
 demo: install
 	$(PY) -m evo run --generations 2 --budget smoke --out runs/demo --seed 0
-	$(PY) -m evo front runs/demo
 
 test: install
 	$(PY) -m pytest -q -p no:cacheprovider tests

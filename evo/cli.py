@@ -3,7 +3,8 @@
 Each command is a module of :mod:`evo.commands` with ``HELP``, ``add_arguments(parser)`` and
 ``main(args) -> int``, importing what it needs only when it runs: ``--help`` loads neither torch
 nor pandas, and ``predict`` never loads deap, optuna, nevergrad or vectorbt. An
-:class:`evo.errors.EvoError` is printed as one line and exits with code 2; anything else is a bug
+:class:`evo.errors.EvoError` is printed as one line and exits with code 2; Ctrl-C exits with 130
+(``evo run`` says what it saved first: :mod:`evo.commands._interrupts`); anything else is a bug
 and keeps its traceback.
 """
 
@@ -40,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     except EvoError as exc:
         print(f"evo: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C in a command with no handling of its own (`evo run` has one)
+        print("evo: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # `evo front | head`: the reader left; nothing more to say
         sys.stderr.close()
         return 0

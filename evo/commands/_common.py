@@ -5,10 +5,26 @@ from __future__ import annotations
 import logging
 import sys
 
+# Written to a file or a pipe, rich would wrap every line at 80 columns, in the middle of a command
+# or a table row; this width (with soft wrap) leaves each line whole.
+PIPE_WIDTH = 1000
+
+
+def make_console(*, stderr: bool = False):
+    """A rich Console on stdout (or stderr): the terminal's width on a terminal; written to a file
+    or a pipe, no line is wrapped (:data:`PIPE_WIDTH`, soft wrap)."""
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty():
+        return Console(stderr=stderr)
+    return Console(stderr=stderr, width=PIPE_WIDTH, soft_wrap=True)
+
 
 def setup_logging(verbose: bool, console=None) -> None:
+    """Log records to ``console`` through rich on a terminal, else as plain lines on stderr."""
     level = logging.DEBUG if verbose else logging.INFO
-    if console is not None:
+    if console is not None and console.is_terminal:
         from rich.logging import RichHandler
 
         handler: logging.Handler = RichHandler(console=console, show_path=False, show_time=False)
@@ -48,7 +64,8 @@ def load_dataset(spec: str | None, budget, expected_hash: str | None = None, *, 
 
 def load_run_data(spec: str | None, budget, expected_hash: str | None = None, *, fmt: str = "auto",
                   interval: str = "1d", period: str = "max"):
-    """(search dataset, sealed holdout) for a run: the holdout is the last part of the bars."""
+    """(search dataset, sealed holdout, bars held out) for a run: the holdout is the last part of the
+    bars (None and 0 bars when the budget keeps none)."""
     from evo.data import default_cache_dir, load_bars
     from evo.errors import StoreError
     from evo.evaluation.dataset import prepare_run_data
@@ -58,7 +75,7 @@ def load_run_data(spec: str | None, budget, expected_hash: str | None = None, *,
     if expected_hash is not None and ds.data_hash != expected_hash:
         raise StoreError(f"{label}: the data changed since the run started (hash {ds.data_hash}, "
                          f"run has {expected_hash})")
-    return ds, holdout
+    return ds, holdout, (0 if holdout is None else len(bars) - ds.n_bars)
 
 
 def budget_of(meta: dict):

@@ -28,11 +28,11 @@ WARMUP_CALLS = 3   # untimed calls per path first (lazy imports, numba and alloc
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("bundle")
+    p.add_argument("bundle", help="a bundle file written by `evo export` (.evo)")
     p.add_argument("--data", required=True, help="PATH.csv (or yf:TICKER) with at least tail_bars + N bars")
     p.add_argument("--decisions", type=int, default=200, help="bars replayed and timed per path (default 200)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own choice)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the timings as one JSON object instead of a table")
 
 
 def _percentiles(seconds: list[float]) -> dict[str, float]:

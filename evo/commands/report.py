@@ -23,7 +23,7 @@ STUDY_FILES = ("studies.db", "*.db", "*.sqlite", "*.sqlite3")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="a run directory written by `evo run` (it may still be running)")
     p.add_argument("--out", default=None, help="HTML file (default RUN_DIR/report.html); PNGs go beside it")
     p.add_argument("--no-png", action="store_true", help="skip the PNG copies")
 

@@ -6,26 +6,32 @@ import argparse
 import time
 from pathlib import Path
 
-from evo.commands._common import budget_of, load_run_data, setup_logging, single_thread_torch
+from evo.commands._common import budget_of, load_run_data, make_console, setup_logging, single_thread_torch
 from evo.commands._data_args import add_data_arguments
 
 HELP = "evolve a consensus pair of xLSTM models"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--generations", type=int, default=None, help="generations after the initial one")
+    p.add_argument("--generations", type=int, default=None,
+                   help="generations after the initial one (default: the budget's ga.generations, e.g. 2 in "
+                        "the smoke preset; with --resume, the run's own, which this replaces)")
     p.add_argument("--budget", default="smoke", help="smoke | cpu | gpu | PATH.toml (default smoke)")
     add_data_arguments(p, multiple=True)
     p.add_argument("--out", default=None, help="run directory (default runs/<time>-<budget>)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the whole search: random genomes, the GA's choices, the training seeds; the same "
+                        "seed, data and budget give the same front (default 0; a resumed run keeps its own)")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR",
+                   help="continue an interrupted run from its journal and last checkpoint; its budget, data and "
+                        "seed are the run's own (only --generations and the worker options apply)")
     p.add_argument("--workers", type=int, default=1,
                    help="evaluate genomes in N long-lived local processes (torch on 1 thread each)")
     p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                    help="evaluate on the workers of a Dask scheduler (see README: several machines)")
     p.add_argument("--optimizer", choices=("nsga2", "random", "ngopt", "tpe"), default="nsga2",
-                   help="nsga2 (default), random search, nevergrad's NGOpt or Optuna's multivariate TPE over the same genome "
-                        "(compare them on the same evaluation budget)")
+                   help="nsga2 (default), random search, nevergrad's NGOpt or Optuna's multivariate TPE over the "
+                        "same genome (compare them on the same evaluation budget)")
     p.add_argument("--time-limit", default=None, metavar="DURATION",
                    help="stop after the generation that crosses it, e.g. 8h, 45m, 1h30m; the front is complete")
     p.add_argument("--target", default=None, metavar="PROFILE.json",
@@ -41,16 +47,54 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from rich.console import Console
+    from evo.commands._interrupts import Interrupted, exit_status, stop_on_signals
 
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     setup_logging(args.verbose, console)
+    opened: dict = {}   # the run's store, once it exists: what an interrupt reports
+    with stop_on_signals():
+        try:
+            return _run(args, console, opened)
+        except Interrupted as exc:
+            console.print(interrupted_message(opened.get("store"), exc.what, args), highlight=False, markup=False)
+            return exit_status(exc.signum)
+
+
+def interrupted_message(store, what: str, args: argparse.Namespace) -> str:
+    """What an interrupted run leaves behind, exactly, and the command that continues it."""
+    import shlex
+
+    if store is None:
+        return f"interrupted by {what} before the run directory was created: nothing was saved"
+    n = sum(1 for _ in store.iter_records())
+    ckpt = store.load_checkpoint()
+    generations = int(store.meta.get("generations", 0))
+    if ckpt is None:
+        saved = ("no checkpoint yet (the first is written when generation 0 ends); a resume draws generation 0 "
+                 "again and trains only the genomes the journal does not hold")
+    elif int(ckpt["generation"]) >= generations:
+        saved = (f"checkpoint of generation {ckpt['generation']}, the last; a resume trades the front on the "
+                 "holdout")
+    else:
+        saved = (f"checkpoint of generation {ckpt['generation']}; a resume continues with generation "
+                 f"{int(ckpt['generation']) + 1} and trains only the genomes the journal does not hold")
+    resume = f"python -m evo run --resume {shlex.quote(str(store.path))}"
+    if args.workers > 1:
+        resume += f" --workers {args.workers}"
+    if args.scheduler:
+        resume += f" --scheduler {shlex.quote(args.scheduler)}"
+    return (f"interrupted by {what}. Saved in {store.path}: journal.jsonl with {n} evaluation{'s' * (n != 1)}; "
+            f"{saved}.\ncontinue with: {resume}")
+
+
+def _run(args: argparse.Namespace, console, opened: dict) -> int:
     from evo.config import check_device
     from evo.search.store import RunStore
     from experiments import load_budget
 
     if args.resume:
         store = RunStore.open(Path(args.resume), writable=True)
+        opened["store"] = store
         meta = store.meta
         budget = budget_of(meta)
         device = check_device(budget)
@@ -83,7 +127,7 @@ def main(args: argparse.Namespace) -> int:
         store = RunStore.create(out, {
             "budget": budget.to_dict(), "data": specs[0], "data_label": ds.label, "data_hash": ds.data_hash,
             "instruments": [{"data": spec, "label": d.label, "data_hash": d.data_hash, "n_bars": d.n_bars}
-                            for spec, (d, _) in zip(specs, loaded)] if len(specs) > 1 else None,
+                            for spec, (d, _, _) in zip(specs, loaded)] if len(specs) > 1 else None,
             "n_bars": ds.n_bars, "seed": seed, "generations": generations, "device": device,
             "evo_version": evo.__version__, "catalog_version": features.CATALOG_VERSION,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -97,12 +141,14 @@ def main(args: argparse.Namespace) -> int:
             "objectives": _objective_names(args.objectives),
             "hardware": _hardware_meta(args),
         })
+        opened["store"] = store
     if args.resume:
         seeds = _seed_genomes(store.meta.get("seed_genomes", {}), _pools(loaded))
-    datasets = [d for d, _ in loaded]
-    holdouts = [h for _, h in loaded]
+    datasets = [d for d, _, _ in loaded]
+    holdouts = [h for _, h, _ in loaded]
     ds = datasets[0] if len(datasets) == 1 else datasets
-    data_text = ", ".join(f"{d.label} ({d.n_bars} bars)" for d in datasets)
+    data_text = ", ".join(f"{d.label} ({d.n_bars} bars searched + {held} held out)"
+                          for (d, _, held) in loaded)
     console.print(f"[bold]evo run[/] {store.path}  budget={budget.name} device={device} "
                   f"data={data_text} generations={generations} seed={seed}")
     single_thread_torch()
@@ -112,17 +158,15 @@ def main(args: argparse.Namespace) -> int:
 
     ctx = EvalContext(ds=ds, budget=budget, seed=seed, device=device, study_storage=study_storage_url(store.path),
                       hardware=_hardware(store.meta.get("hardware")))
-    finished = _search(store, ctx, generations, console, [g for _, g in seeds],
-                       optimizer=store.meta.get("optimizer", "nsga2"), time_limit_s=limit_s,
-                       objective_names=tuple(store.meta.get("objectives") or ("sharpe", "drawdown")),
-                       workers=args.workers, scheduler=args.scheduler)
-    if finished and all(h is not None for h in holdouts):
+    _search(store, ctx, generations, console, [g for _, g in seeds],
+            optimizer=store.meta.get("optimizer", "nsga2"), time_limit_s=limit_s,
+            objective_names=tuple(store.meta.get("objectives") or ("sharpe", "drawdown")),
+            workers=args.workers, scheduler=args.scheduler)
+    if all(h is not None for h in holdouts):
         _trade_holdout(store, holdouts, budget, seed, device, console)
     from evo.commands.front import print_front
 
     print_front(store, as_json=False, top=None)
-    console.print(f"next: python -m evo front {store.path}   |   "
-                  f"python -m evo export {store.path} --member ID --out model.evo")
     return 0
 
 
@@ -139,7 +183,7 @@ def _read_seed_files(paths: list[str]) -> dict:
 def _pools(loaded):
     from evo.evaluation.evaluate import shared_pools
 
-    return shared_pools([d for d, _ in loaded])
+    return shared_pools([d for d, _, _ in loaded])
 
 
 def _seed_genomes(entries: dict, pools) -> list:
@@ -253,10 +297,10 @@ def parse_duration(text: str) -> float:
 
 def _search(store, ctx, generations, console, seed_genomes=(), *, optimizer="nsga2",
             time_limit_s: float | None = None, objective_names=("sharpe", "drawdown"),
-            workers: int = 1, scheduler: str | None = None) -> bool:
+            workers: int = 1, scheduler: str | None = None) -> None:
     """Run the search in ``ctx`` (an :class:`evo.search.tasks.EvalContext`) until its termination
     (``generations``, and ``time_limit_s`` if given) says done; the same termination's progress
-    fraction draws the bar. False when interrupted."""
+    fraction draws the bar."""
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
     from evo.search.ga import Search
@@ -295,18 +339,13 @@ def _search(store, ctx, generations, console, seed_genomes=(), *, optimizer="nsg
         search = Search(ctx, store, progress=progress, seed_genomes=seed_genomes, optimizer=optimizer,
                         objective_names=tuple(objective_names), map_fn=map_fn)
         bar.update(total, completed=termination.progress(search))
-        try:
+        try:   # Ctrl-C / SIGTERM (evo.commands._interrupts.Interrupted) leaves through here to main
             search.run(termination)
             if limit is not None and limit.reached and search.generation < generations:
                 console.print(f"time limit reached after generation {search.generation}: stopping with its front")
-        except KeyboardInterrupt:
-            console.print("[yellow]interrupted: the journal and last checkpoint are saved; "
-                          f"continue with python -m evo run --resume {store.path}[/]")
-            return False
         finally:
             if map_fn is not None:
                 map_fn.close()
-    return True
 
 
 # ---------------------------------------------------------------------------------------------

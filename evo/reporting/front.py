@@ -109,6 +109,27 @@ def selection_bias(records: Iterable[Record], screens: Iterable[Record] = ()) ->
     )
 
 
+def holdout_traded(holdout: Mapping[str, Any] | None) -> bool | None:
+    """Whether a member traded in the holdout: None before the holdout was traded, False when it
+    never opened a position there (its holdout Sharpe 0.00 and drawdown 0.0 % then say nothing)."""
+    if not holdout:
+        return None
+    trades = holdout.get("trades")
+    return None if trades is None else float(trades) > 0
+
+
+def score_groups(front: Iterable[Record], names: tuple[str, ...] = ("sharpe", "drawdown")) -> list[list[str]]:
+    """Front members whose objective values (``names``, as the search compares them) are identical,
+    as lists of ids in id order; only groups of two or more. Such members are indistinguishable to
+    the search: typically genomes that trade the very same signals."""
+    from evo.search.objectives import objectives
+
+    by_score: dict[tuple[float, ...], list[str]] = {}
+    for r in front:
+        by_score.setdefault(objectives(r, tuple(names)), []).append(r.key)
+    return [sorted(keys) for keys in by_score.values() if len(keys) > 1]
+
+
 def front_payload(records: Mapping[str, Record], meta: Mapping[str, Any], run: str,
                   screens: Iterable[Record] = ()) -> dict[str, Any]:
     """What ``evo front --json`` prints. ``records`` are the merged full-fidelity records
@@ -119,6 +140,7 @@ def front_payload(records: Mapping[str, Record], meta: Mapping[str, Any], run: s
 
     names = tuple(meta.get("objectives") or ("sharpe", "drawdown"))
     front = pareto_front(records.values(), names)
+    same = {key: group for group in score_groups(front, names) for key in group}
     screens = list(screens)
     bias = selection_bias(records.values(), screens)
     dsr = bias.dsr
@@ -137,6 +159,8 @@ def front_payload(records: Mapping[str, Record], meta: Mapping[str, Any], run: s
             "id": r.key, **{k: r.result.get(k) for k in keys}, "dsr": dsr.get(r.key),
             "holdout_sharpe": hold.get("sharpe"), "holdout_max_drawdown": hold.get("max_drawdown"),
             "holdout_total_return": hold.get("total_return"), "holdout_trades": hold.get("trades"),
+            "holdout_traded": holdout_traded(hold),
+            "same_scores": [k for k in same.get(r.key, []) if k != r.key],
             "latency_ms": r.result.get("latency_ms"),
             "instruments": r.result.get("instruments"),
             "holdout_instruments": hold.get("instruments"),
@@ -193,5 +217,6 @@ def baselines(records: Mapping[str, Record], meta: Mapping[str, Any]) -> list[di
         hold = r.result.get("holdout") or {}
         out.append({"name": f"seed:{entry['name']}", "id": key, "sharpe": r.result["sharpe"],
                     "max_drawdown": r.result["max_drawdown"], "total_return": r.result["total_return"],
-                    "holdout_sharpe": hold.get("sharpe"), "holdout_max_drawdown": hold.get("max_drawdown")})
+                    "holdout_sharpe": hold.get("sharpe"), "holdout_max_drawdown": hold.get("max_drawdown"),
+                    "holdout_trades": hold.get("trades")})
     return out

@@ -96,7 +96,10 @@ def _tags(sample: str) -> str:
 
 def honesty_table(payload: Mapping[str, Any] | None, records: Mapping[str, Record], front: Sequence[Record],
                   bh: Mapping[str, float] | None, payload_error: str = "") -> str:
-    """HTML: the front members' figures and the run's selection-bias figures, each labelled."""
+    """HTML: the front members' figures and the run's selection-bias figures, each labelled. A member
+    that never traded in the holdout reads "no trades" there."""
+    from evo.reporting.front import holdout_traded
+
     wf, ho = _tag(WALK_FORWARD), _tag(HOLDOUT)
     dsr = {m["id"]: m["dsr"] for m in (payload or {}).get("members", [])}
     has_holdout = any(holdout_of(r) for r in front)
@@ -114,7 +117,9 @@ def honesty_table(payload: Mapping[str, Any] | None, records: Mapping[str, Recor
                  _num(res["max_drawdown"], ".1%"), _num(res.get("total_return"), "+.1%"), str(res.get("trades", "–"))]
         if has_val:
             cells.append(_num(res.get("val_sharpe"), "+.2f"))
-        if has_holdout:
+        if has_holdout and holdout_traded(h) is False:   # no position in the holdout: no figure, not 0.00
+            cells += ['<span class="no-trades">no trades</span>', "–", "–"]
+        elif has_holdout:
             cells += [_num(h.get("sharpe"), "+.2f"), _num(h.get("max_drawdown"), ".1%"),
                       _num(h.get("total_return"), "+.1%")]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
@@ -283,6 +288,7 @@ table.honesty td:first-child, table.honesty th:first-child { text-align: left; }
 .tag { display: inline-block; font-size: 10px; padding: 0 5px; border-radius: 3px; white-space: nowrap;
        font-weight: normal; }
 .tag.wf { background: #dbe7fb; } .tag.ho { background: #ffe3bf; } .tag.is { background: #f6d5d5; }
+.no-trades { color: #a15c00; font-style: italic; }
 .figure { border: 1px solid #eceef2; border-radius: 6px; padding: 4px; }
 .sample { font-size: 12px; color: #5a6372; }
 """
