@@ -420,10 +420,6 @@ def _undocumented(command: str) -> list[str]:
             if not isinstance(a, argparse._HelpAction) and (not a.help or a.help == argparse.SUPPRESS)]
 
 
-@pytest.mark.parametrize("command", [
-    c if c not in ("export", "predict") else
-    pytest.param(c, marks=pytest.mark.xfail(reason="export.py and predict.py are edited on another branch; "
-                                                   "their help texts land there", strict=False))
-    for c in __import__("evo.cli", fromlist=["COMMANDS"]).COMMANDS])
+@pytest.mark.parametrize("command", __import__("evo.cli", fromlist=["COMMANDS"]).COMMANDS)
 def test_every_option_of_every_command_has_help(command):
     assert _undocumented(command) == []

@@ -6,15 +6,20 @@ import argparse
 from pathlib import Path
 
 from evo.commands._common import budget_of, load_dataset, setup_logging, single_thread_torch
+from evo.commands._members import find_member
 
 HELP = "train a front member for deployment and write its bundle"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir")
-    p.add_argument("--member", required=True, help="member id (a unique prefix is enough)")
+    p.add_argument("run_dir", help="the run directory (`evo run --out`), read only")
+    p.add_argument("--member", required=True,
+                   help="member id from `evo front` (a prefix of at least 4 characters that only one genome's id "
+                        "starts with is enough)")
     p.add_argument("--out", default=None, help="bundle file (default RUN_DIR/member-ID.evo)")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where the final training runs (default cpu; the bundle always runs on the CPU, and a "
+                        "cuda fit is not bit-identical to the run's, so its holdout figures are not compared)")
     p.add_argument("--instrument", default=None, metavar="LABEL",
                    help="a run over several instruments: the one to build the bundle for, by its label in "
                         "`front` (e.g. NVDA_1d_1999_2014.csv) or its position (1, 2, ...); its own learning "
@@ -36,15 +41,13 @@ def main(args: argparse.Namespace) -> int:
 
     store = RunStore.open(Path(args.run_dir))
     records = store.records()
-    matches = [r for k, r in records.items() if k.startswith(args.member)]
-    if len(matches) != 1:
-        raise StoreError(f"{store.path}: member id {args.member!r} matches {len(matches)} genomes; "
-                         "use an id from `python -m evo front`")
+    member = find_member(records, args.member, run=str(store.path))
+    _warn_about(member, records, store.meta)
     budget = budget_of(store.meta)
     device = "cuda" if args.device == "cuda" else "cpu"
     if device == "cuda":
         check_device(budget)
-    record, data, data_hash, first = pick_instrument(matches[0], store.meta, args.instrument)
+    record, data, data_hash, first = pick_instrument(member, store.meta, args.instrument)
     ds = load_dataset(data, budget, data_hash, **store.meta.get("source", {}))
     holdout = final_segments(ds, budget)[2]
     recorded = (store.meta.get("holdout") or {}).get("start")
@@ -52,14 +55,36 @@ def main(args: argparse.Namespace) -> int:
     if first and recorded != start and "holdout" in store.meta:
         raise StoreError(f"{store.path}: the run's holdout starts at {recorded}, this data and budget put it at "
                          f"{start}; the bars changed since the run")
-    out = Path(args.out) if args.out else store.path / f"member-{matches[0].key[:8]}.evo"
+    out = Path(args.out) if args.out else store.path / f"member-{member.key[:8]}.evo"
     manifest = export_member(record, ds, budget, out, seed=int(store.meta["seed"]), device=device,
                              refit_all=args.refit_all, run_meta={"run": str(store.path), "budget": budget.name},
                              front_device=store.meta.get("device"))
     diff = Bundle.load(out).verify()  # read back as the trading PC will: CPU, vanilla sLSTM
-    print(f"wrote {out} ({manifest['training']['mode']} fit; golden probabilities reproduced within "
+    mode = manifest["training"]["mode"]
+    what = ("default fit: trained on the bars before the holdout, early-stopped on their last validation share, "
+            "the models whose holdout figures the front shows") if mode == "default" else f"{mode} fit"
+    print(f"wrote {out} for member {member.key} ({what}; golden probabilities reproduced within "
           f"{diff:.1e}; live stream keeps {manifest['tail_bars']} bars)")
     return 0
+
+
+def _warn_about(member, records: dict, meta: dict) -> None:
+    """One line each when the member never traded over the holdout, or shares its scores with other
+    front members (the search could not tell them apart)."""
+    import sys
+
+    from evo.reporting.front import holdout_traded, score_groups
+    from evo.search.objectives import pareto_front
+
+    if member.ok and holdout_traded(member.result.get("holdout")) is False:
+        print(f"warning: member {member.key[:8]} made no trade over the holdout: this bundle would not have "
+              "traded there either", file=sys.stderr)
+    names = tuple(meta.get("objectives") or ("sharpe", "drawdown"))
+    twins = next((g for g in score_groups(pareto_front(records.values(), names), names) if member.key in g), [])
+    if twins:
+        others = ", ".join(k[:8] for k in twins if k != member.key)
+        print(f"warning: member {member.key[:8]} has the very same scores as {others}: the search could not tell "
+              "them apart (see `evo front`)", file=sys.stderr)
 
 
 def pick_instrument(record, meta: dict, which: str | None):

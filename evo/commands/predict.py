@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bundle", required=True)
+    p.add_argument("--bundle", required=True, help="the bundle file `evo export` wrote (checksums verified on load)")
     p.add_argument("--data", required=True,
                    help="PATH.csv with recent bars, or yf:TICKER (bars of the bundle's interval, cached and topped up "
                         "with the bars since the last cached one)")
@@ -46,7 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "tail_bars of history, the earlier ones primed without deciding)")
     p.add_argument("--stream", action="store_true",
                    help="replay the file bar by bar through the live stream (Bundle.step)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true",
+                   help="print each decision as one JSON object instead of a text line")
     p.add_argument("--no-verify", action="store_true",
                    help="skip recomputing the bundle's golden probabilities before deciding")
     p.add_argument("--allow-unsettled", action="store_true",
