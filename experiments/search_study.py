@@ -63,7 +63,7 @@ BUDGET = {
               "lr_trial_epochs": 1},
     "evaluate": {"folds": 2, "test_fraction": 0.3, "val_fraction": 0.15, "min_trades": 5, "risk_trials": 6,
                  "holdout_fraction": 0.2},
-    "ga": {"population": 6, "generations": 1000},
+    "ga": {"population": 4, "generations": 1000},
 }
 QUICK = {**BUDGET, "search": {**BUDGET["search"], "embedding_dim": [8, 8], "num_blocks": [1, 1], "seq_len": [8]},
          "train": {**BUDGET["train"], "max_epochs": 1, "max_train_windows": 300},
@@ -376,14 +376,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=10, help="seeds per arm on the planted markets")
     p.add_argument("--noise-seeds", type=int, default=3)
     p.add_argument("--real-seeds", type=int, default=2)
-    p.add_argument("--wall", type=float, default=None, help="search seconds per run (default 45; quick 12)")
+    p.add_argument("--wall", type=float, default=None, help="search seconds per run (default 60; quick 12)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--markets", default=None, help="comma-separated subset of the markets")
     p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
     p.add_argument("--out", default=str(ROOT / "docs" / "experiments"))
     p.add_argument("--journal", default=None, help="JSONL of finished runs (default OUT/search_study.jsonl)")
     args = p.parse_args(argv)
-    wall = args.wall if args.wall is not None else (12.0 if args.quick else 45.0)
+    wall = args.wall if args.wall is not None else (12.0 if args.quick else 60.0)
     out = Path(args.out)
     name = "search_study_quick" if args.quick else "search_study"
     journal = Path(args.journal) if args.journal else out / f"{name}.jsonl"
