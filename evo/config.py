@@ -184,7 +184,9 @@ class GABudget:
     """The search loop. ``reevaluate``: extra training seeds a genome that survives selection may
     accumulate, one per generation survived (0 = off). ``halving_eta``: successive halving inside
     each generation, ``population * eta`` candidates screened at 1/eta of the training effort and
-    the best ``population`` trained fully (1 = off)."""
+    the best ``population`` trained fully (1 = off). ``rescore``: after the last generation, every
+    front member is trained again with this many fresh seeds, never used by the search, and the
+    re-scored figures are shown beside the search's (0 = off): how much of a score was luck."""
 
     population: int = 6
     generations: int = 2
@@ -192,6 +194,7 @@ class GABudget:
     mut_prob: float = 0.4
     reevaluate: int = 0
     halving_eta: int = 1
+    rescore: int = 0
 
     def __post_init__(self) -> None:
         _check(self.population >= 2, "ga.population must be >= 2")
@@ -199,6 +202,7 @@ class GABudget:
         _check(0 <= self.cx_prob <= 1 and 0 <= self.mut_prob <= 1, "ga.cx_prob and ga.mut_prob are probabilities")
         _check(0 <= self.reevaluate <= 16, "ga.reevaluate (extra seeds per survivor) must lie in 0..16")
         _check(1 <= self.halving_eta <= 8, "ga.halving_eta must lie in 1..8 (1 = no successive halving)")
+        _check(0 <= self.rescore <= 16, "ga.rescore (fresh seeds for the final front) must lie in 0..16")
 
 
 @dataclass(frozen=True)

@@ -382,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
     p.add_argument("--out", default=str(ROOT / "docs" / "experiments"))
     p.add_argument("--journal", default=None, help="JSONL of finished runs (default OUT/search_study.jsonl)")
+    p.add_argument("--summarize", action="store_true",
+                   help="run nothing: summarise the runs already in the journal (e.g. of a study still going)")
     args = p.parse_args(argv)
     wall = args.wall if args.wall is not None else (12.0 if args.quick else 60.0)
     out = Path(args.out)
@@ -394,12 +396,21 @@ def main(argv: list[str] | None = None) -> int:
                     wall_s=wall, data_dir=args.data_dir, markets=markets)
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     t0 = time.perf_counter()
-    runs = [r for r in run_study(jobs, journal, workers=args.workers) if "error" not in r]
+    if args.summarize:
+        done = {}
+        for line in journal.read_text().splitlines() if journal.exists() else []:
+            r = json.loads(line)
+            done[f"{r['market']}/{r['arm']}/{r['seed']}"] = r
+        runs = [done[j.ident] for j in jobs if j.ident in done and "error" not in done[j.ident]]
+        print(f"{len(runs)} of {len(jobs)} runs finished")
+    else:
+        runs = [r for r in run_study(jobs, journal, workers=args.workers) if "error" not in r]
     payload = {
         "title": "Search study: optimisers, random search and today's bot at equal wall time",
         "command": "python -m experiments.search_study " + " ".join(argv if argv is not None else sys.argv[1:]),
         "when": started, "machine": f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.2f} at the end",
         "wall_s_per_run": wall, "study_s": round(time.perf_counter() - t0, 1),
+        "runs_finished": f"{len(runs)} of {len(jobs)}",
         "budget": BUDGET if not args.quick else QUICK,
         "rows": summarize(runs),
         "notes": check_targets(runs) + [

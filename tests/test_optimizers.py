@@ -251,3 +251,29 @@ def test_stopped_mid_generation_with_halving_and_reevaluation_resumes_to_the_sam
     ra, rb = whole.records(), cut.records()
     assert [(r.key, r.result["sharpe"]) for r in pareto_front(ra.values())] == \
         [(r.key, r.result["sharpe"]) for r in pareto_front(rb.values())]
+
+
+# -- the final front re-scored with fresh seeds (ga.rescore) ------------------------------------
+
+
+def test_the_final_front_is_rescored_with_fresh_seeds_and_never_selected_on(ds, tmp_path):
+    from evo.reporting.front import front_payload
+    from evo.search.records import RESCORE_BASE, rescored
+
+    budget = budget_from_dict("tiny", tiny(population=2, rescore=1))
+    store = RunStore.create(tmp_path / "run", {})
+    search = Search(EvalContext(ds, budget, 3), store)
+    search.run(1)
+    before = {k: comparable(r) for k, r in store.records().items()}
+    again = search.rescore_front()
+    front = pareto_front(store.records().values())
+    assert front and set(again) == {r.key for r in front} and all(v["seeds"] == 1 for v in again.values())
+    journal = list(store.iter_records())
+    assert {r.seed_index for r in journal if r.fidelity == "rescore"} == {RESCORE_BASE}
+    assert {k: comparable(r) for k, r in store.records().items()} == before   # never merged into the scores
+    # a resumed re-scoring finds its evaluations in the journal and trains nothing again
+    Search(EvalContext(ds, budget, 3), RunStore.open(store.path, writable=True)).rescore_front()
+    assert len(list(store.iter_records())) == len(journal)
+    payload = front_payload(store.records(), {}, "run", rescored=rescored(journal))
+    assert all(m["rescored"]["seeds"] == 1 for m in payload["members"]) and payload["rescored_note"]
+    assert any(m["rescored"]["sharpe"] != m["sharpe"] for m in payload["members"]) or len(front) == 1

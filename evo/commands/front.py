@@ -62,6 +62,12 @@ def _ho_drawdown(m: dict) -> str:
     return "-" if m.get("holdout_traded") is False else _fmt(m["holdout_max_drawdown"], "{:.1%}")
 
 
+def _rescored(m: dict) -> str:
+    """The member's walk-forward Sharpe re-scored with fresh seeds (``ga.rescore``), with their count."""
+    r = m.get("rescored")
+    return "-" if not r else f"{r['sharpe']:+.2f} ({r['seeds']})"
+
+
 @dataclass(frozen=True)
 class Column:
     header: str                       # lines joined by "\n"
@@ -89,6 +95,7 @@ def _columns(cut: int | None) -> tuple[list[Column], list[Column]]:
         Column("HO\ntrades", lambda m, g: _count(m.get("holdout_trades"))),
     ]
     optional = [
+        Column("re-scored\nSharpe", lambda m, g: _rescored(m)),
         Column("rule\n(long if)", lambda m, g: rule_short(g, m.get("risk")), numeric=False),
         Column("acc A/B\nchance .33", lambda m, g: f"{m['accuracy_a']:.2f}/{m['accuracy_b']:.2f}"),
         Column("WF\nreturn", lambda m, g: f"{m['total_return']:+.1%}"),
@@ -165,8 +172,11 @@ def front_table(payload: dict, width: int | None):
 def print_front(store, *, as_json: bool, top: int | None, sort: str = "sharpe", wide: bool = False,
                 console=None) -> None:
     from evo.reporting.front import front_payload, latest_screens
+    from evo.search.records import rescored
 
-    payload = front_payload(store.records(), store.meta, str(store.path), screens=latest_screens(store.iter_records()))
+    journal = list(store.iter_records())
+    payload = front_payload(store.records(), store.meta, str(store.path), screens=latest_screens(journal),
+                            rescored=rescored(journal))
     key = {"sharpe": lambda m: -m["sharpe"], "drawdown": lambda m: m["max_drawdown"],
            "trades": lambda m: -m["trades"]}[sort]
     payload["members"].sort(key=key)

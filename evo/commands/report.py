@@ -104,10 +104,12 @@ def main(args: argparse.Namespace) -> int:
     studies, studies_note = load_studies(run_dir)
     log.info("building the figures")
     from evo.reporting.front import latest_screens
+    from evo.search.records import rescored
 
+    journal = list(store.iter_records())
     report = build_report(records, store.meta, run=str(run_dir), checkpoint=checkpoint, bars=bars,
                           bars_note=bars_note, studies=studies, studies_note=studies_note,
-                          screens=latest_screens(store.iter_records()))
+                          screens=latest_screens(journal), rescored=rescored(journal))
     out.parent.mkdir(parents=True, exist_ok=True)
     png_files, png_note = [], "PNG copies were not requested (--no-png)."
     if not args.no_png:

@@ -343,6 +343,9 @@ def _search(store, ctx, generations, console, seed_genomes=(), *, optimizer="nsg
             search.run(termination)
             if limit is not None and limit.reached and search.generation < generations:
                 console.print(f"time limit reached after generation {search.generation}: stopping with its front")
+            if ctx.budget.ga.rescore:
+                bar.update(total, description=f"re-scoring the front with {ctx.budget.ga.rescore} fresh seeds")
+                search.rescore_front()
         finally:
             if map_fn is not None:
                 map_fn.close()

@@ -154,7 +154,10 @@ def buy_and_hold(bars: pd.DataFrame, start: str, end: str) -> tuple[Any, np.ndar
     return close.index, returns
 
 
-def pareto_figure(records: Sequence[Record], front: Sequence[Record], meta: Mapping[str, Any]) -> Section:
+def pareto_figure(records: Sequence[Record], front: Sequence[Record], meta: Mapping[str, Any],
+                  rescored: Mapping[str, Mapping[str, Any]] | None = None) -> Section:
+    """The search's scores of every genome, its front, and where shown the front re-scored with
+    fresh seeds (``rescored``: :func:`evo.search.records.rescored`) and the holdout."""
     import plotly.graph_objects as go
 
     front_keys = {r.key for r in front}
@@ -197,6 +200,22 @@ def pareto_figure(records: Sequence[Record], front: Sequence[Record], meta: Mapp
     add(ordered, "Pareto front", {"size": 14, "color": FRONT_COLOUR, "line": {"width": 2, "color": "black"}},
         opacity=1.0, mode="lines+markers", show_scale=bool(third) and not dominated,
         line={"color": FRONT_COLOUR, "width": 1.5, "dash": "dot"})
+    # search score -> re-scored with fresh seeds, for every front member re-scored (ga.rescore)
+    again = [(r, rescored[r.key]) for r in front if rescored and r.key in rescored]
+    if again:
+        xs, ys = [], []
+        for r, s in again:
+            xs += [r.result["max_drawdown"], s["max_drawdown"], None]
+            ys += [r.result["sharpe"], s["sharpe"], None]
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="search score → re-scored",
+                                 line={"color": "#2ca02c", "width": 1, "dash": "dot"}, hoverinfo="skip"))
+        fig.add_trace(go.Scatter(
+            x=[s["max_drawdown"] for _, s in again], y=[s["sharpe"] for _, s in again], mode="markers",
+            name="re-scored (fresh seeds)", marker={"symbol": "circle-open", "size": 12, "color": "#2ca02c",
+                                                    "line": {"width": 2}},
+            customdata=[[r.key, s["seeds"]] for r, s in again],
+            hovertemplate="<b>%{customdata[0]}</b> re-scored with %{customdata[1]} fresh seeds<br>"
+                          "Sharpe %{y:.2f}, max drawdown %{x:.1%}<extra>re-scored</extra>"))
     # walk-forward point -> holdout point, for every genome with a holdout result
     with_holdout = [(r, h) for r in ok if (h := holdout_of(r)) is not None and _finite(h.get("max_drawdown"))]
     if with_holdout:
@@ -224,6 +243,9 @@ def pareto_figure(records: Sequence[Record], front: Sequence[Record], meta: Mapp
             "(highlighted, best Sharpe for each drawdown). Hover a point for its id and genome.")
     if third:
         note += f" Colour: {third[1]}, a third objective."
+    if again:
+        note += (" Green rings: the front re-scored with fresh training seeds the search never used (the same "
+                 "walk-forward test span), linked to the search's scores: how much of a score was luck.")
     if with_holdout:
         note += " Orange diamonds: the same genomes on the holdout, linked to their walk-forward points."
     else:

@@ -11,6 +11,9 @@ from backtest.overfitting import MIN_TRIALS
 from evo.search.records import Record
 
 SAMPLE_NOTE = "walk-forward out-of-sample (concatenated test folds, after fees and slippage)"
+RESCORED_NOTE = ("re-scored: the front's members trained again with fresh seeds the search never used "
+                 "(ga.rescore), walk-forward out-of-sample, mean over those seeds: how much of a search score "
+                 "repeats")
 HOLDOUT_NOTE = "untouched holdout (never seen by the search; traded once, after it ended)"
 
 
@@ -131,11 +134,14 @@ def score_groups(front: Iterable[Record], names: tuple[str, ...] = ("sharpe", "d
 
 
 def front_payload(records: Mapping[str, Record], meta: Mapping[str, Any], run: str,
-                  screens: Iterable[Record] = ()) -> dict[str, Any]:
+                  screens: Iterable[Record] = (), rescored: Mapping[str, Mapping[str, Any]] | None = None
+                  ) -> dict[str, Any]:
     """What ``evo front --json`` prints. ``records`` are the merged full-fidelity records
     (``RunStore.records()``); ``screens`` the successive-halving screens beside them
     (:func:`latest_screens`: genomes judged on little training, on the same test span; never in the
-    front, but trials for DSR and PBO: :data:`TRIALS_RULE`)."""
+    front, but trials for DSR and PBO: :data:`TRIALS_RULE`); ``rescored`` the final front's
+    re-scoring with fresh seeds (:func:`evo.search.records.rescored`), shown per member as
+    ``rescored`` beside the search's figures (None where the member was not re-scored)."""
     from evo.search.objectives import pareto_front
 
     names = tuple(meta.get("objectives") or ("sharpe", "drawdown"))
@@ -160,6 +166,7 @@ def front_payload(records: Mapping[str, Record], meta: Mapping[str, Any], run: s
             "holdout_sharpe": hold.get("sharpe"), "holdout_max_drawdown": hold.get("max_drawdown"),
             "holdout_total_return": hold.get("total_return"), "holdout_trades": hold.get("trades"),
             "holdout_traded": holdout_traded(hold),
+            "rescored": dict((rescored or {}).get(r.key) or {}) or None,
             "same_scores": [k for k in same.get(r.key, []) if k != r.key],
             "latency_ms": r.result.get("latency_ms"),
             "instruments": r.result.get("instruments"),
@@ -189,6 +196,7 @@ def front_payload(records: Mapping[str, Record], meta: Mapping[str, Any], run: s
         "holdout": meta.get("holdout"),
         "baselines": baselines(records, meta),
         "members": members,
+        "rescored_note": RESCORED_NOTE if rescored else None,
     }
 
 

@@ -196,7 +196,7 @@ def _baselines(raw: Any) -> list[tuple[str, dict[str, Any]]]:
 def build_report(records: Mapping[str, Record], meta: Mapping[str, Any], *, run: str,
                  checkpoint: Mapping[str, Any] | None = None, bars: pd.DataFrame | None = None,
                  bars_note: str = "", studies: Sequence[Any] | None = None, studies_note: str = "",
-                 screens: Sequence[Record] = ()) -> Report:
+                 screens: Sequence[Record] = (), rescored: Mapping[str, Mapping[str, Any]] | None = None) -> Report:
     """Every figure of the report. ``records`` as :meth:`evo.search.store.RunStore.records` gives them,
     ``screens`` the run's low-fidelity screens (:func:`evo.reporting.front.latest_screens`; trials too),
     ``meta`` is ``run.json``, ``bars`` the run's bars (None: no buy-and-hold, x is the bar number;
@@ -214,7 +214,7 @@ def build_report(records: Mapping[str, Record], meta: Mapping[str, Any], *, run:
 
     payload, payload_error = None, ""
     try:
-        payload = front_payload(records, meta, run, screens=screens)
+        payload = front_payload(records, meta, run, screens=screens, rescored=rescored)
     except Exception as exc:  # noqa: BLE001 - a journal evo.reporting.front cannot read still gets its figures
         log.warning("evo.reporting.front cannot read this journal (%s: %s); computing DSR and PBO directly",
                     type(exc).__name__, exc)
@@ -240,7 +240,7 @@ def build_report(records: Mapping[str, Record], meta: Mapping[str, Any], *, run:
 
     held = meta.get("holdout")
     holdout_span = (held["start"], held["end"]) if isinstance(held, Mapping) and held.get("start") else None
-    sections = [pareto_figure(recs, front, meta), equity_figure(front, bars, bars_note, holdout_span)]
+    sections = [pareto_figure(recs, front, meta, rescored), equity_figure(front, bars, bars_note, holdout_span)]
     if recs:
         sections += [feature_heatmap(recs, front, "model_a", done), feature_heatmap(recs, front, "model_b", done),
                      topology_figure(recs, front)]

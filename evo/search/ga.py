@@ -58,7 +58,7 @@ from evo.search.objectives import (
     objectives,
     pareto_front,
 )
-from evo.search.records import Record, merge_genome, merge_records, record_ident
+from evo.search.records import RESCORE_BASE, Record, merge_genome, merge_records, record_ident, rescored
 from evo.search.store import RunStore
 from evo.search.tasks import EvalContext, EvalTask, evaluate_task
 from evo.search.termination import MaxGenerations, Termination
@@ -292,6 +292,20 @@ class Search:
             self._run_tasks(tasks, generation, len(tasks))
         self.population = [_individual(ind.genome, self.records[ind.genome.key()], self.objective_names)
                            for ind in self.population]
+
+    def rescore_front(self, seeds: int | None = None) -> dict[str, dict]:
+        """Train every member of the current front again with ``seeds`` (default ``ga.rescore``)
+        fresh training seeds the search never used (seed indices from
+        :data:`~evo.search.records.RESCORE_BASE`), journaled as fidelity ``"rescore"``; return the
+        re-scored figures by key (:func:`evo.search.records.rescored`). They never enter selection,
+        the front or the trials: they show how much of each search score repeats."""
+        k = self.budget.ga.rescore if seeds is None else int(seeds)
+        front = pareto_front(self.records.values(), self.objective_names)
+        tasks = [EvalTask(Genome.from_dict(r.genome), self.generation, "rescore", RESCORE_BASE + i)
+                 for r in front for i in range(k)]
+        if tasks:
+            self._run_tasks(tasks, self.generation, len(tasks))
+        return rescored(self.journal)
 
     def hypervolume(self) -> float:
         """Hypervolume of the front of everything evaluated so far at full fidelity (fixed

@@ -100,3 +100,24 @@ def merge_records(records: Iterable[Record], min_trades: int | None = None) -> d
         if merged is not None:
             out[key] = merged
     return out
+
+
+RESCORE_BASE = 500   # seed indices of the final front's re-scoring: seeds the search never uses
+
+
+def rescored(records: Iterable[Record]) -> dict[str, dict[str, Any]]:
+    """The final front's re-scoring (journal records of fidelity ``"rescore"``), by genome key:
+    ``{"sharpe": mean, "max_drawdown": mean, "seeds": n, "sharpes": [...], "trades": mean}`` over
+    the fresh seeds that succeeded (the last record per seed index wins)."""
+    by_key: dict[str, dict[int, Record]] = {}
+    for r in records:
+        if r.fidelity == "rescore" and r.ok:
+            by_key.setdefault(r.key, {})[int(r.seed_index or 0)] = r
+    out = {}
+    for key, seeds in by_key.items():
+        rs = [seeds[i].result for i in sorted(seeds)]
+        out[key] = {"sharpe": float(np.mean([x["sharpe"] for x in rs])),
+                    "max_drawdown": float(np.mean([x["max_drawdown"] for x in rs])),
+                    "trades": float(np.mean([x["trades"] for x in rs])), "seeds": len(rs),
+                    "sharpes": [float(x["sharpe"]) for x in rs]}
+    return out

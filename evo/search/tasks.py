@@ -58,7 +58,7 @@ def task_budget(task: EvalTask, budget: Budget) -> Budget:
     """The budget ``task`` is evaluated with."""
     if task.fidelity == "low":
         return low_fidelity_budget(budget)
-    if task.seed_index is not None:
+    if task.seed_index is not None:   # a survivor's extra seed or a final re-scoring seed
         return replace(budget, train=replace(budget.train, seeds=1))
     return budget
 
@@ -101,7 +101,7 @@ def evaluate_task(task: EvalTask, ctx: EvalContext, progress: Callable[[str], No
     g = task.genome
     if task.seed_index is not None:
         seed = seed + 1000 * task.seed_index
-    if task.fidelity != "full":
+    if task.fidelity != "full":   # screens and the final re-scoring keep no Optuna study
         study_storage = None
     try:
         latency = None
