@@ -309,29 +309,39 @@ def check_targets(runs: list[dict[str, Any]], default: str = "nsga2") -> list[st
 
 def jobs_for(*, quick: bool, seeds: int, real_seeds: int, noise_seeds: int, wall_s: float,
              data_dir: str, markets: tuple[str, ...] | None = None) -> list[Job]:
-    """Every run of the study, interleaved (per seed, every arm in turn) so all arms meet the same
-    machine load."""
+    """Every run of the study, interleaved so all arms meet the same machine load and a study cut
+    short still covers every market: seed 0 of every market (every arm in turn), then seed 1, ..."""
     if quick:
         return [Job("pattern", arm, 0, wall_s, 700, quick=True, rescore_members=1, rescore_seeds=1,
                     data_dir=data_dir) for arm in ("nsga2", "random", "bot")]
     plan = [(m, seeds) for m in ("pattern", "indicator", "both")] + [("noise", noise_seeds)] + \
         [(m, real_seeds) for m in REAL_FILES]
     jobs = []
-    for market, n in plan:
-        if markets and market not in markets:
-            continue
-        n_bars = 4000 if market == "indexfut" else 2000
-        for seed in range(n):
+    for seed in range(max(n for _, n in plan)):
+        for market, n in plan:
+            if seed >= n or (markets and market not in markets):
+                continue
+            n_bars = 4000 if market == "indexfut" else 2000
             jobs += [Job(market, arm, seed, wall_s, n_bars, data_dir=data_dir) for arm in ARMS]
     return jobs
 
 
 def _init_worker() -> None:
     import logging
+    import threading
 
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[var] = "1"
     logging.basicConfig(level=logging.ERROR)
+    parent = os.getppid()
+
+    def orphaned() -> None:   # a study killed with SIGKILL/SIGTERM leaves no worker behind
+        while True:
+            time.sleep(5)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=orphaned, daemon=True).start()
 
 
 def _safe_run(job: Job) -> dict[str, Any]:
