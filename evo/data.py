@@ -671,7 +671,8 @@ def load_yfinance(ticker: str, *, cache_dir: Path, interval: str = "1d", period:
 
 
 def fetch_yfinance(ticker: str, *, interval: str, period: str | None = None, start: pd.Timestamp | None = None,
-                   download: Downloader | None = None, now: pd.Timestamp | None = None) -> tuple[pd.DataFrame | None, str]:
+                   download: Downloader | None = None,
+                   now: pd.Timestamp | None = None) -> tuple[pd.DataFrame | None, str]:
     """One uncached download for a live poll (``evo live --source yf:``): ``(closed bars, "")``, or
     ``(None, why not)`` when offline or nothing came back; never raises for a network failure."""
     now = pd.Timestamp.now(tz="UTC").tz_localize(None) if now is None else pd.Timestamp(now)

@@ -259,7 +259,8 @@ def test_a_revised_bar_is_logged_its_decision_stands_and_later_ones_are_flagged(
     ev = events(tmp_path, "revised")
     assert len(ev) == 1 and ev[0]["time"] == bars.index[48].isoformat()
     detail = _json.loads(ev[0]["detail"])
-    assert detail["accepted"] and detail["first"][3] == bars["close"].iloc[48] and detail["now"][3] != detail["first"][3]
+    assert detail["accepted"] and detail["first"][3] == bars["close"].iloc[48]
+    assert detail["now"][3] != detail["first"][3]
     assert table(tmp_path, "decisions")[: len(first)] == first     # append-only: nothing rewritten
     flags = {d["time"]: d["flags"] for d in out}
     window = [t.isoformat() for t in bars.index[49:48 + b.seq_len]]   # later decisions with bar 48 in their window
@@ -342,3 +343,149 @@ def test_the_ledger_is_append_only_and_belongs_to_one_bundle_and_feed(lbundle, n
         Ledger.open(tmp_path / "ledger.sqlite", {"bundle_sha256": "test", "source": "other.csv", "closed": "next"})
     with pytest.raises(StoreError, match="no such ledger"):
         Ledger.open(tmp_path / "nothing.sqlite")
+
+
+# ------------------------------------------------------------------------------- the command line
+
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+from evo.cli import main  # noqa: E402
+
+
+def cli(capsys, *args: str) -> tuple[int, list[str], list[str]]:
+    rc = main(["live", *args])
+    out = capsys.readouterr()
+    return rc, out.out.splitlines(), [line for line in out.err.splitlines() if line.strip()]
+
+
+def test_cli_decides_prints_and_reconciles_and_a_changed_bar_exits_1(lbundle, nvda, tmp_path, capsys):
+    path, b = lbundle
+    bars = nvda.iloc[-120:]
+    feed, ledger, data = tmp_path / "feed.csv", str(tmp_path / "ledger.sqlite"), tmp_path / "data.csv"
+    append(feed, bars.iloc[:60], header=True)
+    append(data, bars, header=True)
+    run = ["--bundle", str(path), "--follow", str(feed), "--ledger", ledger, "--once", "--allow-stale", "--no-verify"]
+    rc, out, _ = cli(capsys, *run, "--json")
+    assert rc == 0 and len(out) == 1 and _json.loads(out[0])["time"] == bars.index[58].isoformat()
+    append(feed, bars.iloc[60:])
+    rc, out, _ = cli(capsys, *run)
+    assert rc == 0 and len(out) == 60 and all("at the next open" in line and "equity" in line for line in out)
+
+    rc, out, err = cli(capsys, "--reconcile", ledger, "--data", str(data), "--no-verify", "--plot",
+                       str(tmp_path / "eq.html"))
+    assert rc == 0 and out[-1].startswith("reconciled 61 bars") and " 0 differ" in out[-1]
+    assert "plotly" in (tmp_path / "eq.html").read_text()[:100000].lower()
+
+    changed = bars.copy()
+    changed.iloc[100, changed.columns.get_loc("open")] *= 0.98      # a decided bar whose open the ledger filled at
+    changed.iloc[100, changed.columns.get_loc("low")] = changed.iloc[100][["open", "low"]].min()
+    append(tmp_path / "changed.csv", changed, header=True)
+    rc, out, _ = cli(capsys, "--reconcile", ledger, "--data", str(tmp_path / "changed.csv"), "--no-verify", "--json")
+    diffs = [_json.loads(line) for line in out]
+    assert rc == 1 and diffs[0] == {"time": bars.index[100].isoformat(), "what": "bar",
+                                    "ledger": bars.iloc[100].tolist(), "backtest": changed.iloc[100].tolist()}
+
+    rc, _, err = cli(capsys, "--reconcile", ledger)
+    assert rc == 2 and len(err) == 1 and err[0].startswith("evo: error:") and "--data" in err[0]
+    rc, _, err = cli(capsys, "--bundle", str(path), "--follow", str(feed))
+    assert rc == 2 and len(err) == 1 and "--ledger" in err[0]
+
+
+def _decided(ledger) -> list[str]:
+    if not ledger.exists():
+        return []
+    conn = sqlite3.connect(ledger, timeout=30)
+    try:
+        return [r[0] for r in conn.execute("SELECT time FROM decisions ORDER BY seq")]
+    except sqlite3.OperationalError:          # created, schema not committed yet
+        return []
+    finally:
+        conn.close()
+
+
+def _wait(cond, what: str, tries: int = 1200) -> None:
+    """Poll ``cond`` every 0.1 s, at most ``tries`` times (a bound, not a timing assert)."""
+    for _ in range(tries):
+        if cond():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_moments_then_restart_misses_no_bar_and_decides_none_twice(lbundle, shared_data, tmp_path,
+                                                                                     capsys):
+    """The shared NVIDIA file is replayed line by line into a followed file while the runner (a real
+    ``python -m evo live`` process) is killed with SIGKILL four times, mid-work, and restarted with
+    the same arguments. Every bar from the first decision to the last closed one is decided exactly
+    once, and the ledger reconciles with the backtest over the shared file with zero differences."""
+    path, _ = lbundle
+    source = shared_data / "NVDA_1d_1999_2014.csv"
+    header, *rows = source.read_text().splitlines(keepends=True)
+    rows = rows[-160:]
+    feed, ledger = tmp_path / "feed.csv", tmp_path / "ledger.sqlite"
+    feed.write_text(header + "".join(rows[:40]))
+    cmd = [sys.executable, "-m", "evo", "live", "--bundle", str(path), "--follow", str(feed), "--ledger", str(ledger),
+           "--poll", "0.05", "--allow-stale", "--no-verify", "--json"]
+    log = open(tmp_path / "runner.log", "a")
+
+    def start():
+        return subprocess.Popen(cmd, stdout=log, stderr=log, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+    rng = np.random.default_rng(19)
+    kill_at = sorted(rng.choice(np.arange(50, 150), size=4, replace=False))
+    proc, n, kills = start(), 40, 0
+    try:
+        _wait(lambda: len(_decided(ledger)) >= 1, "the first decision")
+        while n < len(rows):
+            k = min(len(rows), n + int(rng.integers(1, 6)))
+            with open(feed, "a") as fh:
+                fh.write("".join(rows[n:k]))
+            n = k
+            if kills < len(kill_at) and n >= kill_at[kills]:
+                time.sleep(rng.uniform(0.0, 0.25))       # anywhere: reading, deciding, inside a transaction
+                proc.kill()
+                proc.wait()
+                kills += 1
+                proc = start()
+                before = len(_decided(ledger))
+                _wait(lambda: len(_decided(ledger)) > before or n - 1 - 38 <= before, "the restarted runner")
+            else:
+                time.sleep(0.05)
+        last = source.read_text().splitlines()[-2].split(",")[0]
+        _wait(lambda: (_decided(ledger) or [""])[-1].startswith(last), "the last closed bar")
+    finally:
+        proc.kill()
+        proc.wait()
+        log.close()
+    assert kills == 4
+    decided = _decided(ledger)
+    times = [pd.Timestamp(r.split(",")[0]).isoformat() for r in rows]
+    assert decided == times[38:-1]                       # none missed, none twice, in order
+    conn = sqlite3.connect(ledger)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    bar_times = [r[0] for r in conn.execute("SELECT time FROM bars ORDER BY seq")]
+    assert bar_times == times[38 - 27:-1]                # 27 primed bars, then every closed one
+    assert conn.execute("SELECT COUNT(*) FROM equity").fetchone()[0] == len(decided)
+    conn.close()
+    assert main(["live", "--reconcile", str(ledger), "--data", str(source), "--no-verify"]) == 0
+    assert f"reconciled {len(decided)} bars" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_live_in_a_fresh_process_imports_no_search_library(lbundle, nvda, tmp_path):
+    path, _ = lbundle
+    append(tmp_path / "feed.csv", nvda.iloc[-50:], header=True)
+    args = ["live", "--bundle", str(path), "--follow", str(tmp_path / "feed.csv"), "--ledger",
+            str(tmp_path / "l.sqlite"), "--once", "--allow-stale", "--json"]
+    code = ("import sys; from evo.cli import main; "
+            f"rc = main({args!r}); "
+            "bad = sorted(m for m in ('deap', 'optuna', 'nevergrad', 'vectorbt') if m in sys.modules); "
+            "print('LOADED', bad); sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert "LOADED []" in proc.stdout and proc.stdout.count('"signal"') == 1

@@ -168,8 +168,9 @@ class Ledger:
             return self._insert_event({"kind": kind, "time": time, "detail": detail, "key": key})
 
     def _insert_event(self, e: dict[str, Any]) -> bool:
-        cur = self.conn.execute("INSERT OR IGNORE INTO events (key, kind, time, detail, logged_at) VALUES (?, ?, ?, ?, ?)",
-                                (e["key"], e["kind"], e.get("time"), json.dumps(e["detail"], default=str), _now()))
+        cur = self.conn.execute(
+            "INSERT OR IGNORE INTO events (key, kind, time, detail, logged_at) VALUES (?, ?, ?, ?, ?)",
+            (e["key"], e["kind"], e.get("time"), json.dumps(e["detail"], default=str), _now()))
         return cur.rowcount > 0
 
     # -- reading -------------------------------------------------------------------------------

@@ -35,8 +35,8 @@ The feed's rows, one at a time in feed order (the first row of a time is that ba
 
 Rows older than the ledger's first bar that come before it in the feed are history from before the
 runner started and are skipped (further down the feed such a row is out of order).
-At the first start the closed bars already there prime the stream (the last ``tail_bars`` are kept
-in the ledger as ``history``) and the newest of them is the first bar decided; a bar is decided
+At the first start the closed bars already there prime the stream (the ``tail_bars - 1`` before the
+newest are kept in the ledger as ``history``) and the newest of them is the first bar decided; a bar is decided
 only once the stream holds ``tail_bars`` bars (``allow_unsettled``: ``min_bars``, flagged
 ``unsettled``). The paper account opens, flat with 1.0 of cash, at the first decided bar.
 """
@@ -197,7 +197,8 @@ class LiveRunner:
         state, self.want = led.last_account()
         self.account = PaperAccount.from_state(self.risk, state) if state is not None else None
         self.revised = {e["time"] for e in led.rows("events") if e["kind"] == "revised" and e["time"] in self.known}
-        self.stale_logged: str | None = None
+        self._sorted_key: tuple | None = None
+        self._sorted: tuple[list, list] = ([], [])
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -258,46 +259,60 @@ class LiveRunner:
 
     def _sort(self, rows: pd.DataFrame) -> tuple[list[tuple[pd.Timestamp, np.ndarray]], list[dict[str, Any]]]:
         """The feed's new bars (after the ledger's last, in time order, first row of a time wins) and
-        the events its other rows raise (module docstring)."""
+        the events its other rows raise (module docstring). Cached while neither the rows nor the
+        ledger's last bar change (an idle poll of a long file costs its stat only)."""
+        key = (id(rows), len(rows), self.last)
+        if key != self._sorted_key:
+            self._sorted, self._sorted_key = self._sort_rows(rows), key
+        return self._sorted
+
+    def _sort_rows(self, rows: pd.DataFrame) -> tuple[list, list[dict[str, Any]]]:
         from evo.pipeline.stream import parse_bar
 
-        known = dict(self.known)
+        known = self.known
+        fresh: dict[str, tuple[float, ...]] = {}
         seen: set[str] = set()
         latest = self.last
         candidates, events = [], []
-        times, values, lines = rows.index, rows[list(COLUMNS)].to_numpy(dtype=np.float64), rows["line"].to_numpy()
-        reached = self.first is None
-        for t, v, line in zip(times, values, lines):
-            if not reached:
-                if t < self.first:
-                    continue                              # history from before the ledger
-                reached = True
-            iso = _iso(t)
-            try:
-                parse_bar({"time": t, **dict(zip(COLUMNS, v))})
-            except DataError as exc:
-                events.append(self._event("bad_bar", iso, f"{iso}:{_digest(v)}", {"line": int(line), "values": v},
-                                          f"refused ({exc})"))
+        values = rows[list(COLUMNS)].to_numpy(dtype=np.float64)
+        o, h, lo, c, v = values.T
+        with np.errstate(invalid="ignore"):
+            valid = (np.isfinite(values).all(axis=1) & (values[:, :4] > 0).all(axis=1) & (v >= 0)
+                     & (h >= np.maximum(o, c) - 1e-12 * np.abs(h)) & (lo <= np.minimum(o, c) + 1e-12 * np.abs(lo)))
+        start = 0 if self.first is None else int(np.argmax(rows.index >= self.first)) if len(rows) else 0
+        if self.first is not None and len(rows) and not (rows.index >= self.first).any():
+            start = len(rows)                              # all history from before the ledger
+        times, lines, bars = list(rows.index[start:]), rows["line"].to_numpy()[start:].tolist(), values[start:].tolist()
+        for i, t, line, bar in zip(range(start, len(rows)), times, lines, bars):
+            iso, bar = t.isoformat(), tuple(bar)
+            if not valid[i]:
+                try:
+                    parse_bar({"time": t, **dict(zip(COLUMNS, bar))})
+                    why = "not a usable bar"
+                except DataError as exc:
+                    why = str(exc)
+                events.append(self._event("bad_bar", iso, f"{iso}:{_digest(bar)}", {"line": line, "values": bar},
+                                          f"refused ({why})"))
                 continue
-            if iso in known:
-                ref = np.asarray(known[iso], dtype=np.float64)
-                if not np.array_equal(ref, v):
-                    accepted = iso in self.known
-                    events.append(self._event("revised", iso, f"{iso}:{_digest(v)}",
-                                              {"line": int(line), "first": ref, "now": v, "accepted": accepted},
+            ref = known.get(iso) or fresh.get(iso)
+            if ref is not None:
+                if bar != tuple(ref):
+                    accepted = iso in known
+                    events.append(self._event("revised", iso, f"{iso}:{_digest(bar)}",
+                                              {"line": line, "first": ref, "now": bar, "accepted": accepted},
                                               "the bar as first seen stands" + (", and so does any decision on it"
                                                                                  if accepted else "")))
                 elif iso in seen:
-                    events.append(self._event("duplicate", iso, f"{iso}:{int(line)}", {"line": int(line)}, "ignored"))
+                    events.append(self._event("duplicate", iso, f"{iso}:{line}", {"line": line}, "ignored"))
                 seen.add(iso)
             elif latest is not None and t <= latest:
-                events.append(self._event("out_of_order", iso, f"{iso}:{_digest(v)}",
-                                          {"line": int(line), "after": _iso(latest), "values": v}, "refused"))
+                events.append(self._event("out_of_order", iso, f"{iso}:{_digest(bar)}",
+                                          {"line": line, "after": _iso(latest), "values": bar}, "refused"))
             else:
-                known[iso] = tuple(v)
+                fresh[iso] = bar
                 seen.add(iso)
                 latest = t
-                candidates.append((t, v))
+                candidates.append((t, np.asarray(bar)))
         return candidates, events
 
     @staticmethod
@@ -320,10 +335,11 @@ class LiveRunner:
         age = bar_age(newest, self.clock, now)
         if age > self.config.max_age and not moved:
             iso = _iso(newest)
-            if self.ledger.log_event("stale", iso, {"age_s": age.total_seconds(),
-                                                    "limit_s": self.config.max_age.total_seconds()}, key=f"stale:{iso}"):
+            limit = self.config.max_age
+            detail = {"age_s": age.total_seconds(), "limit_s": limit.total_seconds()}
+            if self.ledger.log_event("stale", iso, detail, key=f"stale:{iso}"):
                 log.warning("%s: stale feed: the newest bar (%s) closed %s ago, more than %s; no decision until a "
-                            "new bar arrives", self.feed.label, iso, describe_age(age), describe_age(self.config.max_age))
+                            "new bar arrives", self.feed.label, iso, describe_age(age), describe_age(limit))
 
     # -- one bar -------------------------------------------------------------------------------
 

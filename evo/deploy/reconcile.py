@@ -78,8 +78,8 @@ class Reconciliation:
     def summary(self) -> str:
         span = f"{self.index[0].isoformat()} .. {self.index[-1].isoformat()}" if len(self.index) else "no live bar"
         tol = ", ".join(f"{k} {v:g}" for k, v in TOLERANCES.items())
-        return (f"reconciled {self.bars} bars ({span}): {self.decisions} decisions, {self.fills} fills, equity at every "
-                f"close; {len(self.differences)} differ (tolerances: {tol})")
+        return (f"reconciled {self.bars} bars ({span}): {self.decisions} decisions, {self.fills} fills, equity at "
+                f"every close; {len(self.differences)} differ (tolerances: {tol})")
 
 
 def _close_rel(a: float, b: float, tol: float, atol: float = 0.0) -> bool:
