@@ -140,6 +140,12 @@ class BacktestResult:
         sortino, calmar, win_rate, profit_factor, turnover: see :mod:`backtest.metrics`; win rate
             and profit factor are over the trades' returns after costs.
         trade_returns: float64 per-trade returns after costs (fractions of the position).
+        fills: float64 ``(K, 4)``, one row per filled order in time order: bar index, units (signed:
+            > 0 bought, < 0 sold), fill price (slippage included), fees paid (account currency; the
+            account starts with 1.0). Empty when nothing traded. What ``evo live --reconcile``
+            compares a paper ledger's fills with.
+        equity: float64 ``(N,)`` account value at each bar's close (cash + units x close), starting
+            from 1.0 of cash; empty when nothing traded (the equity is then 1.0 throughout).
     """
 
     returns: np.ndarray = field(repr=False)
@@ -155,6 +161,8 @@ class BacktestResult:
     profit_factor: float = 0.0
     turnover: float = 0.0
     trade_returns: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    fills: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)), repr=False)
+    equity: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
 
     @property
     def n_bars(self) -> int:
@@ -349,6 +357,7 @@ class _Account:
     returns: simple returns of ``value`` (bar 0 against the starting cash), non-finite ones set to 0.
     assets: units held (negative = short). asset_value: ``assets * close``. value: cash + asset value.
     trade_returns: per exit-trade return after costs (vectorbt's exit trades; NaN kept).
+    fills: ``(K, 4)`` filled orders: bar, signed units, price, fees (:class:`BacktestResult`).
     """
 
     returns: np.ndarray
@@ -356,6 +365,7 @@ class _Account:
     asset_value: np.ndarray
     value: np.ndarray
     trade_returns: np.ndarray
+    fills: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
 
     @property
     def trades(self) -> int:
@@ -369,7 +379,14 @@ def _account_of(pf: vbt.Portfolio) -> _Account:
 
     return _Account(returns=_finite_returns(flat(pf.returns())), assets=flat(pf.assets()),
                     asset_value=flat(pf.asset_value()), value=flat(pf.value()),
-                    trade_returns=flat(pf.trades.returns.values))
+                    trade_returns=flat(pf.trades.returns.values), fills=_fills(pf.orders.values, 1))
+
+
+def _fills(orders: np.ndarray, rows_per_bar: int) -> np.ndarray:
+    """vectorbt's order records as ``(K, 4)`` float64 rows: bar, signed units, price, fees."""
+    sign = np.where(orders["side"] == 1, -1.0, 1.0)   # OrderSide.Sell == 1
+    return np.column_stack([orders["idx"] // rows_per_bar, sign * orders["size"], orders["price"],
+                            orders["fees"]]).astype(np.float64).reshape(-1, 4)
 
 
 def _simulate_orders(open_: np.ndarray, close: np.ndarray, target: np.ndarray, costs: CostModel,
@@ -434,7 +451,8 @@ def _run_orders(order_size: np.ndarray, size_type: np.ndarray, direction: np.nda
     trades = nb.get_exit_trades_nb(orders, close_2d, col_map)
     return _Account(returns=_finite_returns(returns.reshape(-1)), assets=assets.reshape(-1),
                     asset_value=asset_value.reshape(-1), value=value.reshape(-1),
-                    trade_returns=np.asarray(trades["return"], dtype=np.float64))
+                    trade_returns=np.asarray(trades["return"], dtype=np.float64),
+                    fills=_fills(orders, rows_per_bar))
 
 
 def _simulate_stops(open_: np.ndarray, high: np.ndarray | None, low: np.ndarray | None, close: np.ndarray,
@@ -586,6 +604,8 @@ def _backtest(ohlcv: pd.DataFrame, open_: np.ndarray, close: np.ndarray, target:
         profit_factor=profit_factor(trade_returns),
         turnover=turnover(fraction, periods_per_year),
         trade_returns=trade_returns,
+        fills=account.fills,
+        equity=np.asarray(value, dtype=np.float64) / _INIT_CASH,
     )
 
 

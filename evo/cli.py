@@ -16,7 +16,7 @@ import sys
 
 from evo.errors import EvoError
 
-COMMANDS = ("run", "front", "export", "predict", "features", "report", "bench-bundle", "calibrate", "bench")
+COMMANDS = ("run", "front", "export", "predict", "live", "features", "report", "bench-bundle", "calibrate", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -36,6 +36,7 @@ number in the file: header = line 1, so a headerless file's first bar is row 1) 
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
@@ -275,6 +276,14 @@ def to_canonical(raw: pd.DataFrame, *, source: str, first_line: int = 2) -> pd.D
     """Turn a raw table (one row per bar, columns named as in common exports) into the canonical
     frame. ``source`` names the input in error messages; ``first_line`` is the line number of
     ``raw``'s first row in that input (2 under a one-line header)."""
+    frame = _rows_as_written(raw, source=source, first_line=first_line)
+    frame = _order_and_dedupe(frame, source)
+    _check_prices(frame, source)
+    return frame.drop(columns="_line")
+
+
+def _rows_as_written(raw: pd.DataFrame, *, source: str, first_line: int) -> pd.DataFrame:
+    """The canonical columns and ``_line`` (line numbers) of ``raw``, in its order, prices unchecked."""
     columns: dict[str, object] = {}
     for c in raw.columns:
         columns.setdefault(_norm(c), c)
@@ -298,9 +307,45 @@ def to_canonical(raw: pd.DataFrame, *, source: str, first_line: int = 2) -> pd.D
         frame[name] = _numeric(raw[columns[name]], name, source, first_line)
     frame["volume"] = _volume(raw, columns, source, first_line)
     frame["_line"] = np.arange(first_line, first_line + len(raw))
-    frame = _order_and_dedupe(frame, source)
-    _check_prices(frame, source)
-    return frame.drop(columns="_line")
+    return frame
+
+
+def read_rows(path: Path | str, *, fmt: str = "auto") -> pd.DataFrame:
+    """The bars of a file that is still being written (``evo live --follow``), as written.
+
+    Only complete lines count: a last line without its newline is still being written and is left
+    for the next read. Unlike :func:`read_csv`, rows stay in file order, duplicated times and rows
+    out of order are kept and prices are not checked (the live runner judges each row itself).
+    Returns the canonical columns plus ``line`` (the line number in the file, header = line 1);
+    no rows (an empty or header-only file) is an empty frame. Raises :class:`DataError` for a
+    missing file or a line that does not parse (a time or price that is not one).
+    """
+    _check_fmt(fmt)
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    empty = pd.DataFrame({c: pd.Series(dtype="float64") for c in OHLCV}, index=pd.DatetimeIndex([], name="time"))
+    empty["line"] = pd.Series(dtype="int64")
+    data = path.read_bytes()
+    if not data.strip():
+        return empty
+    layout = _sniff(path, fmt)
+    text = data.decode(layout.encoding, errors="replace")
+    text = text[: text.rfind("\n") + 1]
+    try:
+        raw = pd.read_csv(io.StringIO(text), sep=layout.sep, decimal=layout.decimal,
+                          header=None if layout.names else 0, names=list(layout.names) if layout.names else None,
+                          skiprows=list(layout.skiprows) or None, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        return empty
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+    if raw.empty:
+        return empty
+    if layout.time_name:
+        raw = raw.rename(columns={raw.columns[0]: layout.time_name})
+    frame = _rows_as_written(raw, source=str(path), first_line=layout.first_line)
+    return frame.rename(columns={"_line": "line"})
 
 
 def _join_date_time(date: pd.Series, clock: pd.Series) -> pd.Series:
@@ -623,6 +668,16 @@ def load_yfinance(ticker: str, *, cache_dir: Path, interval: str = "1d", period:
     with atomic_path(cache) as tmp:
         frame.rename(columns=str.capitalize).to_csv(tmp, index_label="Datetime")
     return frame
+
+
+def fetch_yfinance(ticker: str, *, interval: str, period: str | None = None, start: pd.Timestamp | None = None,
+                   download: Downloader | None = None,
+                   now: pd.Timestamp | None = None) -> tuple[pd.DataFrame | None, str]:
+    """One uncached download for a live poll (``evo live --source yf:``): ``(closed bars, "")``, or
+    ``(None, why not)`` when offline or nothing came back; never raises for a network failure."""
+    now = pd.Timestamp.now(tz="UTC").tz_localize(None) if now is None else pd.Timestamp(now)
+    when = {"start": start} if start is not None else {"period": period or "7d"}
+    return _fetch(download or _yf_download, ticker, interval, now, **when)
 
 
 def _fetch(download: Downloader, ticker: str, interval: str, now: pd.Timestamp,

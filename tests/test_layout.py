@@ -123,3 +123,33 @@ def test_no_module_in_evo_is_too_long():
     long = {name: n for name, path in _modules().items() if _in(name, "evo")
             and (n := len(path.read_text().splitlines())) > 750}
     assert long == {}
+
+
+SEARCH_LIBRARIES = ("deap", "optuna", "nevergrad", "vectorbt")
+LIVE_RUNNER = ("evo.deploy.live", "evo.deploy.paper", "evo.deploy.ledger")
+
+
+def _third_party(path: Path) -> set[str]:
+    """Top-level names of everything ``path`` imports anywhere in its body."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_the_live_runner_reaches_no_search_library_nor_the_reconciliation(graph):
+    """`evo live` runs on the trading PC like `predict`: the runner, its paper account and ledger reach
+    neither evaluation, search, reporting, the reconciliation (vectorbt) nor the backtest's portfolio,
+    and no module they reach imports deap, optuna, nevergrad or vectorbt, even inside a function."""
+    mods = _modules()
+    for start in LIVE_RUNNER:
+        reach = _reach(graph, start) | {start}
+        above = sorted(m for m in reach if any(_in(m, p) for p in ("evo.evaluation", "evo.search", "evo.reporting"))
+                       or m in ("evo.deploy.reconcile", "evo.deploy.export", "backtest.portfolio"))
+        assert above == [], f"{start} reaches {above}"
+        heavy = {m: sorted(_third_party(mods[m]) & set(SEARCH_LIBRARIES)) for m in reach}
+        assert {m: h for m, h in heavy.items() if h} == {}, start
+    assert "evo.deploy.reconcile" in graph["evo.commands.live"]      # the walk sees the command's deferred import

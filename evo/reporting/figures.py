@@ -550,3 +550,21 @@ def optuna_sections(studies: Sequence[Any], front: Sequence[Record]) -> list[Sec
     except Exception as exc:  # noqa: BLE001 - a study too small for importances still has its history
         out[0] = Section(**{**out[0].__dict__, "note": out[0].note + f" (No importances: {exc}.)"})
     return out
+
+
+def ledger_figure(index, ledger_equity: np.ndarray, backtest_equity: np.ndarray, *, title: str = "") -> go.Figure:
+    """A paper ledger's equity beside the backtest's over the same bars (``evo live --reconcile
+    --plot``): two lines on ``index`` (the live bars' times), account values starting from 1.0
+    (float64 ``(N,)`` each; NaN where the ledger has no value), and their difference below."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.75, 0.25], vertical_spacing=0.05)
+    fig.add_trace(go.Scatter(x=index, y=backtest_equity, name="backtest (vectorbt)", line=dict(width=4)), 1, 1)
+    fig.add_trace(go.Scatter(x=index, y=ledger_equity, name="paper ledger (live)", line=dict(dash="dot")), 1, 1)
+    fig.add_trace(go.Scatter(x=index, y=np.asarray(ledger_equity) - np.asarray(backtest_equity),
+                             name="ledger - backtest", showlegend=False), 2, 1)
+    fig.update_yaxes(title_text="equity", row=1, col=1)
+    fig.update_yaxes(title_text="difference", row=2, col=1)
+    fig.update_layout(title=title or "paper ledger vs backtest", height=560, template="plotly_white")
+    return fig
