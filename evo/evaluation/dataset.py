@@ -107,10 +107,15 @@ class Holdout:
 
     ``dataset`` (all bars, the holdout included) raises :class:`HoldoutSealed` until
     :meth:`unseal` is called after the last generation; the search itself only ever holds the
-    dataset of the bars before ``cut``.
+    dataset of the bars before ``cut``. One annualisation for both: the holdout's Sharpe is scaled by
+    the bars per year measured on the search span (``backtest.periods_per_year`` of the bars before
+    ``cut``), so the two figures compare and the holdout's own calendar is not needed to score it.
     """
 
     def __init__(self, full: Dataset, cut: int):
+        from backtest import periods_per_year
+
+        full = replace(full, periods_per_year=periods_per_year(full.bars.index[:cut]))
         self._full, self.cut, self.sealed = full, cut, True
         self.start = full.bars.index[cut].isoformat()
         self.end = full.bars.index[-1].isoformat()
@@ -136,8 +141,4 @@ def prepare_run_data(bars: pd.DataFrame, label: str, budget: Budget, *,
         raise DataError(f"{label}: the {budget.evaluate.holdout_fraction:.0%} holdout is only {n_hold} bars; "
                         "give more data or set evaluate.holdout_fraction = 0")
     cut = full.n_bars - n_hold
-    search = head(full, cut)
-    # One annualisation for both: the holdout's Sharpe is scaled by the bars per year measured on
-    # the search span (backtest.periods_per_year), so the two figures compare, and the holdout's own
-    # calendar is not needed to score it.
-    return search, Holdout(replace(full, periods_per_year=search.periods_per_year), cut)
+    return head(full, cut), Holdout(full, cut)   # the holdout annualised like the search span
