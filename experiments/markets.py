@@ -13,15 +13,20 @@ finished bars and confirms the planted signal equals the rule applied to those c
 
 The kinds (``KINDS``):
 
-- ``pattern``: model A's pool. ``close_pos`` (where the close sits in the bar's range) above
-  0.8 -> up next bar, below 0.2 -> down. Family (features carrying the same information about
-  the bar's shape): ``close_pos``, ``upper_shadow``, ``lower_shadow``, ``body_range``.
-- ``indicator``: model B's pool. ``bb_pctb_20_2`` (position in the 20-bar Bollinger band) below
-  0.1 -> up, above 0.9 -> down (mean reversion). Family (the close's position in a recent range):
-  ``bb_pctb_20_2``, ``willr_14``, ``stoch_k_14_3``, ``stoch_d_14_3``, ``rsi_7``, ``rsi_14``,
-  ``cci_20``, ``keltner_pos_20``.
-- ``both``: pays only when both agree: ``close_pos`` > 0.7 and ``bb_pctb_20_2`` > 0.7 -> up,
-  ``close_pos`` < 0.3 and ``bb_pctb_20_2`` < 0.3 -> down; either alone says less.
+- ``pattern``: model A's pool. TA-Lib's belt-hold candle (``cdl_belthold``, on ~11 % of random
+  bars): bullish -> up next bar, bearish -> down. Family (features carrying part of the same
+  information, the bar's body and shadows): ``body_range``, ``upper_shadow``, ``lower_shadow``,
+  ``close_pos``.
+- ``indicator``: model B's pool. Williams %R (``willr_14``, the close's place in the 14-bar
+  range) below -0.9 -> up, above -0.1 -> down (mean reversion, ~22 % of bars). Family (the close's
+  position in a recent range): ``stoch_k_14_3``, ``stoch_d_14_3``, ``bb_pctb_20_2``, ``rsi_7``,
+  ``rsi_14``, ``cci_20``, ``keltner_pos_20``.
+- ``both``: pays only when both agree (~7 % of bars): a bullish belt hold with %R above -0.5 ->
+  up, a bearish one with %R below -0.5 -> down; either alone says less.
+
+None of the planted features is among today's bot's (``experiments/seeds/todays_bot.toml``),
+though some of their family members are: the study asks whether a search finds what a
+hand-picked set misses.
 - ``noise``: no drift at all (``strength`` ignored): nothing to find.
 
 ``oracle_sharpe`` (in the market's ``info``) is the annualised Sharpe, before costs, of trading
@@ -39,14 +44,16 @@ import pandas as pd
 
 KINDS = ("pattern", "indicator", "both", "noise")
 
-PLANTED = {"pattern": {"a": ("close_pos",), "b": ()},
-           "indicator": {"a": (), "b": ("bb_pctb_20_2",)},
-           "both": {"a": ("close_pos",), "b": ("bb_pctb_20_2",)},
+PLANTED = {"pattern": {"a": ("cdl_belthold",), "b": ()},
+           "indicator": {"a": (), "b": ("willr_14",)},
+           "both": {"a": ("cdl_belthold",), "b": ("willr_14",)},
            "noise": {"a": (), "b": ()}}
 
-FAMILIES = {"close_pos": ("close_pos", "upper_shadow", "lower_shadow", "body_range"),
-            "bb_pctb_20_2": ("bb_pctb_20_2", "willr_14", "stoch_k_14_3", "stoch_d_14_3", "rsi_7", "rsi_14",
-                             "cci_20", "keltner_pos_20")}
+FAMILIES = {"cdl_belthold": ("cdl_belthold", "body_range", "upper_shadow", "lower_shadow", "close_pos"),
+            "willr_14": ("willr_14", "stoch_k_14_3", "stoch_d_14_3", "bb_pctb_20_2", "rsi_7", "rsi_14",
+                         "cci_20", "keltner_pos_20")}
+
+STRENGTH = {"pattern": 0.6, "indicator": 0.5, "both": 0.8, "noise": 0.0}   # drift per signal, in sigmas
 
 TAIL_BARS = 40     # bars handed to the catalog per step (>= the planted features' warm-up + 1)
 
@@ -62,30 +69,32 @@ class Market:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def _rule(kind: str, close_pos: float, pctb: float) -> int:
+def _rule(kind: str, belt: float, willr: float) -> int:
+    """``belt``: cdl_belthold's model-ready value (+1 bullish, -1 bearish, 0 none); ``willr``:
+    willr_14's (in [-1, 0]); NaN during warm-up gives no signal."""
     if kind == "pattern":
-        return 1 if close_pos > 0.8 else (-1 if close_pos < 0.2 else 0)
+        return 0 if not np.isfinite(belt) else int(np.sign(belt))
     if kind == "indicator":
-        if not np.isfinite(pctb):
+        if not np.isfinite(willr):
             return 0
-        return 1 if pctb < 0.1 else (-1 if pctb > 0.9 else 0)
+        return 1 if willr < -0.9 else (-1 if willr > -0.1 else 0)
     if kind == "both":
-        if not np.isfinite(pctb):
+        if not (np.isfinite(belt) and np.isfinite(willr)):
             return 0
-        if close_pos > 0.7 and pctb > 0.7:
+        if belt > 0 and willr > -0.5:
             return 1
-        if close_pos < 0.3 and pctb < 0.3:
+        if belt < 0 and willr < -0.5:
             return -1
         return 0
     return 0
 
 
-def rule_signal(kind: str, close_pos: np.ndarray, pctb: np.ndarray) -> np.ndarray:
+def rule_signal(kind: str, belt: np.ndarray, willr: np.ndarray) -> np.ndarray:
     """The planted rule applied to whole columns (int8 (n,))."""
-    return np.array([_rule(kind, float(c), float(p)) for c, p in zip(close_pos, pctb)], dtype=np.int8)
+    return np.array([_rule(kind, float(b), float(w)) for b, w in zip(belt, willr)], dtype=np.int8)
 
 
-def make_market(kind: str, *, n_bars: int = 2000, seed: int = 0, strength: float = 0.5,
+def make_market(kind: str, *, n_bars: int = 2000, seed: int = 0, strength: float | None = None,
                 sigma: float = 0.015, start: str = "2000-01-03") -> Market:
     """A market of ``kind`` (see the module docstring), ``n_bars`` business days from ``start``."""
     from features import compute_feature
@@ -93,11 +102,11 @@ def make_market(kind: str, *, n_bars: int = 2000, seed: int = 0, strength: float
     if kind not in KINDS:
         raise ValueError(f"market kind {kind!r}: use one of {KINDS}")
     rng = np.random.default_rng(seed)
-    strength = 0.0 if kind == "noise" else float(strength)
+    strength = 0.0 if kind == "noise" else float(STRENGTH[kind] if strength is None else strength)
     o, h, lo, c = (np.empty(n_bars) for _ in range(4))
     v = np.empty(n_bars)
     signal = np.zeros(n_bars, dtype=np.int8)
-    close_pos, pctb = np.full(n_bars, np.nan), np.full(n_bars, np.nan)
+    belt, willr = np.full(n_bars, np.nan), np.full(n_bars, np.nan)
     prev_close = 100.0
     for t in range(n_bars):
         drift = strength * sigma * (signal[t - 1] if t > 0 else 0)
@@ -112,10 +121,11 @@ def make_market(kind: str, *, n_bars: int = 2000, seed: int = 0, strength: float
         a = max(0, t + 1 - TAIL_BARS)
         tail = pd.DataFrame({"open": o[a:t + 1], "high": h[a:t + 1], "low": lo[a:t + 1], "close": c[a:t + 1],
                              "volume": v[a:t + 1]})
-        close_pos[t] = compute_feature(tail.iloc[-1:], "close_pos")[-1]
+        if kind != "indicator":
+            belt[t] = compute_feature(tail, "cdl_belthold")[-1]
         if kind != "pattern":
-            pctb[t] = compute_feature(tail, "bb_pctb_20_2")[-1]
-        signal[t] = _rule(kind, close_pos[t], pctb[t])
+            willr[t] = compute_feature(tail, "willr_14")[-1]
+        signal[t] = _rule(kind, belt[t], willr[t])
     index = pd.bdate_range(start, periods=n_bars)
     bars = pd.DataFrame({"open": o, "high": h, "low": lo, "close": c, "volume": v}, index=index)
     bars.index.name = "time"
@@ -140,11 +150,7 @@ def check_market(m: Market) -> float:
     import features
 
     full = features.compute_features(m.bars)
-    cp = full["close_pos"].to_numpy()
-    pb = full["bb_pctb_20_2"].to_numpy()
-    again = rule_signal(m.kind, cp, pb) if m.kind != "noise" else np.zeros(len(m.bars), np.int8)
-    if m.kind == "pattern":
-        again = rule_signal(m.kind, cp, np.full(len(cp), np.nan))
+    again = rule_signal(m.kind, full["cdl_belthold"].to_numpy(), full["willr_14"].to_numpy())
     bad = np.flatnonzero(again != m.signal)
     if bad.size:
         raise AssertionError(f"{m.kind}: planted signal differs from the catalog's at bars {bad[:10].tolist()}")

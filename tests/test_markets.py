@@ -40,12 +40,22 @@ def test_a_tampered_signal_is_caught():
 
 
 def test_recovery_of_planted_features_and_their_family():
-    assert uses(("close_pos", "gap"), ("rsi_14",), "pattern")
-    assert not uses(("gap",), ("close_pos",), "pattern")           # in the wrong model
+    assert uses(("cdl_belthold", "gap"), ("rsi_14",), "pattern")
+    assert not uses(("gap",), ("cdl_belthold",), "pattern")           # in the wrong model
     assert uses(("upper_shadow",), (), "pattern", family=True) and not uses(("upper_shadow",), (), "pattern")
-    assert uses(("close_pos",), ("bb_pctb_20_2",), "both") and not uses(("close_pos",), (), "both")
-    assert uses((), ("willr_14",), "indicator", family=True)
-    assert not uses(("close_pos",), ("bb_pctb_20_2",), "noise")
+    assert uses(("cdl_belthold",), ("willr_14",), "both") and not uses(("cdl_belthold",), (), "both")
+    assert uses((), ("stoch_k_14_3",), "indicator", family=True) and not uses((), ("stoch_k_14_3",), "indicator")
+    assert not uses(("cdl_belthold",), ("willr_14",), "noise")
     import features
-    assert set(FAMILIES["close_pos"]) <= set(features.model_a_features())
-    assert set(FAMILIES["bb_pctb_20_2"]) <= set(features.model_b_features())
+    assert set(FAMILIES["cdl_belthold"]) <= set(features.model_a_features())
+    assert set(FAMILIES["willr_14"]) <= set(features.model_b_features())
+
+
+def test_no_planted_feature_is_among_todays_bots():
+    from evo.genome import load_genome_file
+    from experiments.markets import PLANTED
+    from experiments.search_study import ROOT
+
+    [(_, bot)] = load_genome_file(ROOT / "experiments" / "seeds" / "todays_bot.toml")
+    for kind in PLANTED:
+        assert not uses(tuple(bot.model_a.features), tuple(bot.model_b.features), kind)
