@@ -59,13 +59,23 @@ def main(args: argparse.Namespace) -> int:
     manifest = export_member(record, ds, budget, out, seed=int(store.meta["seed"]), device=device,
                              refit_all=args.refit_all, run_meta={"run": str(store.path), "budget": budget.name},
                              front_device=store.meta.get("device"))
-    diff = Bundle.load(out).verify()  # read back as the trading PC will: CPU, vanilla sLSTM
+    diff = Bundle.load(out, engine="torch").verify()  # read back as the trading PC will: CPU, vanilla sLSTM
+    graphs = Bundle.load(out, engine="onnx")          # and as a torch-free trading PC will: onnxruntime
+    graphs.verify()
     mode = manifest["training"]["mode"]
     what = ("default fit: trained on the bars before the holdout, early-stopped on their last validation share, "
             "the models whose holdout figures the front shows") if mode == "default" else f"{mode} fit"
     print(f"wrote {out} for member {member.key} ({what}; golden probabilities reproduced within "
           f"{diff:.1e}; live stream keeps {manifest['tail_bars']} bars)")
+    print(graphs_line(manifest["graphs"]))
     return 0
+
+
+def graphs_line(block: dict) -> str:
+    """One line on the bundle's ONNX graphs: how they compared with the torch models."""
+    c = block["check"]
+    return (f"ONNX graphs (onnxruntime, no torch needed) reproduce the torch models over the {c['span']}: "
+            f"{c['decisions']} decisions equal, probabilities within {c['max_prob_diff']:.1e}")
 
 
 def _warn_about(member, records: dict, meta: dict) -> None:
