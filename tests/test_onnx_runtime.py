@@ -2,7 +2,8 @@
 
 - every genome family (all mLSTM, sLSTM, mixed, multi-timeframe concat/attention) exports to a graph
   that gives the torch model's probabilities within 1e-5;
-- the export refuses graphs that do not reproduce the torch path, writing nothing;
+- the export refuses graphs that do not reproduce the torch path, and int8 graphs that change more
+  than ``max_disagreement`` of the holdout's decisions, writing nothing;
 - the engine rule; bundles without graphs (versions 2, 3) still load, on torch;
 - ``predict`` and ``--stream`` in a fresh process where ``import torch`` and ``import xlstm`` fail
   decide as the torch engine does.
@@ -136,6 +137,57 @@ def test_export_refuses_graphs_that_do_not_reproduce_the_torch_path(ds, budget, 
     diff = float(message.split("differ by up to ")[1].split(" ")[0])
     assert 1e-5 < diff < 1e-3                                  # a 1e-3 logit shift moves p by less than 1e-3
     assert list(tmp_path.iterdir()) == []
+
+
+def test_quantised_graphs_record_their_agreement_and_decide_as_recorded(fit, ds, budget, exported, tmp_path):
+    """Real int8 quantisation: the manifest's disagreement is what the loaded int8 bundle does
+    over the holdout, and verify() holds the int8 graphs to their own golden block."""
+    out = tmp_path / "int8.evo"
+    m = write_member_bundle(fit, record(genome()), ds, budget, out, quantize="int8", max_disagreement=1.0)
+    q = m["graphs"]["quantization"]
+    assert m["graphs"]["quantize"] == "int8" and q["decisions"] == ds.n_bars - 1 - 1200
+    assert 0 <= q["differ"] <= q["decisions"] and q["disagreement"] == q["differ"] / q["decisions"]
+    assert q["latency_ms"]["int8"]["p50"] > 0 and q["latency_gain_p50"] > 0
+    int8 = Bundle.load(out, verify=True)
+    assert int8.engine.name == "onnx"
+    bars = ds.bars.iloc[: ds.n_bars - 1]
+    got = int8.probabilities(bars, last=q["decisions"])
+    floats = Bundle.load(exported).probabilities(bars, last=q["decisions"])
+    assert int((got.signal != floats.signal).sum()) == q["differ"]
+    moved = max(np.abs(got.p_a - floats.p_a).max(), np.abs(got.p_b - floats.p_b).max())
+    assert abs(moved - q["max_prob_diff"]) <= 1e-9                 # same graphs, same windows, same machine
+    with zipfile.ZipFile(out) as zf:
+        import onnx
+
+        ops = {n.op_type for n in onnx.load_from_string(zf.read("model_b.onnx")).graph.node}
+    assert {"DynamicQuantizeLinear", "MatMulInteger"} & ops        # really quantised
+
+
+def test_quantised_graphs_that_change_decisions_are_refused(fit, ds, budget, tmp_path, monkeypatch):
+    """'int8' graphs pushing every decision long: refused at the default limit (0), one line,
+    nothing written; accepted when the limit allows it, with the share recorded."""
+    import evo.deploy.graphs as graphs
+
+    monkeypatch.setattr(graphs, "quantize_int8", lambda g: _graph_with_bias(g, (-5.0, -5.0, 5.0)))
+    out = tmp_path / "int8.evo"
+    with pytest.raises(BundleError, match=r"int8 graphs change \d+ of \d+ decisions over the holdout") as info:
+        export_member(record(genome()), ds, budget, out, seed=1, quantize="int8")
+    assert "\n" not in str(info.value) and "--max-disagreement 0.00%" in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+    m = write_member_bundle(fit, record(genome()), ds, budget, out, quantize="int8", max_disagreement=1.0)
+    q = m["graphs"]["quantization"]
+    assert q["differ"] > 0 and q["max_disagreement"] == 1.0
+    assert {d.signal for d in Bundle.load(out).decide(ds.bars, last=5)} == {"long"}
+    assert Bundle.load(out, engine="torch").decide(ds.bars, last=5) != Bundle.load(out).decide(ds.bars, last=5)
+
+
+def test_export_cli_checks_max_disagreement_first(tmp_path, capsys):
+    from evo.cli import main
+
+    assert main(["export", str(tmp_path / "no-run"), "--member", "abcd", "--quantize", "int8",
+                 "--max-disagreement", "1.5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--max-disagreement must be a fraction in [0, 1]" in err[0]
 
 
 # ---------------------------------------------------------------------------------- engines and old bundles

@@ -199,7 +199,8 @@ def _regime_spec(fm: FinalModel) -> dict[str, Any]:
 
 
 def write_member_bundle(fit: FinalFit, record: Record, ds: Dataset, budget: Budget, out: Path, *,
-                        run_meta: dict | None = None, graphs: bool = True) -> dict[str, Any]:
+                        run_meta: dict | None = None, graphs: bool = True, quantize: str | None = None,
+                        max_disagreement: float = 0.0) -> dict[str, Any]:
     """Write the bundle of a final fit to ``out`` (temp file, then rename); return its manifest.
 
     The golden block holds the last GOLDEN_BARS decision bars the models were fitted on (with the
@@ -208,8 +209,9 @@ def write_member_bundle(fit: FinalFit, record: Record, ds: Dataset, budget: Budg
 
     ``graphs`` (default): the bundle also carries each model's ONNX graph, checked against the
     torch path over the holdout (:func:`evo.deploy.graphs.check_graphs`; the last CHECK_BARS bars
-    without a holdout) before anything is written. ``graphs=False`` writes a bundle without graphs
-    (torch engine only, as versions 2 and 3 were).
+    without a holdout) before anything is written; ``quantize="int8"`` writes int8 graphs instead,
+    refused when they change more than ``max_disagreement`` of those decisions. ``graphs=False``
+    writes a bundle without graphs (torch engine only, as versions 2 and 3 were).
     """
     import features
     from models import EXPORT_LAYOUT, state_dict_for_export
@@ -308,6 +310,8 @@ def write_member_bundle(fit: FinalFit, record: Record, ds: Dataset, budget: Budg
         "trained_model_max_diff": drift,
     }
     if not graphs:
+        if quantize:
+            raise BundleError("--quantize needs the ONNX graphs")
         return write_bundle(out, manifest, tensors["a"], tensors["b"])
     from evo.deploy.graphs import CHECK_BARS, check_graphs, export_graphs
 
@@ -319,7 +323,9 @@ def write_member_bundle(fit: FinalFit, record: Record, ds: Dataset, budget: Budg
     else:
         check_last = max(1, min(CHECK_BARS, ds.n_bars - runtime.min_bars + 1))
         span, check_bars = f"last {check_last} bars", ds.bars
-    written, manifest["graphs"] = check_graphs(runtime, made, check_bars, check_last, span)
+    written, manifest["graphs"] = check_graphs(runtime, made, check_bars, check_last, span, golden_bars=bars,
+                                               golden_last=GOLDEN_BARS, quantize=quantize,
+                                               max_disagreement=max_disagreement)
     return write_bundle(out, manifest, tensors["a"], tensors["b"], graphs=written)
 
 
@@ -438,10 +444,11 @@ def replay_holdout(path: Path, fit: FinalFit, record: Record, ds: Dataset, budge
 
 
 def export_member(record: Record, ds: Dataset, budget: Budget, out: Path, *, seed: int, device: str = "cpu",
-                  refit_all: bool = False, run_meta: dict | None = None,
-                  front_device: str | None = None) -> dict[str, Any]:
+                  refit_all: bool = False, run_meta: dict | None = None, front_device: str | None = None,
+                  quantize: str | None = None, max_disagreement: float = 0.0) -> dict[str, Any]:
     """Train the member's models (:func:`train_final`), write the bundle to ``out`` with its ONNX
-    graphs (checked against the torch path: :func:`write_member_bundle`) and replay
+    graphs (checked against the torch path; int8 with ``quantize="int8"``, at most
+    ``max_disagreement`` of the holdout's decisions changed: :func:`write_member_bundle`) and replay
     the holdout with it (:func:`replay_holdout`); return the manifest. ``ds`` holds all of the run's
     bars, the holdout included; ``front_device``: the device the run traded its holdout on.
 
@@ -450,7 +457,8 @@ def export_member(record: Record, ds: Dataset, budget: Budget, out: Path, *, see
     """
     fit = train_final(record, ds, budget, seed=seed, device=device, refit_all=refit_all)
     with atomic_path(out) as staged:
-        manifest = write_member_bundle(fit, record, ds, budget, staged, run_meta=run_meta)
+        manifest = write_member_bundle(fit, record, ds, budget, staged, run_meta=run_meta, quantize=quantize,
+                                       max_disagreement=max_disagreement)
         replay = replay_holdout(staged, fit, record, ds, budget, front_device=front_device)
     if replay is not None:
         log.info("%s", replay.summary())
