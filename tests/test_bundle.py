@@ -398,7 +398,8 @@ def test_predict_stream_prints_the_same_decisions_as_predict(exported, capsys):
 def test_bench_bundle_reports_both_paths(exported, capsys):
     from evo.cli import main
 
-    assert main(["bench-bundle", str(exported[0]), "--data", str(NVDA_CSV), "--decisions", "5", "--json"]) == 0
+    assert main(["bench-bundle", str(exported[0]), "--data", str(NVDA_CSV), "--decisions", "5", "--cold-starts", "0",
+                 "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     for path in ("full", "stream"):
         assert 0 < report[path]["p50_ms"] <= report[path]["p99_ms"]

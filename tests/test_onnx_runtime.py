@@ -315,3 +315,40 @@ def test_predict_and_stream_without_torch_decide_as_the_torch_engine(exported, n
     torch_asked = _no_torch(tmp_path, *common, "--engine", "torch")
     err = [line for line in torch_asked.stderr.splitlines() if line.startswith("evo:")]
     assert torch_asked.returncode == 2 and len(err) == 1 and "needs torch and xlstm" in err[0]
+
+
+# ---------------------------------------------------------------------------------- bench and packaging
+
+def test_bench_bundle_times_both_engines_cold_starts_and_install_sizes(exported, tmp_path, capsys):
+    from evo.cli import main
+    from experiments.bench.render import experiment_sections
+
+    record_path = tmp_path / "trading_pc.json"
+    assert main(["bench-bundle", str(exported), "--data", str(NVDA_CSV), "--decisions", "5", "--cold-starts", "1",
+                 "--record", str(record_path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    eng = report["engines"]
+    for e in ("onnx", "torch"):
+        for part in ("step", "models"):
+            assert 0 < eng[e][part]["p50_ms"] <= eng[e][part]["p99_ms"]
+    assert eng["signals_equal"] == 5 and eng["max_prob_diff"] <= PROB_TOL
+    cold = report["cold_start"]["median_s"]
+    assert set(cold) == {"import pandas, talib", "features only", "predict --engine onnx", "predict --engine torch"}
+    assert all(v > 0 for v in cold.values())
+    sizes = report["install"]
+    assert "torch" in sizes["torch"]["largest_mib"] and "onnxruntime" in sizes["runtime"]["largest_mib"]
+    assert sizes["runtime"]["mib"] < sizes["torch"]["mib"] and not sizes["runtime"]["missing"]
+    text = "\n".join(experiment_sections(tmp_path))
+    assert "## Trading PC: onnx vs torch engine" in text and "Bundle.step per bar" in text
+
+
+def test_the_runtime_requirements_are_the_runtime_set_without_torch():
+    from evo.commands.bench_bundle import RUNTIME_SET
+
+    full = {line.split("#")[0].strip() for line in (ROOT / "requirements.txt").read_text().splitlines()}
+    lines = [line.split("#")[0].strip() for line in (ROOT / "requirements-runtime.txt").read_text().splitlines()]
+    lines = [line for line in lines if line and not line.startswith("-")]
+    names = {line.split("=")[0].split(">")[0].split("<")[0].lower() for line in lines}
+    assert names == set(RUNTIME_SET) and not names & {"torch", "xlstm", "safetensors"}
+    assert set(lines) <= full                                   # the same pins as the full install
+
