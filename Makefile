@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install install-runtime demo test bench clean
 
 install: $(STAMP)
 
@@ -14,6 +14,12 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# The trading PC: `predict` on a bundle's ONNX graphs, without torch or xlstm (requirements-runtime.txt).
+install-runtime:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements-runtime.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 
 # `evo run` ends with the front (printed once; `evo front runs/demo` shows it again).
 demo: install

@@ -24,11 +24,9 @@ from xlstm.blocks.slstm.cell import sLSTMCellBase
 
 from evo.errors import BundleError, ConfigError
 from models.config import ModelConfig, build_stack_config
+from models.layout import EXPORT_LAYOUT
 
 __all__ = ["EXPORT_LAYOUT", "DirectionModel", "load_exported", "load_into", "state_dict_for_export"]
-
-# Bump when the meaning of the exported tensors changes (store it in the bundle's metadata).
-EXPORT_LAYOUT = "evo-direction-model/1 (slstm: xlstm external layout)"
 
 N_CLASSES = 3  # 0 = down, 1 = flat, 2 = up
 

@@ -22,7 +22,7 @@ import pytest
 
 from backtest import STOP_RULE
 from evo.config import budget_from_dict
-from evo.deploy.bundle import ENTRIES, Bundle, read_bundle
+from evo.deploy.bundle import ENTRIES, GRAPHS, Bundle, read_bundle
 from evo.deploy.export import fit_final_model, train_final, write_member_bundle
 from evo.errors import BundleError, DataError
 from evo.evaluation.dataset import prepare_dataset
@@ -127,7 +127,7 @@ def stream_vs_full(b: Bundle, bars, n: int):
 def test_export_load_decide_round_trip(exported, bundle, ds):
     path, manifest, fit = exported
     m, _ = read_bundle(path)
-    assert m == manifest and m["version"] == 3
+    assert m == manifest and m["version"] == 4
     assert all(m["models"][n]["timeframes"] == [1] and "regime" not in m["models"][n] for n in ("a", "b"))
     assert "clock" not in m and "gate_low" not in m["consensus"]
     assert m["genome"] == genome().to_dict()
@@ -147,13 +147,19 @@ def test_export_load_decide_round_trip(exported, bundle, ds):
     assert m["training"]["mode"] == "default" and m["training"]["holdout"][0] == ds.bars.index[1200].isoformat()
     assert m["training"]["val"][1] < m["training"]["holdout"][0]
     assert {"evo", "torch", "xlstm", "ta-lib", "ta"} <= set(m["versions"])
-    assert set(m["entries"]) == {"model_a.safetensors", "model_b.safetensors"}
+    assert set(m["entries"]) == {"model_a.safetensors", "model_b.safetensors", "model_a.onnx", "model_b.onnx"}
+    # the ONNX graphs were checked against the torch models over every holdout decision the replay makes
+    check = m["graphs"]["check"]
+    assert m["graphs"]["quantize"] is None and check["span"] == "holdout" and check["differ"] == 0
+    assert check["decisions"] == ds.n_bars - 1 - 1200 and check["max_prob_diff"] <= 1e-5
+    assert bundle.engine.name == "onnx" and bundle.models is None
     assert m["min_bars"] == 49 + 8 and m["tail_bars"] == 8 + 49 + 519   # ema_50: warm-up + seed margin
     assert m["tail"]["max_feature_diff_std"] < 1e-6
     decisions = bundle.decide(ds.bars, last=3)
     assert [d.time for d in decisions] == [t.isoformat() for t in ds.bars.index[-3:]]
     assert all(d.signal in ("long", "flat") and 0 <= d.p_a <= 1 and 0 <= d.p_b <= 1 for d in decisions)
-    assert bundle.verify() <= 1e-6
+    assert bundle.verify() <= 1e-5                                        # onnx: the graphs' tolerance
+    assert Bundle.load(path, engine="torch").verify() <= 1e-6
 
 
 def test_bundle_decides_as_the_in_memory_models_did(exported, bundle, ds):
@@ -221,7 +227,7 @@ def _data_offsets(path: Path) -> dict[str, tuple[int, int]]:
     return out
 
 
-@pytest.mark.parametrize("entry", ENTRIES)
+@pytest.mark.parametrize("entry", ENTRIES + GRAPHS)
 def test_a_flipped_byte_in_any_entry_is_refused(exported, tmp_path, entry):
     path = exported[0]
     offset, size = _data_offsets(path)[entry]
@@ -233,11 +239,12 @@ def test_a_flipped_byte_in_any_entry_is_refused(exported, tmp_path, entry):
         Bundle.load(bad)
 
 
-@pytest.mark.parametrize("entry", ENTRIES)
+@pytest.mark.parametrize("entry", ENTRIES + GRAPHS)
 def test_an_edited_entry_in_a_valid_zip_is_refused_by_its_checksum(exported, tmp_path, entry):
     items = entries_of(exported[0])
     data = bytearray(items[entry])
-    i = len(data) - 3 if entry.endswith(".safetensors") else data.index(b"4") if entry == "manifest.json" else 0
+    i = len(data) - 3 if entry.endswith((".safetensors", ".onnx")) else data.index(b"4") if entry == "manifest.json" \
+        else 0
     data[i] = ord("5") if entry == "manifest.json" else data[i] ^ 0x01
     items[entry] = bytes(data)
     bad = write_zip(tmp_path / "edited.evo", list(items.items()))
@@ -258,7 +265,7 @@ def test_the_bundle_holds_no_pickle(exported):
     from safetensors.torch import load
 
     items = entries_of(exported[0])
-    assert sorted(items) == sorted(ENTRIES)
+    assert sorted(items) == sorted(ENTRIES + GRAPHS)
     for name, data in items.items():
         assert not name.endswith((".pkl", ".pt", ".pth", ".bin")) and "data.pkl" not in name
         assert data[:2] not in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05"), name
@@ -281,15 +288,30 @@ def test_an_incompatible_or_incomplete_manifest_is_refused(exported, tmp_path, e
         Bundle.load(resign(exported[0], tmp_path / "edited.evo", edit))
 
 
+def without_graphs(src: Path, dst: Path, edit=lambda m: None) -> Path:
+    """A copy of a bundle as versions 2 and 3 wrote them: no ONNX entries, no ``graphs`` block."""
+    items = {n: d for n, d in entries_of(src).items() if n not in GRAPHS}
+    manifest = json.loads(items["manifest.json"])
+    del manifest["graphs"]
+    manifest["entries"] = {n: d for n, d in manifest["entries"].items() if n not in GRAPHS}
+    manifest["version"] = 3
+    edit(manifest)
+    items["manifest.json"] = json.dumps(manifest, indent=1).encode()
+    items["manifest.sha256"] = hashlib.sha256(items["manifest.json"]).hexdigest().encode()
+    return write_zip(dst, list(items.items()))
+
+
 def test_a_version_2_bundle_still_loads_and_decides_alike(exported, bundle, ds, tmp_path):
-    """Bundles written before timeframes were genes (version 2: no timeframes, regime, clock)."""
+    """Bundles written before timeframes were genes (version 2: no timeframes, regime, clock, graphs)."""
     def to_v2(m):
         m["version"] = 2
         for name in ("a", "b"):
             del m["models"][name]["timeframes"]
 
-    old = Bundle.load(resign(exported[0], tmp_path / "v2.evo", to_v2), verify=True)
-    assert old.decide(ds.bars, last=5) == bundle.decide(ds.bars, last=5)
+    old = Bundle.load(without_graphs(exported[0], tmp_path / "v2.evo", to_v2), verify=True)
+    assert old.engine.name == "torch"
+    assert old.decide(ds.bars, last=5) == Bundle.load(exported[0], engine="torch").decide(ds.bars, last=5)
+    assert [d.signal for d in old.decide(ds.bars, last=5)] == [d.signal for d in bundle.decide(ds.bars, last=5)]
 
 
 def test_a_bundle_trained_with_the_cuda_backend_loads_and_decides_on_the_cpu(exported, bundle, ds, tmp_path):
@@ -297,19 +319,20 @@ def test_a_bundle_trained_with_the_cuda_backend_loads_and_decides_on_the_cpu(exp
         for name in ("a", "b"):
             m["models"][name]["config"]["backend"] = "cuda"
 
-    cuda = Bundle.load(resign(exported[0], tmp_path / "cuda.evo", to_cuda), verify=True)
+    cuda = Bundle.load(resign(exported[0], tmp_path / "cuda.evo", to_cuda), verify=True, engine="torch")
     assert cuda.manifest["models"]["a"]["config"]["backend"] == "cuda"
     assert cuda.models["a"].config.backend == "vanilla" and cuda.models["a"].config.slstm_at == (0,)
-    assert cuda.decide(ds.bars, last=5) == bundle.decide(ds.bars, last=5)
+    assert cuda.decide(ds.bars, last=5) == Bundle.load(exported[0], engine="torch").decide(ds.bars, last=5)
 
 
 # ---------------------------------------------------------------------------------- live stream
 
-@pytest.mark.parametrize("data", ["nvda", "indexfut"])
-def test_the_stream_decides_as_the_full_history_does(bundle, request, data):
+@pytest.mark.parametrize("data, engine", [("nvda", "onnx"), ("indexfut", "onnx"), ("nvda", "torch")])
+def test_the_stream_decides_as_the_full_history_does(exported, request, data, engine):
     """Every streamed decision over 300 bars equals full-history ``decide``: NVDA daily 1999-2014
     (4012 bars), and 3000 bars of the 1-minute index future (overnight gaps included). The stream
     keeps only tail_bars (576) bars, so every recursive indicator is reseeded ~3000 bars late."""
+    bundle = Bundle.load(exported[0], engine=engine)
     bars = request.getfixturevalue(data)
     if data == "indexfut":
         bars = bars.iloc[10_000:13_000]
@@ -327,7 +350,7 @@ def test_the_stream_decides_as_the_full_history_does(bundle, request, data):
 def test_a_tail_without_the_seed_margin_would_not_match(exported, bundle, nvda):
     """Control: with only warm-up + window (no seed margin), the EMA-type features differ and the
     probabilities move by far more than the tolerance: the test above has teeth."""
-    short = Bundle({**bundle.manifest, "tail_bars": bundle.min_bars}, bundle.models, bundle.scalers)
+    short = Bundle({**bundle.manifest, "tail_bars": bundle.min_bars}, bundle.engine, bundle.scalers)
     full, streamed = stream_vs_full(short, nvda, 40)
     diff = max(abs(d.p_b - pb[2]) for d, pb in zip(streamed, full.p_b))
     assert diff > 100 * PROB_TOL
@@ -375,7 +398,8 @@ def test_predict_stream_prints_the_same_decisions_as_predict(exported, capsys):
 def test_bench_bundle_reports_both_paths(exported, capsys):
     from evo.cli import main
 
-    assert main(["bench-bundle", str(exported[0]), "--data", str(NVDA_CSV), "--decisions", "5", "--json"]) == 0
+    assert main(["bench-bundle", str(exported[0]), "--data", str(NVDA_CSV), "--decisions", "5", "--cold-starts", "0",
+                 "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     for path in ("full", "stream"):
         assert 0 < report[path]["p50_ms"] <= report[path]["p99_ms"]
@@ -445,7 +469,7 @@ def test_multi_timeframe_bundle_round_trip(multi_exported):
     from models.multi import MultiTimeframeModel
 
     path, manifest, ds = multi_exported
-    b = Bundle.load(path, verify=True)
+    b = Bundle.load(path, verify=True, engine="torch")
     assert manifest["clock"] == {"base_seconds": 60, "label": "close", "week_days": 5}
     assert manifest["models"]["a"]["timeframes"] == [1, 5, 15] and manifest["models"]["a"]["config"]["fusion"]
     assert manifest["models"]["a"]["regime"]["mode"] == "features"
@@ -456,6 +480,13 @@ def test_multi_timeframe_bundle_round_trip(multi_exported):
     assert manifest["tail_bars"] >= manifest["min_bars"]
     with pytest.raises(DataError):
         b.decide(ds.bars.iloc[-(manifest["min_bars"] - 30):])
+    # the ONNX graphs of both multi-timeframe encoders (attention + sLSTM, concat) decide alike
+    graphs = Bundle.load(path, verify=True, engine="onnx")
+    assert manifest["graphs"]["check"]["differ"] == 0 and manifest["graphs"]["check"]["max_prob_diff"] <= 1e-5
+    want, got = b.probabilities(ds.bars, last=50), graphs.probabilities(ds.bars, last=50)
+    np.testing.assert_allclose(got.p_a, want.p_a, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(got.p_b, want.p_b, atol=1e-5, rtol=0)
+    np.testing.assert_array_equal(got.signal, want.signal)
 
 
 def test_multi_timeframe_stream_decides_as_the_full_history(multi_exported, indexfut):

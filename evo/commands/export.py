@@ -28,6 +28,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="train on every labelled bar, the holdout included, for the best epoch count the "
                         "default fit found (default: train on the bars before the holdout, early-stopped on "
                         "their last val_fraction: the models whose holdout figures the run reports)")
+    p.add_argument("--quantize", choices=("int8",), default=None,
+                   help="write int8 ONNX graphs (weights dynamically quantised: smaller, faster on a weak CPU); "
+                        "refused when they change more than --max-disagreement of the holdout's decisions")
+    p.add_argument("--max-disagreement", type=float, default=0.0, metavar="FRACTION",
+                   help="with --quantize: the largest share of holdout decisions (0..1) the int8 graphs may "
+                        "decide otherwise than the float model (default 0: none)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -36,9 +42,11 @@ def main(args: argparse.Namespace) -> int:
     from evo.config import check_device
     from evo.deploy.bundle import Bundle
     from evo.deploy.export import export_member, final_segments
-    from evo.errors import StoreError
+    from evo.errors import ConfigError, StoreError
     from evo.search.store import RunStore
 
+    if not 0.0 <= args.max_disagreement <= 1.0:
+        raise ConfigError(f"--max-disagreement must be a fraction in [0, 1], got {args.max_disagreement}")
     store = RunStore.open(Path(args.run_dir))
     records = store.records()
     member = find_member(records, args.member, run=str(store.path))
@@ -58,14 +66,35 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else store.path / f"member-{member.key[:8]}.evo"
     manifest = export_member(record, ds, budget, out, seed=int(store.meta["seed"]), device=device,
                              refit_all=args.refit_all, run_meta={"run": str(store.path), "budget": budget.name},
-                             front_device=store.meta.get("device"))
-    diff = Bundle.load(out).verify()  # read back as the trading PC will: CPU, vanilla sLSTM
+                             front_device=store.meta.get("device"), quantize=args.quantize,
+                             max_disagreement=args.max_disagreement)
+    diff = Bundle.load(out, engine="torch").verify()  # read back as the trading PC will: CPU, vanilla sLSTM
+    graphs = Bundle.load(out, engine="onnx")          # and as a torch-free trading PC will: onnxruntime
+    graphs.verify()
     mode = manifest["training"]["mode"]
     what = ("default fit: trained on the bars before the holdout, early-stopped on their last validation share, "
             "the models whose holdout figures the front shows") if mode == "default" else f"{mode} fit"
     print(f"wrote {out} for member {member.key} ({what}; golden probabilities reproduced within "
           f"{diff:.1e}; live stream keeps {manifest['tail_bars']} bars)")
+    print(graphs_line(manifest["graphs"]))
     return 0
+
+
+def graphs_line(block: dict) -> str:
+    """One line on the bundle's ONNX graphs: how they compared with the torch models, and for int8
+    graphs the decisions they change and their latency gain."""
+    c = block["check"]
+    line = (f"ONNX graphs (onnxruntime, no torch needed) reproduce the torch models over the {c['span']}: "
+            f"{c['decisions']} decisions equal, probabilities within {c['max_prob_diff']:.1e}")
+    q = block.get("quantization")
+    if q:
+        lat = q["latency_ms"]
+        line += (f"; int8: {q['differ']} of {q['decisions']} decisions differ ({q['disagreement']:.2%}, limit "
+                 f"{q['max_disagreement']:.2%}), probabilities move up to {q['max_prob_diff']:.3f}, p50 "
+                 f"{lat['int8']['p50']:.3f} ms vs {lat['float']['p50']:.3f} ms float per decision "
+                 f"(x{q['latency_gain_p50']:.2f}), {q['bytes']['int8'] / 1e6:.2f} MB vs "
+                 f"{q['bytes']['float'] / 1e6:.2f} MB")
+    return line
 
 
 def _warn_about(member, records: dict, meta: dict) -> None:

@@ -56,6 +56,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-unsettled", action="store_true",
                    help="decide before the stream holds tail_bars bars (flagged 'unsettled')")
     p.add_argument("--no-verify", action="store_true", help="skip recomputing the bundle's golden probabilities")
+    p.add_argument("--engine", choices=("auto", "onnx", "torch"), default="auto",
+                   help="what runs the models (as `evo predict --engine`): onnx (the bundle's graphs on "
+                        "onnxruntime, no torch), torch, or auto (default: onnx when the bundle has graphs)")
     p.add_argument("--plot", metavar="OUT.html", help="with --reconcile: the ledger's and the backtest's equity")
 
 
@@ -84,7 +87,7 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError("evo live needs --bundle and --ledger with --follow FILE or --source yf:TICKER")
     if args.max_bars is not None and args.max_bars < 1:
         raise ConfigError(f"--max-bars must be >= 1, got {args.max_bars}")
-    bundle = Bundle.load(Path(args.bundle), verify=not args.no_verify)
+    bundle = Bundle.load(Path(args.bundle), verify=not args.no_verify, engine=args.engine)
     clock = bundle.bar_clock()
     if args.source:
         from evo.commands.predict import YF_BY_SECONDS
@@ -131,7 +134,7 @@ def _reconcile(args: argparse.Namespace) -> int:
             raise StoreError(f"{args.reconcile}: its bundle {path} is not there; pass --bundle")
         if bundle_digest(path) != ledger.meta.get("bundle_sha256"):
             raise StoreError(f"{path} is not the bundle that wrote {args.reconcile} (SHA-256 differs)")
-        bundle = Bundle.load(path, verify=not args.no_verify)
+        bundle = Bundle.load(path, verify=not args.no_verify, engine=args.engine)
         bars, label = load_bars(args.data, fmt=args.format)
         result = reconcile(ledger, bundle, bars)
     for d in result.differences:

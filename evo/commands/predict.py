@@ -1,5 +1,10 @@
 """``evo predict``: the trading-PC runtime. Imports no search library (deap, optuna, nevergrad,
-vectorbt).
+vectorbt), and no torch on the onnx engine.
+
+Engines (``--engine``, :mod:`evo.deploy.engines`): ``onnx`` runs the bundle's ONNX graphs with
+onnxruntime (a trading PC without torch: ``requirements-runtime.txt``); ``torch`` rebuilds the
+models from their weights; ``auto`` (the default) takes onnx when the bundle carries graphs
+(version 4) and onnxruntime is installed, else torch.
 
 Two modes:
 
@@ -44,6 +49,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bars", type=int, default=None,
                    help="decisions for the last K bars (default 1; with --stream every bar from the first with "
                         "tail_bars of history, the earlier ones primed without deciding)")
+    p.add_argument("--engine", choices=("auto", "onnx", "torch"), default="auto",
+                   help="what runs the models: onnx (the bundle's ONNX graphs on onnxruntime, no torch needed), "
+                        "torch, or auto (default: onnx when the bundle has graphs and onnxruntime is installed, "
+                        "else torch)")
     p.add_argument("--stream", action="store_true",
                    help="replay the file bar by bar through the live stream (Bundle.step)")
     p.add_argument("--json", action="store_true",
@@ -118,7 +127,8 @@ def main(args: argparse.Namespace) -> int:
 
     if args.bars is not None and args.bars < 1:
         raise DataError(f"--bars must be >= 1, got {args.bars}")
-    bundle = Bundle.load(Path(args.bundle), verify=not args.no_verify)
+    bundle = Bundle.load(Path(args.bundle), verify=not args.no_verify, engine=args.engine)
+    log.debug("%s: running on the %s engine", args.bundle, bundle.engine.name)
     bars, label = load_for(bundle, args.data, args.format)
     n, tail = len(bars), bundle.tail_bars
     bundle.check_volume(bars, source=label)

@@ -1,20 +1,30 @@
-"""The trading-PC bundle: one zip file, JSON + safetensors, no pickle, checksummed.
+"""The trading-PC bundle: one zip file, JSON + safetensors + ONNX, no pickle, checksummed.
 
-Spec (version 3; version 2 bundles still load: they are version 3 bundles without the optional
-``timeframes``, ``regime``, ``clock`` and gate keys below)
+Spec (version 4; versions 2 and 3 still load: version 3 is version 4 without the optional ONNX
+graphs, version 2 is version 3 without the optional ``timeframes``, ``regime``, ``clock`` and gate
+keys below)
 ----------------------------------------------------------------------------------------------
-- A bundle MUST be a zip archive holding exactly these four entries, each once, and no others:
-  ``manifest.json``, ``manifest.sha256``, ``model_a.safetensors``, ``model_b.safetensors``.
-  A reader MUST refuse any other name (a path, ``..``, an absolute name), a duplicate name and an
+- A bundle MUST be a zip archive holding exactly these four entries, each once:
+  ``manifest.json``, ``manifest.sha256``, ``model_a.safetensors``, ``model_b.safetensors``; and
+  MAY hold ``model_a.onnx`` and ``model_b.onnx`` (both or neither: the ONNX graphs, version 4). A
+  reader MUST refuse any other name (a path, ``..``, an absolute name), a duplicate name and an
   entry larger than 1 GiB.
 - ``manifest.sha256`` MUST hold the hex SHA-256 of ``manifest.json``'s bytes, and
-  ``manifest.entries`` the hex SHA-256 of each safetensors entry: a digest for every entry.
+  ``manifest.entries`` the hex SHA-256 of each safetensors and ONNX entry: a digest for every entry.
   They catch corruption and edits, not a forger (there is no signature).
 - ``model_{a,b}.safetensors`` MUST hold float32 tensors named as
   :func:`models.state_dict_for_export` names them (sLSTM kernels in xlstm's backend-neutral
   layout, ``manifest.export_layout``). Loading runs no code: no pickle anywhere.
+- ``model_{a,b}.onnx`` (optional) MUST be ONNX models (``ModelProto``, weights inside), reading
+  ``x`` (batch, seq_len, input width) float32 and giving ``logits`` (batch, 3) and ``ret`` (batch,)
+  float32 (:mod:`models.onnx`); ``manifest.graphs`` then says how they were made and checked:
+  ``format = "onnx"``, ``opset``, ``input``, ``outputs``, ``exporter``, ``quantize`` (null, or
+  ``"int8"``: dynamically quantised weights), ``check`` (the span, decisions, ``max_prob_diff``
+  and ``differ``: how the graphs compared with the torch path over the holdout at export) and,
+  for quantised graphs, ``golden`` (``p_a``, ``p_b``, ``signal``, ``tolerance``: what the graphs
+  gave on the golden bars). Loading a graph runs no Python code either.
 - ``manifest.json`` MUST be UTF-8 JSON without NaN/inf, holding: ``format = "evo-bundle"``,
-  ``version = 2``, ``catalog_version``, ``export_layout``, ``member``, ``genome``; ``seq_len``
+  ``version = 4``, ``catalog_version``, ``export_layout``, ``member``, ``genome``; ``seq_len``
   and ``horizon`` (bars); ``min_bars`` (bars of history the first decision needs: warm-up plus
   window); ``tail_bars`` (bars a live stream keeps, see :mod:`evo.pipeline.stream`) and ``tail`` (how that
   was chosen and checked); ``models.{a,b}``: ``config`` (a :class:`models.ModelConfig`; its
@@ -27,8 +37,8 @@ Spec (version 3; version 2 bundles still load: they are version 3 bundles withou
   rule, :data:`backtest.STOP_RULE`); ``training``
   (mode and segments); ``trained_on`` (data source, hash, bar range, seed, device); ``metrics``
   (each block named for what it is: ``walk_forward_oos``, and ``holdout`` when the run has one);
-  ``golden`` (bars, and the probabilities the exported models gave on them); ``versions`` (evo,
-  torch, xlstm, ta-lib, ta, numpy, pandas, safetensors, python); ``entries``.
+  ``golden`` (bars, and the probabilities the exported torch models gave on them); ``versions`` (evo,
+  torch, xlstm, ta-lib, ta, numpy, pandas, safetensors, onnx, onnxruntime, python); ``entries``.
 - Multi-timeframe and regime models (optional keys): ``models.{a,b}.timeframes`` (multipliers of
   the base bar, ascending, 1 first; missing = ``[1]``), ``models.{a,b}.regime`` (``mode``:
   ``none``/``features``/``gate``, ``thresholds``: :class:`evo.pipeline.regime.RegimeThresholds`), and
@@ -36,15 +46,20 @@ Spec (version 3; version 2 bundles still load: they are version 3 bundles withou
   length) whenever a model reads more than ``x1``. A model with several timeframes stores a
   ``models.multi.MultiConfig`` as its ``config`` (``base``, ``timeframes``, ``fusion``) and a
   scaler over the packed columns (:mod:`evo.pipeline.inputs`).
-- A reader MUST refuse a bundle whose checksums do not match, whose version differs, whose
-  ``catalog_version`` or any feature spec differs from its own catalog, or whose
-  ``export_layout`` it does not know. ``verify()`` recomputes ``golden`` (within 1e-6).
+- A reader MUST refuse a bundle whose checksums do not match, whose version it does not read,
+  whose ``catalog_version`` or any feature spec differs from its own catalog, or whose
+  ``export_layout`` it does not know. ``verify()`` recomputes ``golden`` with the engine in use:
+  torch within 1e-6, float graphs within 1e-5 (:data:`evo.deploy.engines.ONNX_TOLERANCE`),
+  quantised graphs against ``graphs.golden``.
 
 Decisions: a decision at bar ``t`` uses bars ``<= t`` (features, then the window of the last
 ``seq_len`` rows), is made at ``t``'s close and is traded at the open of ``t+1``.
 
-Loading needs torch, xlstm, numpy, pandas, safetensors and the feature libraries only; it never
-imports deap, optuna, nevergrad or vectorbt.
+Engines (:mod:`evo.deploy.engines`): ``onnx`` runs the graphs with onnxruntime and needs neither
+torch nor xlstm (numpy, pandas, the feature libraries and onnxruntime: ``requirements-runtime.txt``);
+``torch`` rebuilds the models from the safetensors weights. By default a bundle with graphs runs on
+onnx, one without (versions 2, 3) on torch. Loading never imports deap, optuna, nevergrad or
+vectorbt, and imports torch only for the torch engine.
 """
 
 from __future__ import annotations
@@ -61,15 +76,17 @@ from typing import Any
 
 import numpy as np
 
+from evo.deploy.engines import GRAPH_ENTRIES, ONNX_TOLERANCE, Engine, OnnxEngine, TorchEngine, choose_engine
 from evo.errors import BundleError, DataError, GenomeError
 from evo.fileio import atomic_path
 
 log = logging.getLogger(__name__)
 
 FORMAT = "evo-bundle"
-VERSION = 3
-READABLE_VERSIONS = (2, 3)   # version 2: no timeframes, regimes or gate (read as x1, regime "none")
+VERSION = 4
+READABLE_VERSIONS = (2, 3, 4)   # 3: no ONNX graphs (torch engine only); 2: nor timeframes, regimes or gate
 ENTRIES = ("manifest.json", "manifest.sha256", "model_a.safetensors", "model_b.safetensors")
+GRAPHS = tuple(GRAPH_ENTRIES.values())   # optional: both or neither
 MAX_ENTRY_BYTES = 1 << 30
 GOLDEN_TOLERANCE = 1e-6   # probabilities: verify() refuses a larger difference
 MODELS = ("a", "b")
@@ -86,7 +103,7 @@ def library_versions() -> dict[str, str]:
     import platform
 
     out = {}
-    for dist in ("evo", "torch", "xlstm", "ta-lib", "ta", "numpy", "pandas", "safetensors"):
+    for dist in ("evo", "torch", "xlstm", "ta-lib", "ta", "numpy", "pandas", "safetensors", "onnx", "onnxruntime"):
         try:
             out[dist] = md.version(dist)
         except md.PackageNotFoundError:
@@ -95,14 +112,27 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def write_bundle(path: Path, manifest: dict[str, Any], tensors_a: dict, tensors_b: dict) -> dict[str, Any]:
+def write_bundle(path: Path, manifest: dict[str, Any], tensors_a: dict, tensors_b: dict,
+                 graphs: dict[str, bytes] | None = None) -> dict[str, Any]:
     """Write a bundle atomically (temp file in the same folder, fsync, then rename).
 
-    Adds ``format``, ``version`` and ``entries`` to ``manifest``; returns the manifest written.
+    ``tensors_{a,b}``: name -> torch tensor (or the safetensors bytes already serialised);
+    ``graphs``: ``{"a": onnx bytes, "b": onnx bytes}`` or None (a bundle without graphs, as
+    versions 2 and 3 were; ``manifest["graphs"]`` must then be absent). Adds ``format``,
+    ``version`` and ``entries`` to ``manifest``; returns the manifest written.
     """
-    from safetensors.torch import save
+    def weights(tensors) -> bytes:
+        if isinstance(tensors, bytes):
+            return tensors
+        from safetensors.torch import save
 
-    blobs = {"model_a.safetensors": save(tensors_a), "model_b.safetensors": save(tensors_b)}
+        return save(tensors)
+
+    if (graphs is None) != ("graphs" not in manifest) or (graphs is not None and set(graphs) != set(MODELS)):
+        raise BundleError(f"{path}: graphs for both models and the manifest's 'graphs' block go together")
+    blobs = {"model_a.safetensors": weights(tensors_a), "model_b.safetensors": weights(tensors_b)}
+    if graphs is not None:
+        blobs.update({GRAPH_ENTRIES[name]: graphs[name] for name in MODELS})
     manifest = {**manifest, "format": FORMAT, "version": VERSION,
                 "entries": {name: _sha256(b) for name, b in blobs.items()}}
     try:
@@ -127,17 +157,21 @@ def _read_entries(path: Path) -> dict[str, bytes]:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
             for info in infos:
-                if info.filename not in ENTRIES:
+                if info.filename not in ENTRIES + GRAPHS:
                     raise BundleError(f"{path}: unexpected entry {info.filename!r}; refusing the bundle")
                 if info.file_size > MAX_ENTRY_BYTES:
                     raise BundleError(f"{path}: entry {info.filename!r} is {info.file_size} bytes, over the limit")
             twice = [n for n, k in Counter(i.filename for i in infos).items() if k > 1]
             if twice:
                 raise BundleError(f"{path}: entry {twice[0]!r} appears more than once; refusing the bundle")
-            missing = [n for n in ENTRIES if n not in {i.filename for i in infos}]
+            names = {i.filename for i in infos}
+            missing = [n for n in ENTRIES if n not in names]
             if missing:
                 raise BundleError(f"{path}: missing entries {missing}")
-            return {n: zf.read(n) for n in ENTRIES}  # zipfile checks each entry's CRC-32 here
+            graphs = [n for n in GRAPHS if n in names]
+            if graphs and len(graphs) != len(GRAPHS):
+                raise BundleError(f"{path}: holds {graphs[0]} without {[n for n in GRAPHS if n not in graphs][0]}")
+            return {n: zf.read(n) for n in ENTRIES + tuple(graphs)}  # zipfile checks each entry's CRC-32 here
     except BundleError:
         raise
     except _ZIP_ERRORS as exc:
@@ -152,7 +186,7 @@ def _need(cond: bool, path: Path, what: str) -> None:
 def _check_manifest(manifest: Any, path: Path) -> None:
     """Structure and compatibility of a manifest whose checksum already matched."""
     import features
-    from models import EXPORT_LAYOUT
+    from models.layout import EXPORT_LAYOUT
 
     _need(isinstance(manifest, dict), path, "is not a JSON object")
     if manifest.get("format") != FORMAT or manifest.get("version") not in READABLE_VERSIONS:
@@ -207,8 +241,20 @@ def _check_manifest(manifest: Any, path: Path) -> None:
     for key in ("bars", "p_a", "p_b", "signal"):
         _need(isinstance(manifest["golden"], dict) and key in manifest["golden"], path, f"golden lacks {key!r}")
     entries = manifest["entries"]
-    _need(isinstance(entries, dict) and set(entries) == {"model_a.safetensors", "model_b.safetensors"}, path,
-          "entries must list the digests of model_a.safetensors and model_b.safetensors")
+    weights = {"model_a.safetensors", "model_b.safetensors"}
+    _need(isinstance(entries, dict) and set(entries) in (weights, weights | set(GRAPHS)), path,
+          "entries must list the digests of model_a.safetensors and model_b.safetensors (and of both "
+          "ONNX graphs, if any)")
+    if set(GRAPHS) <= set(entries):
+        g = manifest.get("graphs")
+        _need(manifest["version"] >= 4 and isinstance(g, dict) and g.get("format") == "onnx", path,
+              "lists ONNX graphs without a version-4 'graphs' block")
+        _need(g.get("quantize") in (None, "int8"), path, "graphs.quantize must be null or 'int8'")
+        if g.get("quantize"):
+            _need(isinstance(g.get("golden"), dict) and {"p_a", "p_b", "signal"} <= set(g["golden"]), path,
+                  "quantised graphs need graphs.golden (p_a, p_b, signal)")
+    else:
+        _need("graphs" not in manifest, path, "has a 'graphs' block but no ONNX entries")
 
 
 def input_width(spec: dict[str, Any]) -> int:
@@ -219,7 +265,8 @@ def input_width(spec: dict[str, Any]) -> int:
 
 
 def read_bundle(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """Read and check a bundle; return its manifest and the raw weight blobs by model (a, b).
+    """Read and check a bundle; return its manifest and its safetensors and ONNX entries by entry
+    name (``model_a.safetensors``, ..., ``model_b.onnx`` when it has graphs).
 
     Raises :class:`BundleError` for every way a bundle can be unusable (spec above).
     """
@@ -238,7 +285,11 @@ def read_bundle(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
             if name not in blobs or _sha256(blobs[name]) != digest:
                 raise BundleError(f"{path}: {name} does not match its checksum (corrupted or tampered with)")
     _check_manifest(manifest, path)
-    return manifest, {name: blobs[f"model_{name}.safetensors"] for name in MODELS}
+    stored = {name: data for name, data in blobs.items() if not name.startswith("manifest.")}
+    if set(stored) != set(manifest["entries"]):
+        extra = sorted(set(stored) - set(manifest["entries"]))
+        raise BundleError(f"{path}: entries {extra} have no checksum in the manifest; refusing the bundle")
+    return manifest, stored
 
 
 @dataclass(frozen=True)
@@ -268,6 +319,18 @@ class Probabilities:
     signal: np.ndarray
 
 
+@dataclass(frozen=True)
+class ModelInputs:
+    """What both models read at decision bars ``ends``: ``windows`` {"a", "b"} -> (N, seq_len, F)
+    float32 scaled windows; ``thresholds``: the consensus threshold (a float, or (N,) per bar under
+    a regime gate); ``regime``: (N,) volatility regimes of the gate, or None."""
+
+    ends: np.ndarray
+    windows: dict[str, np.ndarray]
+    thresholds: Any
+    regime: np.ndarray | None
+
+
 def golden_frame(golden: dict[str, Any]):
     """The bars stored in a manifest's ``golden`` block as a canonical bar frame."""
     import pandas as pd
@@ -279,7 +342,8 @@ def golden_frame(golden: dict[str, Any]):
 
 
 class Bundle:
-    """A loaded bundle: two models on the CPU, their scalers, the consensus rule, and a live stream.
+    """A loaded bundle: two models behind an engine (:mod:`evo.deploy.engines`: onnxruntime on the
+    ONNX graphs, or torch), their scalers, the consensus rule, and a live stream.
 
     Two ways to decide:
 
@@ -288,41 +352,57 @@ class Bundle:
     - :meth:`step`, once per closed bar: the bundle keeps the last ``tail_bars`` bars and decides
       on them; equal to :meth:`decide` on the full history within ~1e-9 of the features
       (:mod:`evo.pipeline.stream`), exactly while the stream has not dropped a bar yet.
+
+    Both run the models on the full window of each decision bar (never a recurrent state carried
+    from bar to bar): the computation the backtest judged.
+
+    ``models``: an engine, or ``{"a": module, "b": module}`` of torch modules (the torch engine).
     """
 
-    def __init__(self, manifest: dict[str, Any], models: dict[str, Any], scalers: dict[str, Any]):
+    def __init__(self, manifest: dict[str, Any], models: dict[str, Any] | Engine, scalers: dict[str, Any]):
         from evo.pipeline.stream import BarTail
 
-        self.manifest, self.models, self.scalers = manifest, models, scalers
+        self.manifest, self.scalers = manifest, scalers
+        self.engine: Engine = TorchEngine(models) if isinstance(models, dict) else models
         self._tail = BarTail(int(manifest["tail_bars"]))
 
-    @classmethod
-    def load(cls, path: Path, *, verify: bool = False) -> Bundle:
-        """Read, check and rebuild a bundle on the CPU (sLSTM backend ``"vanilla"``, whatever the
-        backend it was trained with). ``verify=True`` also runs :meth:`verify`."""
-        from safetensors.torch import load as load_tensors
+    @property
+    def models(self) -> dict[str, Any] | None:
+        """The torch modules of the torch engine (None on the onnx engine)."""
+        return getattr(self.engine, "models", None)
 
-        from models import Scaler
-        from models.multi import config_from_dict, load_model
+    @property
+    def has_graphs(self) -> bool:
+        """True when the bundle carries ONNX graphs (version 4)."""
+        return isinstance(self.manifest.get("graphs"), dict)
+
+    @classmethod
+    def load(cls, path: Path, *, verify: bool = False, engine: str = "auto", threads: int = 1) -> Bundle:
+        """Read, check and open a bundle on the CPU with ``engine`` (``"auto"``: onnx when the bundle
+        has ONNX graphs and onnxruntime is installed, else torch; ``"onnx"``; ``"torch"``, which
+        rebuilds the models with the sLSTM backend ``"vanilla"``, whatever the backend they were
+        trained with). ``threads``: onnxruntime's intra-op threads (the torch engine keeps torch's
+        own setting). ``verify=True`` also runs :meth:`verify`."""
+        from models.data import Scaler
 
         manifest, blobs = read_bundle(path)
-        models, scalers = {}, {}
+        widths = {name: input_width(manifest["models"][name]) for name in MODELS}
+        scalers = {}
         for name in MODELS:
-            spec = manifest["models"][name]
             try:
-                tensors = load_tensors(blobs[name])
-                cfg = config_from_dict(spec["config"])
-                bad = sorted(k for k, t in tensors.items() if str(t.dtype) != "torch.float32")
-                if bad:
-                    raise BundleError(f"tensors {bad[:3]} are not float32")
-                if cfg.n_features != input_width(spec) or cfg.seq_len != manifest["seq_len"]:
-                    raise BundleError("the config disagrees with the features or seq_len")
-                models[name] = load_model(cfg, tensors)  # always the portable "vanilla" sLSTM backend
-                scalers[name] = Scaler.from_dict(spec["scaler"])
-            except Exception as exc:  # noqa: BLE001 - safetensors, config or shape mismatch: unusable
-                raise BundleError(f"{path}: model {name.upper()} cannot be rebuilt ({exc})") from None
-        _warn_on_versions(manifest.get("versions", {}), path)
-        bundle = cls(manifest, models, scalers)
+                scalers[name] = Scaler.from_dict(manifest["models"][name]["scaler"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise BundleError(f"{path}: model {name.upper()}'s scaler is unusable ({exc})") from None
+        try:
+            kind = choose_engine(engine, isinstance(manifest.get("graphs"), dict))
+        except BundleError as exc:
+            raise BundleError(f"{path}: {exc}") from None
+        if kind == "onnx":
+            runner: Engine = OnnxEngine.from_bundle(manifest, widths, blobs, path, threads=threads)
+        else:
+            runner = TorchEngine.from_bundle(manifest, widths, blobs, path)
+        _warn_on_versions(manifest.get("versions", {}), path, kind)
+        bundle = cls(manifest, runner, scalers)
         if verify:
             bundle.verify()
         return bundle
@@ -389,8 +469,13 @@ class Bundle:
         Features are computed from ``bars`` alone; the value at bar t uses bars <= t, so each
         decision equals the one the same bars give in a live run.
         """
+        return self.run(self.inputs(bars, last))
+
+    def inputs(self, bars, last: int = 1) -> ModelInputs:
+        """What the models read for the last ``last`` bars of ``bars``: the scaled windows of each
+        model and the regime gate's thresholds (any engine can run them: :meth:`run`)."""
         from features import compute_features
-        from models import make_windows, predict_proba
+        from models.data import make_windows
 
         if last < 1:
             raise DataError(f"asked for {last} decisions; ask for at least 1")
@@ -402,16 +487,15 @@ class Bundle:
         m = self.manifest
         feats = compute_features(bars)
         ends = np.arange(len(bars) - last, len(bars))
-        probs = {}
+        windows = {}
         for name in MODELS:
             spec = m["models"][name]
             if len(spec.get("timeframes", [1])) == 1 and (spec.get("regime") or {}).get("mode", "none") != "features":
                 values = feats[spec["features"]].to_numpy(dtype=np.float64)
                 X = self.scalers[name].transform(values[len(bars) - last - self.seq_len + 1:])
-                X = make_windows(X, ends - ends[0] + self.seq_len - 1, self.seq_len)
+                windows[name] = make_windows(X, ends - ends[0] + self.seq_len - 1, self.seq_len)
             else:
-                X = self._packed_windows(spec, name, bars, feats, ends)
-            probs[name] = predict_proba(self.models[name], X)
+                windows[name] = self._packed_windows(spec, name, bars, feats, ends)
         c = m["consensus"]
         thresholds = float(c["threshold"])
         regime = None
@@ -422,8 +506,14 @@ class Bundle:
             regime = vol_regime(regime_inputs(bars)[ends], thr)
             offsets = np.array([float(c.get("gate_low", 0.0)), 0.0, float(c.get("gate_high", 0.0))])
             thresholds = np.clip(float(c["threshold"]) + offsets[regime], 0.01, 0.99)
-        signal = self._consensus(probs, c, thresholds, regime)
-        return Probabilities(ends=ends, p_a=probs["a"], p_b=probs["b"], signal=np.asarray(signal))
+        return ModelInputs(ends=ends, windows=windows, thresholds=thresholds, regime=regime)
+
+    def run(self, inputs: ModelInputs, engine: Engine | None = None) -> Probabilities:
+        """Both models on ``inputs`` with ``engine`` (default: the bundle's), then the consensus."""
+        engine = engine or self.engine
+        probs = {name: engine.proba(name, inputs.windows[name]) for name in MODELS}
+        signal = self._consensus(probs, self.manifest["consensus"], inputs.thresholds, inputs.regime)
+        return Probabilities(ends=inputs.ends, p_a=probs["a"], p_b=probs["b"], signal=np.asarray(signal))
 
     @staticmethod
     def _consensus(probs: dict[str, np.ndarray], c: dict[str, Any], thresholds, regime) -> np.ndarray:
@@ -480,24 +570,31 @@ class Bundle:
                 for t, s, pa, pb in zip(p.ends, p.signal, p.p_a, p.p_b)]
 
     def verify(self) -> float:
-        """Recompute the golden probabilities stored at export from the stored bars; return the
-        largest difference. Raises :class:`BundleError` when it exceeds 1e-6 or a signal differs:
-        this runtime does not reproduce the models that were judged."""
+        """Recompute the golden probabilities stored at export from the stored bars with the engine
+        in use; return the largest difference. Raises :class:`BundleError` when it exceeds the
+        engine's tolerance (torch 1e-6; float ONNX graphs 1e-5; quantised graphs: their own golden
+        block, ``graphs.golden``) or a signal differs: this runtime does not reproduce the models that
+        were judged."""
         g = self.manifest["golden"]
+        want, tol = g, float(g.get("tolerance", GOLDEN_TOLERANCE))
+        if self.engine.name == "onnx":
+            graphs = self.manifest.get("graphs") or {}
+            want = graphs.get("golden") or g
+            tol = float(want.get("tolerance", max(tol, ONNX_TOLERANCE)))
         try:
             bars = golden_frame(g)
-            want_a, want_b = np.asarray(g["p_a"], dtype=np.float64), np.asarray(g["p_b"], dtype=np.float64)
+            want_a, want_b = np.asarray(want["p_a"], dtype=np.float64), np.asarray(want["p_b"], dtype=np.float64)
             got = self.probabilities(bars, last=len(want_a))
         except (KeyError, TypeError, ValueError, DataError) as exc:
             raise BundleError(f"golden block unusable ({exc})") from None
         diff = float(max(np.abs(got.p_a - want_a).max(), np.abs(got.p_b - want_b).max()))
-        tol = float(g.get("tolerance", GOLDEN_TOLERANCE))
         if not diff <= tol:
-            raise BundleError(f"this machine does not reproduce the exported models: probabilities differ by "
-                              f"{diff:.2e} (> {tol:g}) on the golden bars; versions {library_versions()} vs "
-                              f"the bundle's {self.manifest.get('versions')}")
-        if [int(s) for s in got.signal] != [int(s) for s in g["signal"]]:
-            raise BundleError("this machine does not reproduce the exported signals on the golden bars")
+            raise BundleError(f"this machine does not reproduce the exported models ({self.engine.name} engine): "
+                              f"probabilities differ by {diff:.2e} (> {tol:g}) on the golden bars; versions "
+                              f"{library_versions()} vs the bundle's {self.manifest.get('versions')}")
+        if [int(s) for s in got.signal] != [int(s) for s in want["signal"]]:
+            raise BundleError(f"this machine does not reproduce the exported signals on the golden bars "
+                              f"({self.engine.name} engine)")
         return diff
 
     # -- live stream ---------------------------------------------------------------------------
@@ -546,9 +643,10 @@ class Bundle:
         return self.decide(self._tail.frame(), last=1)[0]
 
 
-def _warn_on_versions(saved: dict[str, Any], path: Path) -> None:
+def _warn_on_versions(saved: dict[str, Any], path: Path, engine: str) -> None:
     here = library_versions()
-    differ = [f"{k} {saved[k]} -> {here[k]}" for k in ("torch", "xlstm", "ta-lib", "ta")
+    runtime = ("onnxruntime",) if engine == "onnx" else ("torch", "xlstm")
+    differ = [f"{k} {saved[k]} -> {here[k]}" for k in (*runtime, "ta-lib", "ta")
               if k in saved and saved[k] != here.get(k)]
     if differ:
         log.warning("%s: made with other library versions (%s); Bundle.verify() checks that the numbers "
@@ -559,9 +657,11 @@ __all__ = [
     "ENTRIES",
     "FORMAT",
     "GOLDEN_TOLERANCE",
+    "GRAPHS",
     "VERSION",
     "Bundle",
     "Decision",
+    "ModelInputs",
     "Probabilities",
     "golden_frame",
     "library_versions",

@@ -199,12 +199,19 @@ def _regime_spec(fm: FinalModel) -> dict[str, Any]:
 
 
 def write_member_bundle(fit: FinalFit, record: Record, ds: Dataset, budget: Budget, out: Path, *,
-                        run_meta: dict | None = None) -> dict[str, Any]:
+                        run_meta: dict | None = None, graphs: bool = True, quantize: str | None = None,
+                        max_disagreement: float = 0.0) -> dict[str, Any]:
     """Write the bundle of a final fit to ``out`` (temp file, then rename); return its manifest.
 
     The golden block holds the last GOLDEN_BARS decision bars the models were fitted on (with the
     ``tail_bars`` of history each needs) and the probabilities the exported weights give there,
     computed the way the trading PC will (CPU, vanilla sLSTM, features from those bars alone).
+
+    ``graphs`` (default): the bundle also carries each model's ONNX graph, checked against the
+    torch path over the holdout (:func:`evo.deploy.graphs.check_graphs`; the last CHECK_BARS bars
+    without a holdout) before anything is written; ``quantize="int8"`` writes int8 graphs instead,
+    refused when they change more than ``max_disagreement`` of those decisions. ``graphs=False``
+    writes a bundle without graphs (torch engine only, as versions 2 and 3 were).
     """
     import features
     from models import EXPORT_LAYOUT, state_dict_for_export
@@ -302,7 +309,24 @@ def write_member_bundle(fit: FinalFit, record: Record, ds: Dataset, budget: Budg
         "tolerance": GOLDEN_TOLERANCE,
         "trained_model_max_diff": drift,
     }
-    return write_bundle(out, manifest, tensors["a"], tensors["b"])
+    if not graphs:
+        if quantize:
+            raise BundleError("--quantize needs the ONNX graphs")
+        return write_bundle(out, manifest, tensors["a"], tensors["b"])
+    from evo.deploy.graphs import CHECK_BARS, check_graphs, export_graphs
+
+    made = export_graphs({name: model_config(fm.run.genes, g.seq_len, "cpu") for name, fm in fit.models.items()},
+                         tensors)
+    if fit.holdout is not None and fit.holdout[1] - 1 > fit.holdout[0]:
+        cut, n = fit.holdout
+        span, check_bars, check_last = "holdout", ds.bars.iloc[: n - 1], n - 1 - cut   # the replay's decisions
+    else:
+        check_last = max(1, min(CHECK_BARS, ds.n_bars - runtime.min_bars + 1))
+        span, check_bars = f"last {check_last} bars", ds.bars
+    written, manifest["graphs"] = check_graphs(runtime, made, check_bars, check_last, span, golden_bars=bars,
+                                               golden_last=GOLDEN_BARS, quantize=quantize,
+                                               max_disagreement=max_disagreement)
+    return write_bundle(out, manifest, tensors["a"], tensors["b"], graphs=written)
 
 
 REPLAY_SHARPE_TOL = 1e-6      # |bundle's holdout Sharpe - the front's|: same signals and prices give the same figures
@@ -363,7 +387,7 @@ def replay_holdout(path: Path, fit: FinalFit, record: Record, ds: Dataset, budge
     g = fit.genome
     cut, n = fit.holdout
     ends = np.arange(cut, n - 1)
-    bundle = Bundle.load(path)
+    bundle = Bundle.load(path, engine="torch")   # the judged models; the graphs were checked against them
     names = {v: k for k, v in SIGNAL_NAMES.items()}
     replayed = np.array([names[d.signal] for d in bundle.decide(ds.bars.iloc[: n - 1], last=len(ends))], np.int8)
     m = bundle.manifest
@@ -420,18 +444,21 @@ def replay_holdout(path: Path, fit: FinalFit, record: Record, ds: Dataset, budge
 
 
 def export_member(record: Record, ds: Dataset, budget: Budget, out: Path, *, seed: int, device: str = "cpu",
-                  refit_all: bool = False, run_meta: dict | None = None,
-                  front_device: str | None = None) -> dict[str, Any]:
-    """Train the member's models (:func:`train_final`), write the bundle to ``out`` and replay the
-    holdout with it (:func:`replay_holdout`); return the manifest. ``ds`` holds all of the run's
+                  refit_all: bool = False, run_meta: dict | None = None, front_device: str | None = None,
+                  quantize: str | None = None, max_disagreement: float = 0.0) -> dict[str, Any]:
+    """Train the member's models (:func:`train_final`), write the bundle to ``out`` with its ONNX
+    graphs (checked against the torch path; int8 with ``quantize="int8"``, at most
+    ``max_disagreement`` of the holdout's decisions changed: :func:`write_member_bundle`) and replay
+    the holdout with it (:func:`replay_holdout`); return the manifest. ``ds`` holds all of the run's
     bars, the holdout included; ``front_device``: the device the run traded its holdout on.
 
-    The bundle is written beside ``out`` and renamed over it only once the replay agrees: a
-    mismatch raises :class:`BundleError` and leaves no bundle (an older file at ``out`` stays).
+    The bundle is written beside ``out`` and renamed over it only once the graphs and the replay
+    agree: a mismatch raises :class:`BundleError` and leaves no bundle (an older file at ``out`` stays).
     """
     fit = train_final(record, ds, budget, seed=seed, device=device, refit_all=refit_all)
     with atomic_path(out) as staged:
-        manifest = write_member_bundle(fit, record, ds, budget, staged, run_meta=run_meta)
+        manifest = write_member_bundle(fit, record, ds, budget, staged, run_meta=run_meta, quantize=quantize,
+                                       max_disagreement=max_disagreement)
         replay = replay_holdout(staged, fit, record, ds, budget, front_device=front_device)
     if replay is not None:
         log.info("%s", replay.summary())
