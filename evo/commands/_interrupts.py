@@ -18,6 +18,11 @@ from typing import Iterator
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
+# The last signal received inside stop_on_signals. A signal that lands while Python runs a weakref
+# callback or a __del__ has its exception printed and dropped ("Exception ignored in ..."), so the
+# command also calls raise_if_pending() at safe points (after each evaluation, before each phase).
+_pending: list[int] = []
+
 
 class Interrupted(KeyboardInterrupt):
     """Raised in the main thread when SIGINT or SIGTERM arrives."""
@@ -51,11 +56,19 @@ def stop_on_signals() -> Iterator[None]:
 
     def handler(signum, frame):  # noqa: ARG001 - the signal module's signature
         _quiet_optuna()
+        _pending.append(signum)
         raise Interrupted(signum)
 
+    _pending.clear()
     previous = {s: signal.signal(s, handler) for s in SIGNALS}
     try:
         yield
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+def raise_if_pending() -> None:
+    """Raise :class:`Interrupted` if a signal arrived whose exception was swallowed on the way."""
+    if _pending:
+        raise Interrupted(_pending[-1])

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from evo.commands._common import budget_of, load_run_data, make_console, setup_logging, single_thread_torch
 from evo.commands._data_args import add_data_arguments
+from evo.commands._interrupts import raise_if_pending
 
 HELP = "evolve a consensus pair of xLSTM models"
 
@@ -237,6 +238,7 @@ def _trade_holdout(store, holdouts, budget, seed, device, console) -> None:
     seeds = [records[k] for k in store.meta.get("seed_genomes", {}) if k in records and records[k].ok
              and records[k].result.get("holdout") is None]
     for i, rec in enumerate(members + seeds):
+        raise_if_pending()
         console.print(f"holdout {i + 1}/{len(members) + len(seeds)}: training {rec.key[:8]} on the bars before "
                       f"{holdout.start[:10]} and trading it on {holdout.start[:10]}..{holdout.end[:10]}")
         result = dict(rec.result)
@@ -316,6 +318,7 @@ def _search(store, ctx, generations, console, seed_genomes=(), *, optimizer="nsg
         search = None
 
         def progress(event: dict) -> None:
+            raise_if_pending()   # a signal whose exception was swallowed (e.g. in a GC callback)
             kind = event["kind"]
             if kind == "generation":
                 bar.update(total, description=f"generation {event['generation']}/{generations}")
@@ -340,12 +343,13 @@ def _search(store, ctx, generations, console, seed_genomes=(), *, optimizer="nsg
                         objective_names=tuple(objective_names), map_fn=map_fn)
         bar.update(total, completed=termination.progress(search))
         try:   # Ctrl-C / SIGTERM (evo.commands._interrupts.Interrupted) leaves through here to main
-            search.run(termination)
+            search.run(termination, should_stop=lambda: bool(raise_if_pending()))
             if limit is not None and limit.reached and search.generation < generations:
                 console.print(f"time limit reached after generation {search.generation}: stopping with its front")
             if ctx.budget.ga.rescore:
                 bar.update(total, description=f"re-scoring the front with {ctx.budget.ga.rescore} fresh seeds")
                 search.rescore_front()
+            raise_if_pending()
         finally:
             if map_fn is not None:
                 map_fn.close()
