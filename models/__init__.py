@@ -6,6 +6,7 @@ Importing ``models`` loads torch and xlstm but never optuna, deap, nevergrad or 
 learning-rate search lives in ``models.tuning``; import it explicitly).
 """
 
+from models.batched import train_models
 from models.config import ModelConfig, TrainConfig, build_stack_config, mlstm_inner_dim, pick_backend
 from models.data import Scaler, fit_dead_zone, fit_scaler, forward_returns, make_labels, make_windows
 from models.multi import MultiConfig, MultiTimeframeModel, build_model, load_model
@@ -35,4 +36,5 @@ __all__ = [
     "predict_proba",
     "state_dict_for_export",
     "train_model",
+    "train_models",
 ]
