@@ -89,12 +89,15 @@ CONFIGS = {
 }
 
 
-@pytest.mark.parametrize("name", list(CONFIGS))
-def test_each_member_equals_training_it_alone_float64(bars, float64, name):
+@pytest.mark.parametrize("name,group", [(name, 0) for name in CONFIGS] + [("mixed", 2), ("multi-concat", 1)])
+def test_each_member_equals_training_it_alone_float64(bars, float64, monkeypatch, name, group):
     """float64, dropout > 0 (each member draws its single model's masks), three members with their
     own data, lengths, seeds and learning rates: weights, loss histories, chosen epochs and
-    predictions equal train_model's to 1e-9 (measured: ~1e-12, summation order only)."""
+    predictions equal train_model's to 1e-9 (measured: ~1e-12, summation order only). ``group``:
+    members per forward/backward pass (0: all three, as these tiny models get by default)."""
     cfg = CONFIGS[name]
+    if group:
+        monkeypatch.setattr(mb, "_group_size", lambda spec, batch: group)
     splits = _splits(bars, cfg.n_features)
     tcfgs = _tcfgs()
     batched = mb.train_models(cfg, tcfgs, [s[0] for s in splits], [s[1] for s in splits])
