@@ -14,9 +14,10 @@ from pathlib import Path
 
 from evo.commands._common import setup_logging
 
-HELP = "measure evo on this machine (overhead, xLSTM speed, backtest, start-up, caches, memory)"
+HELP = "measure evo on this machine (overhead, xLSTM speed, backtest, start-up, caches, memory, throughput)"
 
-ITEMS = ("overhead", "multifidelity", "xlstm", "backtest", "startup", "caches", "memory", "gpu")  # experiments.bench.measure.ITEMS
+ITEMS = ("overhead", "multifidelity", "xlstm", "backtest", "startup", "caches", "memory", "gpu",
+         "throughput")  # experiments.bench.measure.ITEMS
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
 
 
