@@ -43,7 +43,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 
@@ -78,7 +78,7 @@ _CHUNK_ELEMENTS = 400_000
 # float32, an L2 cache's worth): measured 25-30 % faster than all members at once for E 16-32, S 24-32.
 _CHUNK_ELEMENTS = 400_000
 
-OnEpoch = Callable[[int, int, float], bool]  # (member, epoch, val_loss) -> stop this member
+OnEpoch = Callable[[int, dict[int, float]], Iterable[int] | None]  # (epoch, {member: val_loss}) -> members to stop
 
 
 def batched_enabled() -> bool:
@@ -104,9 +104,12 @@ def train_models(
     epochs, patience, batch size, weight decay, clipping, the loss weight, and the number of
     training and validation windows. ``tcfgs`` must agree on ``device`` and ``amp``.
 
-    ``on_epoch(k, epoch, val_loss)`` is called after each epoch of each member still training
-    (epoch-major: all members' epoch 0, then epoch 1 ...); returning True stops member ``k``
-    (``pruned`` in its result), as ``train_model``'s ``on_epoch`` does.
+    ``on_epoch(epoch, {k: val_loss})`` is called after each epoch with the validation losses of the
+    members that ran it (every member still training; epoch 0 of all, then epoch 1 ...) and returns
+    the members to stop now (``pruned`` in their results), as ``train_model``'s ``on_epoch`` does
+    for one model. It sees all members' losses of an epoch at once, so it can compare them (a
+    learning-rate race, :func:`models.tuning.tune_and_train`). One at a time (``EVO_BATCHED=0``) it is
+    called once per member and epoch, with that member's loss alone.
 
     A member whose loss turns NaN/inf raises ``GenomeError`` (as ``train_model`` does), or with
     ``return_errors`` becomes that ``GenomeError`` in the returned list while the others go on.
@@ -134,7 +137,7 @@ def train_models(
 def _one_at_a_time(cfg, tcfgs, trains, vals, on_epoch, return_errors) -> list[TrainResult | GenomeError]:
     out: list[TrainResult | GenomeError] = []
     for k, (tcfg, tr, va) in enumerate(zip(tcfgs, trains, vals)):
-        cb = None if on_epoch is None else (lambda epoch, loss, k=k: on_epoch(k, epoch, loss))
+        cb = None if on_epoch is None else (lambda epoch, loss, k=k: k in set(on_epoch(epoch, {k: loss}) or ()))
         try:
             out.append(train_model(cfg, tcfg, tr, va, on_epoch=cb))
         except GenomeError as exc:
@@ -807,7 +810,7 @@ class _Trainer:
         if not self.live:
             return
         losses = self._val_losses()
-        keep = []
+        done: dict[int, float] = {}  # row -> val loss of the members that finished the epoch
         for row, (m, val_loss) in enumerate(zip(self.live, losses)):
             if m.error is not None:
                 continue
@@ -823,12 +826,17 @@ class _Trainer:
             else:
                 m.bad_epochs += 1
             log.debug("member %d epoch %d train %.4f val %.4f", m.index, epoch, m.history[-1][0], val_loss)
-            if self.on_epoch is not None and self.on_epoch(m.index, epoch, val_loss):
+            done[row] = val_loss
+        stop = set()
+        if self.on_epoch is not None and done:
+            stop = set(self.on_epoch(epoch, {self.live[row].index: v for row, v in done.items()}) or ())
+        keep = []
+        for row in done:
+            m = self.live[row]
+            if m.index in stop:
                 m.pruned = True
-                continue
-            if m.bad_epochs >= m.tcfg.patience or epoch + 1 >= m.tcfg.max_epochs:
-                continue
-            keep.append(row)
+            elif m.bad_epochs < m.tcfg.patience and epoch + 1 < m.tcfg.max_epochs:
+                keep.append(row)
         self._keep(keep)
 
     def _fail(self, m: _Member, error: GenomeError) -> None:

@@ -146,7 +146,7 @@ def test_a_stopped_member_keeps_its_best_epoch_while_the_others_train_on(bars, f
     tcfgs[0] = dataclasses.replace(tcfgs[0], lr=1e-2, patience=1)
     seen: list[tuple[int, int]] = []
     batched = mb.train_models(cfg, tcfgs, [s[0] for s in splits], [s[1] for s in splits],
-                              on_epoch=lambda k, epoch, loss: seen.append((k, epoch)) or False)
+                              on_epoch=lambda epoch, losses: seen.extend((k, epoch) for k in losses))
     first = batched[0]
     assert first.epochs_run < 6 and first.best_epoch == first.epochs_run - 2
     assert all(r.epochs_run == 6 for r in batched[1:])
@@ -175,12 +175,14 @@ def test_a_member_without_a_batch_is_not_stepped(bars, float64):
 
 
 def test_pruning_and_a_diverging_member(bars):
-    """``on_epoch`` returning True stops that member (``pruned``); a member whose loss turns NaN
+    """``on_epoch`` naming a member stops it (``pruned``); a member whose loss turns NaN
     becomes its GenomeError with ``return_errors`` (the others train on) and raises without it."""
     cfg = CONFIGS["mlstm"]
     splits = _splits(bars, cfg.n_features)
     trains, vals = [s[0] for s in splits], [s[1] for s in splits]
-    res = mb.train_models(cfg, _tcfgs(), trains, vals, on_epoch=lambda k, epoch, loss: k == 1)
+    calls = []
+    res = mb.train_models(cfg, _tcfgs(), trains, vals, on_epoch=lambda epoch, losses: calls.append(dict(losses)) or [1])
+    assert [sorted(c) for c in calls] == [[0, 1, 2], [0, 2], [0, 2]]  # all members' losses of an epoch at once
     assert res[1].pruned and res[1].epochs_run == 1
     assert not res[0].pruned and res[0].epochs_run == 3
     huge = (trains[2][0] * 1e30, trains[2][1], trains[2][2])  # finite inputs whose products overflow
@@ -227,3 +229,4 @@ def test_cuda_members_train_like_the_cpu(bars):
                           [s[0] for s in splits], [s[1] for s in splits])
     for a, b in zip(cpu, gpu):
         np.testing.assert_allclose(np.array(a.history), np.array(b.history), rtol=1e-3)
+
