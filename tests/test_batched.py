@@ -230,3 +230,34 @@ def test_cuda_members_train_like_the_cpu(bars):
     for a, b in zip(cpu, gpu):
         np.testing.assert_allclose(np.array(a.history), np.array(b.history), rtol=1e-3)
 
+
+def test_tune_and_train_equals_the_study_then_each_fold(bars, float64):
+    """models.tuning.tune_and_train (the lr trials raced as the first epochs of fold 0's final run,
+    every fold started with every trial's lr, the losers stopped once the study decides) gives
+    tune_learning_rate's study (same lrs, values, best epochs) and lr, and train_model's final
+    model on every fold."""
+    optuna = pytest.importorskip("optuna")
+    from models.tuning import tune_and_train, tune_learning_rate
+
+    cfg = CONFIGS["mixed"]
+    splits = _splits(bars, cfg.n_features)
+    trains, vals = [s[0] for s in splits], [s[1] for s in splits]
+    tcfg = TrainConfig(lr=1e-3, max_epochs=4, patience=2, batch_size=64)
+    storage = optuna.storages.InMemoryStorage()
+    lr, results = tune_and_train(cfg, tcfg, trains, vals, n_trials=2, trial_epochs=2, seed=4, storage=storage,
+                                 study_name="race")
+    ref_lr, ref_study = tune_learning_rate(cfg, dataclasses.replace(tcfg, max_epochs=2), trains[0], vals[0],
+                                           n_trials=2, seed=4)
+    assert lr == ref_lr and lr != 1e-3  # seed 4: TPE's draw (7.96e-3) beats the default trial's 1e-3
+    race = optuna.load_study(study_name="race", storage=storage)
+    assert [t.params for t in race.trials] == [t.params for t in ref_study.trials]
+    assert [t.state for t in race.trials] == [t.state for t in ref_study.trials]
+    assert [t.user_attrs for t in race.trials] == [t.user_attrs for t in ref_study.trials]
+    np.testing.assert_allclose([t.value for t in race.trials], [t.value for t in ref_study.trials], atol=1e-9)
+    assert [t.intermediate_values.keys() for t in race.trials] == [t.intermediate_values.keys()
+                                                                   for t in ref_study.trials]
+    for (train, val), res in zip(splits, results):
+        alone = train_model(cfg, dataclasses.replace(tcfg, lr=lr), train, val)
+        wa, wb = _weights(alone.model), _weights(res.model)
+        assert max(float((wa[k] - wb[k]).abs().max()) for k in wa) <= 1e-9
+        assert (res.best_epoch, res.epochs_run) == (alone.best_epoch, alone.epochs_run)
