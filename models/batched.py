@@ -304,6 +304,11 @@ class _Recurrence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, wx: Tensor, r_t: Tensor) -> Tensor:
+        with torch.autocast(wx.device.type, enabled=False):  # the recurrence in its inputs' dtype (as backward)
+            return _Recurrence._forward(ctx, wx, r_t)
+
+    @staticmethod
+    def _forward(ctx, wx: Tensor, r_t: Tensor) -> Tensor:
         S, P, B, D4 = wx.shape
         DH = D4 // 4
         ys = wx.new_empty(S, P, B, DH)

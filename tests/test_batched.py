@@ -174,6 +174,21 @@ def test_a_member_without_a_batch_is_not_stepped(bars, float64):
     assert max(float((wa[k] - wb[k]).abs().max()) for k in wa) <= 1e-9
 
 
+def test_members_with_their_own_batch_size_epochs_and_clip(bars, float64):
+    """Batch sizes 32, 64 and 48 (padded to one batch shape), 2, 4 and 3 epochs, clips 0.5, 1 and 2,
+    weight decay 0, 0.01 and 0.1: each member still equals training it alone."""
+    cfg = CONFIGS["mixed"]
+    splits = _splits(bars, cfg.n_features)
+    tcfgs = [dataclasses.replace(t, batch_size=b, max_epochs=e, patience=e, grad_clip=c, weight_decay=w)
+             for t, b, e, c, w in zip(_tcfgs(), (32, 64, 48), (2, 4, 3), (0.5, 1.0, 2.0), (0.0, 0.01, 0.1))]
+    batched = mb.train_models(cfg, tcfgs, [s[0] for s in splits], [s[1] for s in splits])
+    for tcfg, (train, val), res in zip(tcfgs, splits, batched):
+        alone = train_model(cfg, tcfg, train, val)
+        wa, wb = _weights(alone.model), _weights(res.model)
+        assert max(float((wa[k] - wb[k]).abs().max()) for k in wa) <= 1e-9
+        assert res.epochs_run == alone.epochs_run == tcfg.max_epochs
+
+
 def test_pruning_and_a_diverging_member(bars):
     """``on_epoch`` naming a member stops it (``pruned``); a member whose loss turns NaN
     becomes its GenomeError with ``return_errors`` (the others train on) and raises without it."""
