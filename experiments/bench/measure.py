@@ -1115,7 +1115,7 @@ def _training_flops(cfg, batch: int, train_windows: list[int], val_windows: int,
 
 def bench_throughput(*, n_genomes: int = 6, seed: int = 0, windows: int = 384, val_windows: int = 96,
                      epochs: int = 2, repeats: int = 2, warmup: int = 1, peak_n: int = 2048,
-                     progress: ProgressFn | None = None) -> dict[str, Any]:
+                     schedule_epochs: int | None = 4, progress: ProgressFn | None = None) -> dict[str, Any]:
     """Batched vs one-at-a-time training of a genome's models (issue 16), one torch thread.
 
     For each model of ``n_genomes`` random ``cpu`` genomes (:func:`throughput_models`): the
@@ -1126,7 +1126,12 @@ def bench_throughput(*, n_genomes: int = 6, seed: int = 0, windows: int = 384, v
     ``models.batched.train_models`` (batched) and ``models.train.train_model`` one after the other
     (single), interleaved rounds; medians of wall and thread CPU time. Also the FLOPs of that
     training (:func:`_training_flops`) over the batched wall time, as a share of
-    :func:`matmul_peak` at one thread."""
+    :func:`matmul_peak` at one thread.
+
+    With ``schedule_epochs``, also the schedule the genome evaluation runs (the lr study on fold 0,
+    ``lr_trials`` trials of ``lr_trial_epochs`` epochs, then every fold with the chosen lr for
+    ``schedule_epochs`` epochs): ``models.tuning.tune_and_train`` (batched) vs ``tune_learning_rate``
+    then ``train_model`` per fold (single), same data, interleaved."""
     import torch
 
     from evo.search.hardware import time_interleaved
@@ -1163,7 +1168,13 @@ def bench_throughput(*, n_genomes: int = 6, seed: int = 0, windows: int = 384, v
             flops = _training_flops(cfg, batch, [n for n in sizes for _ in lrs], val_windows, epochs)
             b_s, s_s = statistics.median(batched.wall_ms) / 1e3, statistics.median(single.wall_ms) / 1e3
             b_cpu, s_cpu = statistics.median(batched.cpu_ms) / 1e3, statistics.median(single.cpu_ms) / 1e3
-            rows.append({"genome": m["genome"], "model": m["model"], "shape": _shape_text(cfg, batch),
+            sched = {}
+            if schedule_epochs:
+                sched = _bench_schedule(cfg, replace(tcfgs[0], lr=1e-3, max_epochs=schedule_epochs,
+                                                     patience=schedule_epochs),
+                                        trains[::len(lrs)], vals[::len(lrs)], lr_trials,
+                                        min(budget.train.lr_trial_epochs, schedule_epochs), repeats, warmup)
+            rows.append({**sched, "genome": m["genome"], "model": m["model"], "shape": _shape_text(cfg, batch),
                          "batched_s": round(b_s, 3), "single_s": round(s_s, 3), "ratio": s_s / b_s,
                          "batched_cpu_s": round(b_cpu, 3), "single_cpu_s": round(s_cpu, 3), "cpu_ratio": s_cpu / b_cpu,
                          "gflop": round(flops / 1e9, 2),
@@ -1178,13 +1189,42 @@ def bench_throughput(*, n_genomes: int = 6, seed: int = 0, windows: int = 384, v
                         "cpu_ratio": sum(r["single_cpu_s"] for r in rs) / sum(r["batched_cpu_s"] for r in rs)})
     total_flops = sum(r["gflop"] for r in rows) * 1e9
     batched_s = sum(r["batched_s"] for r in rows)
-    return {"threads": 1, "genomes": n_genomes, "seed": seed, "folds": folds, "lr_trials": lr_trials,
+    schedule = {}
+    if schedule_epochs:
+        schedule = {"schedule_epochs": schedule_epochs,
+                    "schedule_trial_epochs": min(budget.train.lr_trial_epochs, schedule_epochs),
+                    "schedule_ratio": sum(r["schedule_single_s"] for r in rows) / sum(r["schedule_batched_s"]
+                                                                                       for r in rows)}
+        for g in genomes:
+            rs = [r for r in rows if r["genome"] == g["genome"]]
+            g["schedule_ratio"] = (sum(r["schedule_single_s"] for r in rs) / sum(r["schedule_batched_s"] for r in rs))
+    return {**schedule, "threads": 1, "genomes": n_genomes, "seed": seed, "folds": folds, "lr_trials": lr_trials,
             "members": len(sizes) * len(lrs), "train_windows": sizes, "val_windows": val_windows, "epochs": epochs,
             "repeats": repeats, "matmul": peak, "models": rows, "per_genome": genomes,
             "ratio": sum(r["single_s"] for r in rows) / batched_s,
             "cpu_ratio": sum(r["single_cpu_s"] for r in rows) / sum(r["batched_cpu_s"] for r in rows),
             "peak_share": total_flops / batched_s / (peak["peak_gflops"] * 1e9),
             "single_peak_share": total_flops / sum(r["single_s"] for r in rows) / (peak["peak_gflops"] * 1e9)}
+
+
+def _bench_schedule(cfg, tcfg, trains, vals, n_trials: int, trial_epochs: int, repeats: int,
+                    warmup: int) -> dict[str, Any]:
+    """The genome evaluation's schedule for one model (see :func:`bench_throughput`), batched by
+    ``tune_and_train`` vs one model at a time; medians in seconds."""
+    from evo.search.hardware import time_interleaved
+    from models.train import train_model
+    from models.tuning import tune_and_train, tune_learning_rate
+
+    def single():
+        lr, _ = tune_learning_rate(cfg, replace(tcfg, max_epochs=trial_epochs), trains[0], vals[0],
+                                   n_trials=n_trials, seed=0)
+        return [train_model(cfg, replace(tcfg, lr=lr), tr, va) for tr, va in zip(trains, vals)]
+
+    batched, one = time_interleaved(
+        [lambda: tune_and_train(cfg, tcfg, trains, vals, n_trials=n_trials, trial_epochs=trial_epochs, seed=0),
+         single], repeats=repeats, warmup=warmup)
+    b_s, s_s = statistics.median(batched.wall_ms) / 1e3, statistics.median(one.wall_ms) / 1e3
+    return {"schedule_batched_s": round(b_s, 3), "schedule_single_s": round(s_s, 3), "schedule_ratio": s_s / b_s}
 
 
 MLSTM_CELL_SHAPES = ((64, 2, 16, 32), (64, 2, 24, 32), (64, 4, 32, 16), (64, 1, 32, 64), (64, 2, 32, 64),
@@ -1406,7 +1446,7 @@ def throughput_item(quick: bool, progress: ProgressFn | None = None) -> dict[str
     :func:`bench_mlstm_kernels` (the cell against NX-AI's mlstm_kernels)."""
     if quick:
         res = bench_throughput(n_genomes=2, windows=64, val_windows=32, epochs=1, repeats=1, warmup=0, peak_n=256,
-                               progress=progress)
+                               schedule_epochs=2, progress=progress)
         res["mlstm_kernels"] = bench_mlstm_kernels(shapes=((8, 2, 16, 16),), repeats=1, warmup=0)
     else:
         res = bench_throughput(progress=progress)

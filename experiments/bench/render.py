@@ -223,9 +223,20 @@ def _rows(report: dict[str, Any]) -> list[dict[str, str]]:
             f"fold, {r['epochs']} epoch{'s' if r['epochs'] > 1 else ''} each; `models.batched.train_models` vs "
             f"`models.train.train_model` in turn, median of {r['repeats']} interleaved rounds; sums over the "
             f"{len(r['models'])} shapes: {batched_s:.1f} s vs {single_s:.1f} s")
+        if "schedule_ratio" in r:
+            b = sum(m["schedule_batched_s"] for m in r["models"])
+            s1 = sum(m["schedule_single_s"] for m in r["models"])
+            add("16", "… the genome evaluation's schedule: lr study on fold 0, then every fold",
+                f"{r['schedule_ratio']:.2f}×", "-", None,
+                f"same shapes and data: {r['lr_trials']} lr trials of {r['schedule_trial_epochs']} epochs on fold 0, "
+                f"then {r['folds']} folds × {r['schedule_epochs']} epochs with the chosen lr; "
+                "`models.tuning.tune_and_train` (the trials raced inside fold 0's run, every fold started with "
+                "every trial's lr: 6 members, then 3) vs `tune_learning_rate` + `train_model` per fold; sums "
+                f"{b:.1f} s vs {s1:.1f} s")
         for g in r["per_genome"]:
             ms = [m for m in r["models"] if m["genome"] == g["genome"]]
-            add("16", f"… genome {g['genome']}", f"{g['ratio']:.2f}×", "-", None,
+            sched = f" (schedule {g['schedule_ratio']:.2f}×)" if "schedule_ratio" in g else ""
+            add("16", f"… genome {g['genome']}", f"{g['ratio']:.2f}×{sched}", "-", None,
                 "; ".join(f"{m['model'].upper()} {m['shape']}: {m['ratio']:.2f}× ({m['single_s']:.1f} s → "
                           f"{m['batched_s']:.1f} s)" for m in ms))
         m = r["matmul"]
