@@ -246,15 +246,16 @@ def test_cuda_members_train_like_the_cpu(bars):
         np.testing.assert_allclose(np.array(a.history), np.array(b.history), rtol=1e-3)
 
 
-def test_tune_and_train_equals_the_study_then_each_fold(bars, float64):
+@pytest.mark.parametrize("name", ["mixed", "mlstm"])
+def test_tune_and_train_equals_the_study_then_each_fold(bars, float64, name):
     """models.tuning.tune_and_train (the lr trials raced as the first epochs of fold 0's final run,
-    every fold started with every trial's lr, the losers stopped once the study decides) gives
-    tune_learning_rate's study (same lrs, values, best epochs) and lr, and train_model's final
-    model on every fold."""
+    every fold started with every trial's lr, the losers stopped once the study decides; all-mLSTM:
+    the race on fold 0 alone, then the other folds) gives tune_learning_rate's study (same lrs,
+    values, best epochs) and lr, and train_model's final model on every fold."""
     optuna = pytest.importorskip("optuna")
     from models.tuning import tune_and_train, tune_learning_rate
 
-    cfg = CONFIGS["mixed"]
+    cfg = CONFIGS[name]
     splits = _splits(bars, cfg.n_features)
     trains, vals = [s[0] for s in splits], [s[1] for s in splits]
     tcfg = TrainConfig(lr=1e-3, max_epochs=4, patience=2, batch_size=64)
