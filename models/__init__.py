@@ -24,6 +24,7 @@ _SOURCES = {
     "load_model": "models.multi",
     "DirectionModel": "models.network", "load_exported": "models.network", "state_dict_for_export": "models.network",
     "TrainResult": "models.train", "predict_proba": "models.train", "train_model": "models.train",
+    "train_models": "models.batched",
 }
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "predict_proba",
     "state_dict_for_export",
     "train_model",
+    "train_models",
 ]
 
 
@@ -70,4 +72,5 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from models.layout import EXPORT_LAYOUT
     from models.multi import MultiConfig, MultiTimeframeModel, build_model, load_model
     from models.network import DirectionModel, load_exported, state_dict_for_export
+    from models.batched import train_models
     from models.train import TrainResult, predict_proba, train_model

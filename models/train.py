@@ -97,9 +97,9 @@ def _class_weights(y: np.ndarray) -> np.ndarray:
 
 def _loss_terms(logits, ret, y, r, class_w, rw):
     """Summed class loss, summed weights and summed return loss of one batch (for exact means)."""
-    ce_sum = F.cross_entropy(logits.float(), y, weight=class_w, reduction="sum")
+    ce_sum = F.cross_entropy(logits.to(class_w.dtype), y, weight=class_w, reduction="sum")  # bf16 (amp) -> float32
     w_sum = class_w[y].sum()
-    huber_sum = F.huber_loss(ret.float(), r, reduction="sum", delta=1.0)
+    huber_sum = F.huber_loss(ret.to(r.dtype), r, reduction="sum", delta=1.0)
     return ce_sum, w_sum, huber_sum * rw
 
 
@@ -157,11 +157,13 @@ def _train(cfg, tcfg, train, val, device, on_epoch) -> TrainResult:
     return_scale = float(np.std(rtr))
     if not (math.isfinite(return_scale) and return_scale > 0):
         return_scale = 1.0
-    Xtr_t, ytr_t = torch.from_numpy(Xtr).to(device), torch.from_numpy(ytr).to(device)
-    rtr_t = torch.from_numpy(rtr / return_scale).to(device)
-    Xva_t, yva_t = torch.from_numpy(Xva).to(device), torch.from_numpy(yva).to(device)
-    rva_t = torch.from_numpy(rva / return_scale).to(device)
-    class_w = torch.from_numpy(_class_weights(ytr)).to(device)
+    # float32 windows in torch's default dtype (float32, unless a test asks for float64)
+    dtype = torch.get_default_dtype()
+    Xtr_t, ytr_t = torch.from_numpy(Xtr).to(device, dtype), torch.from_numpy(ytr).to(device)
+    rtr_t = torch.from_numpy(rtr / return_scale).to(device, dtype)
+    Xva_t, yva_t = torch.from_numpy(Xva).to(device, dtype), torch.from_numpy(yva).to(device)
+    rva_t = torch.from_numpy(rva / return_scale).to(device, dtype)
+    class_w = torch.from_numpy(_class_weights(ytr)).to(device, dtype)
     rw = float(tcfg.return_loss_weight)
 
     # --- model and optimiser: weight decay on matrices only (nanoGPT's rule)
@@ -246,7 +248,8 @@ def predict_proba(model: DirectionModel, X: np.ndarray, batch_size: int = 256) -
         raise ValueError(f"predict_proba needs windows of shape (N, S, F), got {X.shape}")
     if batch_size < 1:
         raise ValueError(f"predict_proba: batch_size must be >= 1, got {batch_size}")
-    device = next(model.parameters()).device
+    param = next(model.parameters())
+    device, dtype = param.device, param.dtype
     forward = fast_forward(model)  # models.fast_mlstm on the CPU unless EVO_FAST_PATH=0
     was_training = model.training
     model.eval()
@@ -254,7 +257,7 @@ def predict_proba(model: DirectionModel, X: np.ndarray, batch_size: int = 256) -
     try:
         with torch.inference_mode():
             for i in range(0, X.shape[0], batch_size):
-                logits, _ = forward(torch.from_numpy(X[i : i + batch_size]).to(device))
+                logits, _ = forward(torch.from_numpy(X[i : i + batch_size]).to(device, dtype))
                 out.append(torch.softmax(logits.double(), dim=-1).cpu().numpy())
     finally:
         model.train(was_training)

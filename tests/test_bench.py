@@ -142,6 +142,21 @@ def test_bench_command_rejects_unknown_items(capsys):
     assert "unknown item" in capsys.readouterr().err
 
 
+def test_bench_throughput_tiny_reports_every_shape():
+    """Issue 16's item on one genome at tiny sizes: both models, K = 3 folds x 3 lr runs each, and the
+    mLSTM cell against mlstm_kernels on one small shape (its outputs must agree with evo's cell)."""
+    out = B.bench_throughput(n_genomes=1, windows=32, val_windows=16, epochs=1, repeats=1, warmup=0, peak_n=64,
+                             schedule_epochs=2)
+    assert out["members"] == 9 and len(out["models"]) == 2 and len(out["per_genome"]) == 1
+    for m in out["models"]:
+        assert m["batched_s"] > 0 and m["single_s"] > 0 and m["gflop"] > 0 and m["peak_share"] > 0
+    assert out["ratio"] > 0 and out["cpu_ratio"] > 0 and out["schedule_ratio"] > 0
+    k = B.bench_mlstm_kernels(shapes=((2, 1, 8, 4),), repeats=1, warmup=0)
+    if "skipped" not in k:
+        assert max(k["shapes"][0]["max_abs_diff"].values()) <= 1e-4
+        assert k["evo_speedup_vs_best_kernel"] > 0
+
+
 def test_command_and_library_agree_on_the_items():
     from evo.commands import bench as cmd
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from evo.commands._common import setup_logging
 
-HELP = "measure evo on this machine (overhead, xLSTM speed, backtest, start-up, caches, memory)"
+HELP = "measure evo on this machine (overhead, xLSTM speed, backtest, start-up, caches, memory, throughput)"
 
 # experiments.bench.measure.ITEMS, kept here so `--help` needs no import of the suite
-ITEMS = ("overhead", "multifidelity", "xlstm", "backtest", "startup", "caches", "memory", "gpu")
+ITEMS = ("overhead", "multifidelity", "xlstm", "backtest", "startup", "caches", "memory", "gpu", "throughput")
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
 
 

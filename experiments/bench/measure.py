@@ -22,7 +22,10 @@ The items, as numbered in issue 9:
 5. start-up of ``python -m evo --help`` and of ``evo predict``'s imports;
 6. the feature cache (cold vs warm) and vectorbt's numba JIT cache (cold vs warm);
 7. peak memory of a short search on 1-minute bars, and its growth across generations;
-8. GPU (measured only where CUDA is available).
+8. GPU (measured only where CUDA is available);
+
+and issue 16's ``throughput``: a genome's same-shape models trained batched (``models.batched``) vs one
+at a time, and the mLSTM cell against NX-AI's ``mlstm_kernels``.
 """
 
 from __future__ import annotations
@@ -52,9 +55,11 @@ __all__ = [
     "bench_feature_cache",
     "bench_gpu",
     "bench_memory",
+    "bench_mlstm_kernels",
     "bench_numba_cache",
     "bench_overhead",
     "bench_startup",
+    "bench_throughput",
     "bench_walk_forward_backtest",
     "bench_xlstm",
     "expected_trades",
@@ -66,13 +71,14 @@ __all__ = [
     "overhead_genome",
     "run_suite",
     "summarize",
+    "throughput_models",
     "walk_forward_backtests",
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA_DIR = ROOT.parent / "shared" / "data"   # `evo bench --data-dir` default
 MINUTE_FILE = "INDEXFUT_1m_2006.csv"
-ITEMS = ("overhead", "multifidelity", "xlstm", "backtest", "startup", "caches", "memory", "gpu")
+ITEMS = ("overhead", "multifidelity", "xlstm", "backtest", "startup", "caches", "memory", "gpu", "throughput")
 
 ProgressFn = Callable[[str], None]
 
@@ -1047,6 +1053,249 @@ def bench_gpu() -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------------
+# issue 16. batched training throughput
+
+
+def _synthetic_split(n: int, seq_len: int, n_features: int, seed: int):
+    """``n`` random windows (N, S, F) float32 with labels and returns that depend on them a little
+    (so training does something): a stand-in for a fold's scaled windows."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, seq_len, n_features)).astype(np.float32)
+    r = 0.01 * X[:, -1, 0] + 0.005 * rng.standard_normal(n)
+    return X, np.digitize(r, [-0.004, 0.004]).astype(np.int64), r
+
+
+def throughput_models(n_genomes: int = 6, seed: int = 0) -> list[dict[str, Any]]:
+    """Both models of ``n_genomes`` random genomes of the ``cpu`` preset (``evo.genome.random_genome``
+    with ``numpy.random.default_rng(seed)``; feature pools of 40 names each, only their number
+    matters): each model's config as the genome evaluation builds it, its batch size and clip."""
+    from evo.evaluation.evaluate import model_config
+    from evo.genome import FeaturePools, random_genome
+    from experiments import load_budget
+
+    budget = load_budget("cpu")
+    pools = FeaturePools(a=tuple(f"a{i}" for i in range(40)), b=tuple(f"b{i}" for i in range(40)))
+    rng = np.random.default_rng(seed)
+    out = []
+    for g in range(n_genomes):
+        genome = random_genome(budget.search, pools, rng)
+        for name, genes in (("a", genome.model_a), ("b", genome.model_b)):
+            batch, clip = genes.training(budget.train.batch_size, budget.train.grad_clip)
+            out.append({"genome": g, "model": name, "cfg": model_config(genes, genome.seq_len, "cpu"),
+                        "batch_size": batch, "grad_clip": clip})
+    return out
+
+
+def _shape_text(cfg, batch: int) -> str:
+    base = getattr(cfg, "base", cfg)
+    kinds = "".join("s" if i in base.slstm_at else "m" for i in range(base.num_blocks))
+    tfs = f" x{len(cfg.timeframes)} timeframes" if hasattr(cfg, "timeframes") else ""
+    return (f"E{base.embedding_dim} {kinds} H{base.num_heads} S{base.seq_len} F{base.n_features} "
+            f"proj {base.proj_factor:g} batch {batch} dropout {base.dropout:.2f}{tfs}")
+
+
+def _training_flops(cfg, batch: int, train_windows: list[int], val_windows: int, epochs: int) -> int:
+    """Matrix-product FLOPs of training the members (FlopCounterMode on xlstm's own model, the
+    vanilla path: the work of the model, as item 3 rates the fast path): per epoch, forward +
+    backward over each member's training windows and a forward pass over its validation windows."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from models.multi import build_model
+
+    torch.manual_seed(0)
+    model = build_model(cfg).train()
+    x = torch.randn(batch, cfg.seq_len, cfg.n_features)
+    fb = model_flops(model, x)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model.eval()(x)
+    fwd = counter.get_total_flops()
+    return int(epochs * sum(n * fb / batch + val_windows * fwd / batch for n in train_windows))
+
+
+def bench_throughput(*, n_genomes: int = 6, seed: int = 0, windows: int = 384, val_windows: int = 96,
+                     epochs: int = 2, repeats: int = 2, warmup: int = 1, peak_n: int = 2048,
+                     schedule_epochs: int | None = 4, progress: ProgressFn | None = None) -> dict[str, Any]:
+    """Batched vs one-at-a-time training of a genome's models (issue 16), one torch thread.
+
+    For each model of ``n_genomes`` random ``cpu`` genomes (:func:`throughput_models`): the
+    K = folds x (lr_trials + 1) models a genome evaluation trains of that shape (``cpu``: 3 x 3 = 9),
+    each on its own synthetic data (fold f: ``windows x (folds + f) / (2 folds - 1)`` training
+    windows, anchored folds grow; ``val_windows`` validation windows) with its own learning rate,
+    ``epochs`` epochs each (patience as long: every member runs them all), trained
+    ``models.batched.train_models`` (batched) and ``models.train.train_model`` one after the other
+    (single), interleaved rounds; medians of wall and thread CPU time. Also the FLOPs of that
+    training (:func:`_training_flops`) over the batched wall time, as a share of
+    :func:`matmul_peak` at one thread.
+
+    With ``schedule_epochs``, also the schedule the genome evaluation runs (the lr study on fold 0,
+    ``lr_trials`` trials of ``lr_trial_epochs`` epochs, then every fold with the chosen lr for
+    ``schedule_epochs`` epochs): ``models.tuning.tune_and_train`` (batched) vs ``tune_learning_rate``
+    then ``train_model`` per fold (single), same data, interleaved."""
+    import torch
+
+    from evo.search.hardware import time_interleaved
+    from experiments import load_budget
+    from models.batched import train_models
+    from models.config import TrainConfig
+    from models.train import train_model
+
+    budget = load_budget("cpu")
+    folds, lr_trials = budget.evaluate.folds, budget.train.lr_trials
+    lrs = [1e-3, 3e-4, 2e-3, 5e-4, 1.5e-3][:lr_trials + 1]
+    sizes = [int(windows * (folds + f) / (2 * folds - 1)) for f in range(folds)]
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        peak = matmul_peak(peak_n)
+        rows = []
+        for i, m in enumerate(throughput_models(n_genomes, seed)):
+            cfg, batch = m["cfg"], m["batch_size"]
+            tcfgs, trains, vals = [], [], []
+            for f, n in enumerate(sizes):
+                for j, lr in enumerate(lrs):
+                    tcfgs.append(TrainConfig(lr=lr, max_epochs=epochs, patience=epochs, batch_size=batch,
+                                             grad_clip=m["grad_clip"], seed=0))
+                    trains.append(_synthetic_split(n, cfg.seq_len, cfg.n_features, 100 * i + 10 * f + j))
+                    vals.append(_synthetic_split(val_windows, cfg.seq_len, cfg.n_features, 100 * i + 10 * f + 5))
+            if progress:
+                progress(f"throughput: genome {m['genome']} model {m['model'].upper()} ({_shape_text(cfg, batch)}), "
+                         f"{len(tcfgs)} models, {warmup}+{repeats} interleaved rounds")
+            batched, single = time_interleaved(
+                [lambda: train_models(cfg, tcfgs, trains, vals),
+                 lambda: [train_model(cfg, t, tr, va) for t, tr, va in zip(tcfgs, trains, vals)]],
+                repeats=repeats, warmup=warmup)
+            flops = _training_flops(cfg, batch, [n for n in sizes for _ in lrs], val_windows, epochs)
+            b_s, s_s = statistics.median(batched.wall_ms) / 1e3, statistics.median(single.wall_ms) / 1e3
+            b_cpu, s_cpu = statistics.median(batched.cpu_ms) / 1e3, statistics.median(single.cpu_ms) / 1e3
+            sched = {}
+            if schedule_epochs:
+                sched = _bench_schedule(cfg, replace(tcfgs[0], lr=1e-3, max_epochs=schedule_epochs,
+                                                     patience=schedule_epochs),
+                                        trains[::len(lrs)], vals[::len(lrs)], lr_trials,
+                                        min(budget.train.lr_trial_epochs, schedule_epochs), repeats, warmup)
+            rows.append({**sched, "genome": m["genome"], "model": m["model"], "shape": _shape_text(cfg, batch),
+                         "batched_s": round(b_s, 3), "single_s": round(s_s, 3), "ratio": s_s / b_s,
+                         "batched_cpu_s": round(b_cpu, 3), "single_cpu_s": round(s_cpu, 3), "cpu_ratio": s_cpu / b_cpu,
+                         "gflop": round(flops / 1e9, 2),
+                         "peak_share": flops / b_s / (peak["peak_gflops"] * 1e9),
+                         "single_peak_share": flops / s_s / (peak["peak_gflops"] * 1e9)})
+    finally:
+        torch.set_num_threads(before)
+    genomes = []
+    for g in sorted({r["genome"] for r in rows}):
+        rs = [r for r in rows if r["genome"] == g]
+        genomes.append({"genome": g, "ratio": sum(r["single_s"] for r in rs) / sum(r["batched_s"] for r in rs),
+                        "cpu_ratio": sum(r["single_cpu_s"] for r in rs) / sum(r["batched_cpu_s"] for r in rs)})
+    total_flops = sum(r["gflop"] for r in rows) * 1e9
+    batched_s = sum(r["batched_s"] for r in rows)
+    schedule = {}
+    if schedule_epochs:
+        schedule = {"schedule_epochs": schedule_epochs,
+                    "schedule_trial_epochs": min(budget.train.lr_trial_epochs, schedule_epochs),
+                    "schedule_ratio": sum(r["schedule_single_s"] for r in rows) / sum(r["schedule_batched_s"]
+                                                                                       for r in rows)}
+        for g in genomes:
+            rs = [r for r in rows if r["genome"] == g["genome"]]
+            g["schedule_ratio"] = (sum(r["schedule_single_s"] for r in rs) / sum(r["schedule_batched_s"] for r in rs))
+    return {**schedule, "threads": 1, "genomes": n_genomes, "seed": seed, "folds": folds, "lr_trials": lr_trials,
+            "members": len(sizes) * len(lrs), "train_windows": sizes, "val_windows": val_windows, "epochs": epochs,
+            "repeats": repeats, "matmul": peak, "models": rows, "per_genome": genomes,
+            "ratio": sum(r["single_s"] for r in rows) / batched_s,
+            "cpu_ratio": sum(r["single_cpu_s"] for r in rows) / sum(r["batched_cpu_s"] for r in rows),
+            "peak_share": total_flops / batched_s / (peak["peak_gflops"] * 1e9),
+            "single_peak_share": total_flops / sum(r["single_s"] for r in rows) / (peak["peak_gflops"] * 1e9)}
+
+
+def _bench_schedule(cfg, tcfg, trains, vals, n_trials: int, trial_epochs: int, repeats: int,
+                    warmup: int) -> dict[str, Any]:
+    """The genome evaluation's schedule for one model (see :func:`bench_throughput`), batched by
+    ``tune_and_train`` vs one model at a time; medians in seconds."""
+    from evo.search.hardware import time_interleaved
+    from models.train import train_model
+    from models.tuning import tune_and_train, tune_learning_rate
+
+    def single():
+        lr, _ = tune_learning_rate(cfg, replace(tcfg, max_epochs=trial_epochs), trains[0], vals[0],
+                                   n_trials=n_trials, seed=0)
+        return [train_model(cfg, replace(tcfg, lr=lr), tr, va) for tr, va in zip(trains, vals)]
+
+    batched, one = time_interleaved(
+        [lambda: tune_and_train(cfg, tcfg, trains, vals, n_trials=n_trials, trial_epochs=trial_epochs, seed=0),
+         single], repeats=repeats, warmup=warmup)
+    b_s, s_s = statistics.median(batched.wall_ms) / 1e3, statistics.median(one.wall_ms) / 1e3
+    return {"schedule_batched_s": round(b_s, 3), "schedule_single_s": round(s_s, 3), "schedule_ratio": s_s / b_s}
+
+
+MLSTM_CELL_SHAPES = ((64, 2, 16, 32), (64, 2, 24, 32), (64, 4, 32, 16), (64, 1, 32, 64), (64, 2, 32, 64),
+                     (128, 4, 24, 32))  # (batch, heads, steps, head width) of cpu-preset mLSTM cells
+
+
+def bench_mlstm_kernels(*, shapes=MLSTM_CELL_SHAPES, repeats: int = 9, warmup: int = 1) -> dict[str, Any]:
+    """The mLSTM cell, forward + backward, one thread: ``models.fast_mlstm._cell`` (evo's, all steps:
+    what every block but the last runs) vs NX-AI ``mlstm_kernels``' pure-PyTorch backends
+    (``parallel--native_autograd``/``native_custbw``, ``chunkwise--native_autograd``/``native_custbw``
+    with chunk 8) on the same q, k, v and gates, interleaved; medians in ms and the largest output
+    difference from evo's cell (float32)."""
+    import math
+
+    import torch
+
+    from evo.search.hardware import time_interleaved
+    from models.fast_mlstm import _cell
+
+    try:
+        from mlstm_kernels.torch import get_mlstm_kernel
+    except ImportError:
+        return {"skipped": "mlstm_kernels is not installed"}
+    kernels = {"parallel native_autograd": ("parallel--native_autograd", {}),
+               "parallel native_custbw": ("parallel--native_custbw", {}),
+               "chunkwise native_autograd (chunk 8)": ("chunkwise--native_autograd", {"chunk_size": 8}),
+               "chunkwise native_custbw (chunk 8)": ("chunkwise--native_custbw", {"chunk_size": 8})}
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out = []
+    try:
+        for B, NH, S, DH in shapes:
+            g = torch.Generator().manual_seed(0)
+            q, k, v = (torch.randn(B, NH, S, DH, generator=g, requires_grad=True) for _ in range(3))
+            i, f = (torch.randn(B, NH, S, generator=g, requires_grad=True) for _ in range(2))
+            P = B * NH
+
+            def evo_cell(q=q, k=k, v=v, i=i, f=f, B=B, NH=NH, S=S, DH=DH, P=P):
+                v1 = torch.cat([v, v.new_ones(B, NH, S, 1)], dim=-1)  # evo's layer makes this in its product
+                return _cell(q.reshape(P, S, DH), (k / math.sqrt(DH)).reshape(P, S, DH), v1.reshape(P, S, DH + 1),
+                             i.reshape(P, S), f.reshape(P, S), False).view(B, NH, S, DH)
+
+            fns = {"evo (models.fast_mlstm)": evo_cell}
+            for name, (key, kw) in kernels.items():
+                fns[name] = (lambda fn=get_mlstm_kernel(key), kw=kw, q=q, k=k, v=v, i=i, f=f: fn(q, k, v, i, f, **kw))
+            with torch.no_grad():
+                ref = evo_cell()
+                diffs = {name: float((fn() - ref).abs().max()) for name, fn in fns.items()}
+
+            def fwd_bwd(fn):
+                return lambda: fn().sum().backward()
+
+            times = time_interleaved([fwd_bwd(fn) for fn in fns.values()], repeats=repeats, warmup=warmup)
+            med = {name: statistics.median(t.wall_ms) for name, t in zip(fns, times)}
+            best = min((n for n in med if n != "evo (models.fast_mlstm)"), key=med.get)
+            out.append({"shape": [B, NH, S, DH], "ms": {n: round(v, 3) for n, v in med.items()},
+                        "max_abs_diff": diffs, "best_kernel": best,
+                        "evo_speedup_vs_best_kernel": med[best] / med["evo (models.fast_mlstm)"]})
+    finally:
+        torch.set_num_threads(before)
+    import importlib.metadata
+
+    total = {n: sum(r["ms"][n] for r in out) for n in out[0]["ms"]}
+    return {"version": importlib.metadata.version("mlstm_kernels"), "shapes": out, "total_ms": total,
+            "repeats": repeats,
+            "evo_speedup_vs_best_kernel": min(v for n, v in total.items() if not n.startswith("evo"))
+            / total["evo (models.fast_mlstm)"]}
+
+
+# ------------------------------------------------------------------------------------------------
 # the suite
 
 
@@ -1188,8 +1437,22 @@ def run_suite(*, quick: bool = False, only: tuple[str, ...] = ITEMS, data_dir: P
     item("caches", caches)
     item("memory", memory)
     item("gpu", bench_gpu)
+    item("throughput", lambda: throughput_item(quick, say))
     report["load_end"] = load_average()
     return report
+
+
+def throughput_item(quick: bool, progress: ProgressFn | None = None) -> dict[str, Any]:
+    """Issue 16: :func:`bench_throughput` (6 genomes; quick: 2 genomes, tiny data) and
+    :func:`bench_mlstm_kernels` (the cell against NX-AI's mlstm_kernels)."""
+    if quick:
+        res = bench_throughput(n_genomes=2, windows=64, val_windows=32, epochs=1, repeats=1, warmup=0, peak_n=256,
+                               schedule_epochs=2, progress=progress)
+        res["mlstm_kernels"] = bench_mlstm_kernels(shapes=((8, 2, 16, 16),), repeats=1, warmup=0)
+    else:
+        res = bench_throughput(progress=progress)
+        res["mlstm_kernels"] = bench_mlstm_kernels()
+    return res
 
 
 def bench_multifidelity_item() -> dict[str, Any]:
