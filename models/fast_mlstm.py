@@ -1,7 +1,8 @@
 """A faster CPU forward for all-mLSTM direction models, on xlstm's own parameters.
 
-NOT wired into training: ``python -m evo bench`` measures it against xlstm's ``vanilla`` path
-(issue 9, item 3) and ``tests/test_bench.py`` checks that it agrees with it. :func:`fast_model`
+The CPU training and prediction path (:func:`fast_forward`, ``EVO_FAST_PATH=0`` to compare):
+``python -m evo bench`` measures it against xlstm's ``vanilla`` path and ``tests/test_fast_mlstm.py``
+checks that both agree (in float64). :func:`fast_model`
 wraps an existing :class:`~models.network.DirectionModel` whose blocks are all mLSTM; the wrapper
 owns no parameters of its own, so both paths read (and a backward pass writes gradients into) the
 very same tensors.
