@@ -52,7 +52,7 @@ def test_merging_extra_seeds_moves_the_selection_score_not_the_figures_shown():
              "enough_trades": False, "returns": [0.03, -0.01], "seeds": 1, "seed_sharpes": [-0.5], "lr_a": 5e-3}
     records = [Record("k", {}, 0, base), Record("k", {}, 1, extra, seed_index=2),
                Record("k", {}, 1, {**extra, "sharpe": 9.0}, fidelity="low")]   # a screen never merges
-    m = merge_genome(records, min_trades=3)
+    m = merge_genome(records)
     assert m.result["seeds"] == 3 and m.result["seed_sharpes"] == [0.5, 1.5, -0.5]
     assert m.result["sharpe_mean"] == pytest.approx(0.5)
     assert m.result["sharpe_sd"] == pytest.approx(float(np.std([0.5, 1.5, -0.5], ddof=1)))
@@ -62,7 +62,7 @@ def test_merging_extra_seeds_moves_the_selection_score_not_the_figures_shown():
     assert {k: m.result[k] for k in shown} == {k: base[k] for k in shown}
     assert m.generation == 0 and m.seed_index is None
     # A merged record journaled again (the holdout traded) is not merged twice.
-    assert merge_genome(records + [m], min_trades=3).result == m.result
+    assert merge_genome(records + [m]).result == m.result
     # A genome only screened at low fidelity has no full-fidelity record.
     assert merge_genome(records[2:]) is None
     # An older record (its sharpe was the seeds' mean, no sharpe_mean) counts its score once per seed.

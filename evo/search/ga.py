@@ -102,13 +102,12 @@ class Search:
         self.map_fn = map_fn
         self.seed_genomes = list(seed_genomes)
         self.progress = progress or (lambda event: None)
-        self.min_trades = budget.evaluate.min_trades
         self.journal: list[Record] = list(store.iter_records())
         self._by_key: dict[str, list[Record]] = {}
         for r in self.journal:
             self._by_key.setdefault(r.key, []).append(r)
         self._done = {record_ident(r) for r in self.journal}
-        self.records: dict[str, Record] = merge_records(self.journal, self.min_trades)
+        self.records: dict[str, Record] = merge_records(self.journal)
         self.rng = np.random.default_rng(seed)
         self.population: list[Individual] = []
         self.generation = -1
@@ -139,7 +138,7 @@ class Search:
 
     def _view(self, generation: int) -> dict[str, Record]:
         """The merged full-fidelity records as they stood after ``generation``."""
-        return merge_records((r for r in self.journal if r.generation <= generation), self.min_trades)
+        return merge_records(r for r in self.journal if r.generation <= generation)
 
     # -- evaluation ----------------------------------------------------------------------------
 
@@ -158,7 +157,7 @@ class Search:
             self.journal.append(record)
             self._by_key.setdefault(record.key, []).append(record)
             self._done.add(record_ident(record))
-            merged = merge_genome(self._by_key[record.key], self.min_trades)
+            merged = merge_genome(self._by_key[record.key])
             if merged is not None:
                 self.records[record.key] = merged
             done += 1

@@ -43,7 +43,7 @@ def record_ident(r: Record) -> tuple[str, str, int | None]:
     return (r.key, r.fidelity, r.seed_index)
 
 
-def merge_genome(records: Iterable[Record], min_trades: int | None = None) -> Record | None:
+def merge_genome(records: Iterable[Record]) -> Record | None:
     """One genome's full-fidelity record: its last first-evaluation record (``seed_index`` None;
     a later one, e.g. with the holdout traded, replaces an earlier one) with every successful
     extra-seed record it does not already cover folded in. ``None`` when there is no such record
@@ -55,8 +55,7 @@ def merge_genome(records: Iterable[Record], min_trades: int | None = None) -> Re
     seed-weighted mean drawdown. Every figure shown — Sharpe, drawdown, return, trades, ``returns``
     (DSR, PBO), whether it has enough trades, learning rates, risk parameters — stays the base's:
     seed index 0's, the model the holdout trades and export ships. A base whose per-seed Sharpes
-    are unknown counts its score once per seed. ``min_trades`` is not used any more (the
-    too-few-trades mark is the exported seed's own); it is accepted so callers need not change.
+    are unknown counts its score once per seed. The too-few-trades mark is the exported seed's own.
     Pure: the merged record is new.
     """
     base, extras = None, {}
@@ -88,7 +87,7 @@ def merge_genome(records: Iterable[Record], min_trades: int | None = None) -> Re
     return Record(base.key, base.genome, base.generation, merged, base.error, base.fidelity, None)
 
 
-def merge_records(records: Iterable[Record], min_trades: int | None = None) -> dict[str, Record]:
+def merge_records(records: Iterable[Record]) -> dict[str, Record]:
     """:func:`merge_genome` for every genome of a journal (in journal order), by key, in the
     order each genome first appears in the journal."""
     by_key: dict[str, list[Record]] = {}
@@ -96,7 +95,7 @@ def merge_records(records: Iterable[Record], min_trades: int | None = None) -> d
         by_key.setdefault(r.key, []).append(r)
     out = {}
     for key, rs in by_key.items():
-        merged = merge_genome(rs, min_trades)
+        merged = merge_genome(rs)
         if merged is not None:
             out[key] = merged
     return out

@@ -124,8 +124,7 @@ class RunStore:
         the extra seeds of survivors folded in by the search's rule
         (:func:`evo.search.records.merge_records`). Low-fidelity screens are left out
         (``iter_records`` has every line)."""
-        min_trades = ((self.meta.get("budget") or {}).get("evaluate") or {}).get("min_trades")
-        return merge_records(self.iter_records(), min_trades)
+        return merge_records(self.iter_records())
 
     # -- checkpoints ---------------------------------------------------------------------------
 
