@@ -13,7 +13,8 @@ on the validation segments that end a purge gap before the fold starts (:mod:`ev
 so each fold is traded with parameters chosen on earlier bars only.
 
 The learning rate of each model is picked per genome by an Optuna study on fold 0's validation
-segment only (never a test fold).
+segment only (never a test fold). A model's folds (and its learning-rate trials) train together as
+one stacked model (:func:`fit_folds`, :mod:`models.batched`), each fold on its own data.
 """
 
 from __future__ import annotations
@@ -65,6 +66,31 @@ def dataset_frames(ds: Dataset) -> dict:
     return {1: Frame(1, ds.features, ident, ident), **ds.frames}
 
 
+def model_inputs(genes: ModelGenes, g: Genome, ds: Dataset, train: tuple[int, int], val: tuple[int, int] | None,
+                 budget: Budget):
+    """What one model of the pair trains on over decision bars ``train`` (the most recent
+    ``max_train_windows`` of them), early-stopped on ``val`` (None: no validation split):
+    :class:`evo.pipeline.inputs.TrainingInputs`, scaler and dead zone fitted on those training rows only."""
+    from evo.pipeline.inputs import training_inputs
+
+    ends_train = np.arange(max(train[0], train[1] - budget.train.max_train_windows), train[1])
+    return training_inputs(genes, ds.bars, dataset_frames(ds), ends_train,
+                           None if val is None else np.arange(*val), g.seq_len, g.horizon)
+
+
+def train_config(genes: ModelGenes, budget: Budget, *, lr: float | None, seed: int, device: str,
+                 epochs: int | None = None):
+    """The :class:`models.TrainConfig` of one model of the pair (``lr=None``: AdamW's usual default)."""
+    from models import TrainConfig
+    from models.config import DEFAULT_LR
+
+    tb = budget.train
+    batch_size, grad_clip = genes.training(tb.batch_size, tb.grad_clip)
+    return TrainConfig(lr=lr or DEFAULT_LR, max_epochs=epochs or tb.max_epochs, patience=epochs or tb.patience,
+                       batch_size=batch_size, weight_decay=tb.weight_decay, grad_clip=grad_clip,
+                       return_loss_weight=tb.return_loss_weight, seed=seed, device=device, amp=tb.amp)
+
+
 def fit_model(genes: ModelGenes, g: Genome, ds: Dataset, train: tuple[int, int], val: tuple[int, int] | None,
               budget: Budget, *, lr: float | None, seed: int, device: str, study: tuple[str, str] | None = None,
               epochs: int | None = None):
@@ -76,21 +102,16 @@ def fit_model(genes: ModelGenes, g: Genome, ds: Dataset, train: tuple[int, int],
     study of that name, from an interrupted evaluation, is replaced so a resumed run decides as an
     uninterrupted one). With ``epochs`` set, ``val`` is ignored and the model trains exactly that
     many epochs, keeping the epoch with the lowest training loss (export's ``--refit-all``).
+    A genome's walk-forward folds train together instead (:func:`fit_folds`), with the same result.
     """
-    from evo.pipeline.inputs import training_inputs
-    from models import TrainConfig, train_model
+    from models import train_model
     from models.config import DEFAULT_LR
 
     tb = budget.train
-    ends_train = np.arange(max(train[0], train[1] - tb.max_train_windows), train[1])
-    inputs = training_inputs(genes, ds.bars, dataset_frames(ds), ends_train,
-                             None if epochs is not None else np.arange(*val), g.seq_len, g.horizon)
+    inputs = model_inputs(genes, g, ds, train, None if epochs is not None else val, budget)
     tr, va = inputs.train, inputs.val
     cfg = model_config(genes, g.seq_len, device)
-    batch_size, grad_clip = genes.training(tb.batch_size, tb.grad_clip)
-    base = TrainConfig(lr=lr or DEFAULT_LR, max_epochs=epochs or tb.max_epochs, patience=epochs or tb.patience,
-                       batch_size=batch_size, weight_decay=tb.weight_decay, grad_clip=grad_clip,
-                       return_loss_weight=tb.return_loss_weight, seed=seed, device=device, amp=tb.amp)
+    base = train_config(genes, budget, lr=lr, seed=seed, device=device, epochs=epochs)
     if lr is None and tb.lr_trials == 0:
         lr = DEFAULT_LR  # no study (successive-halving screens): AdamW's usual default, Optuna's first trial
     if lr is None:
@@ -104,6 +125,33 @@ def fit_model(genes: ModelGenes, g: Genome, ds: Dataset, train: tuple[int, int],
     run = ModelRun(genes=genes, scaler=inputs.scaler, model=result.model, dead_zone=inputs.dead_zone,
                    regime=inputs.regime)
     return run, float(lr), result
+
+
+def fit_folds(genes: ModelGenes, g: Genome, ds: Dataset, folds: list, budget: Budget, *, seed: int, device: str,
+              study: tuple[str, str] | None = None) -> tuple[list[ModelRun], float]:
+    """One model of the pair on every walk-forward fold: the learning-rate study on fold 0's
+    validation segment, then each fold's model with that rate, early-stopped on its own
+    validation segment; returns ``(runs, lr)``, one :class:`ModelRun` per fold.
+
+    The same as :func:`fit_model` with ``lr=None`` on fold 0 and with its rate on the others,
+    trained as one stacked model by :func:`models.tuning.tune_and_train` (issue 16; ``EVO_BATCHED=0``
+    trains them one at a time). Each fold's inputs (scaler, dead zone, regime thresholds) are
+    fitted on its own training rows only, so a fold's model still sees nothing after its
+    validation segment.
+    """
+    from models.tuning import tune_and_train
+
+    tb = budget.train
+    inputs = [model_inputs(genes, g, ds, f.train, f.val, budget) for f in folds]
+    cfg = model_config(genes, g.seq_len, device)
+    base = train_config(genes, budget, lr=None, seed=seed, device=device)
+    storage, name = _fresh_study(*study) if study and tb.lr_trials else (None, None)
+    lr, results = tune_and_train(cfg, base, [i.train for i in inputs], [i.val for i in inputs],
+                                 n_trials=tb.lr_trials, trial_epochs=tb.lr_trial_epochs, seed=seed,
+                                 storage=storage, study_name=name)
+    runs = [ModelRun(genes=genes, scaler=i.scaler, model=r.model, dead_zone=i.dead_zone, regime=i.regime)
+            for i, r in zip(inputs, results)]
+    return runs, float(lr)
 
 
 def train_pair_model(genes: ModelGenes, g: Genome, ds: Dataset, train: tuple[int, int],
@@ -207,7 +255,16 @@ def walk_forward_predictions(g: Genome, ds: Dataset, budget: Budget, *, seed: in
     from evo.evaluation.risk import Segment
 
     folds = fold_layout(ds, budget)
-    lrs: dict[str, float | None] = {"a": None, "b": None}
+    lrs: dict[str, float] = {}
+    fitted: dict[str, list[ModelRun]] = {}
+    for name, genes in (("a", g.model_a), ("b", g.model_b)):
+        if progress:
+            progress(f"model {name.upper()}, {len(folds)} folds")
+        try:
+            study = (study_storage, f"{g.key()}-{name}-seed{seed}") if study_storage else None
+            fitted[name], lrs[name] = fit_folds(genes, g, ds, folds, budget, seed=seed, device=device, study=study)
+        except torch.cuda.OutOfMemoryError as exc:
+            raise GenomeError(f"out of memory: {exc}") from None
     probs: dict[str, list] = {"a": [], "b": []}
     labels: dict[str, list] = {"a": [], "b": []}
     val_probs: dict[str, list] = {"a": [], "b": []}
@@ -215,17 +272,8 @@ def walk_forward_predictions(g: Genome, ds: Dataset, budget: Budget, *, seed: in
     regimes: dict[str, list] = {"val": [], "test": [], "train": []}
     kelly = budget.evaluate.sizing == "kelly"
     for k, fold in enumerate(folds):
-        runs = {}
-        for name, genes in (("a", g.model_a), ("b", g.model_b)):
-            if progress:
-                progress(f"fold {k + 1}/{len(folds)} model {name.upper()}")
-            try:
-                study = (study_storage, f"{g.key()}-{name}-seed{seed}") if study_storage else None
-                run, lrs[name] = train_pair_model(genes, g, ds, fold.train, fold.val, budget,
-                                                  lr=lrs[name], seed=seed, device=device, study=study)
-            except torch.cuda.OutOfMemoryError as exc:
-                raise GenomeError(f"out of memory: {exc}") from None
-            runs[name] = run
+        runs = {name: fitted[name][k] for name in fitted}
+        for name, run in runs.items():
             p, y = predict_segment(run, ds, np.arange(*fold.test), g.seq_len, g.horizon)
             probs[name].append(p)
             labels[name].append(y)

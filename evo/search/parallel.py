@@ -135,7 +135,7 @@ def make_map(ctx: EvalContext, *, workers: int = 1, scheduler: str | None = None
         workers: local worker processes (>= 1); 1 evaluates in this process.
         scheduler: address of a Dask scheduler (``tcp://host:8786``); its workers do the work,
             so ``workers`` must stay 1.
-        progress: in-process only: receives evaluate_genome's "fold 1/3 model A" messages.
+        progress: in-process only: receives evaluate_genome's "model A, 3 folds" messages.
 
     Raises ConfigError on a bad combination or an unreachable scheduler (before any work).
     """
