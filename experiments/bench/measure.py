@@ -59,6 +59,7 @@ __all__ = [
     "bench_numba_cache",
     "bench_overhead",
     "bench_startup",
+    "bench_genomes_per_hour",
     "bench_throughput",
     "bench_walk_forward_backtest",
     "bench_xlstm",
@@ -1228,6 +1229,111 @@ def _bench_schedule(cfg, tcfg, trains, vals, n_trials: int, trial_epochs: int, r
     return {"schedule_batched_s": round(b_s, 3), "schedule_single_s": round(s_s, 3), "schedule_ratio": s_s / b_s}
 
 
+_GPH: dict[str, Any] = {}   # a worker process's dataset and budget (bench_genomes_per_hour)
+
+
+def _gph_init(budget_name: str, bars_rows: int | None) -> None:
+    import torch
+
+    from evo.data import load_bars
+    from evo.evaluation.dataset import prepare_run_data
+    from experiments import load_budget
+
+    torch.set_num_threads(1)
+    bars, label = load_bars(None)
+    if bars_rows:
+        bars = bars.iloc[-bars_rows:]
+    budget = load_budget(budget_name)
+    _GPH.update(budget=budget, ds=prepare_run_data(bars, label, budget, cache_dir=None)[0])
+
+
+def _gph_evaluate(genome_dict: dict[str, Any]) -> tuple[float, str | None]:
+    """Evaluate one genome in this process (seconds, error or None)."""
+    from evo.errors import GenomeError
+    from evo.evaluation.evaluate import evaluate_genome
+    from evo.genome import Genome
+
+    t0 = time.perf_counter()
+    try:
+        evaluate_genome(Genome.from_dict(genome_dict), _GPH["ds"], _GPH["budget"], seed=0)
+        err = None
+    except GenomeError as exc:
+        err = str(exc)
+    return time.perf_counter() - t0, err
+
+
+def bench_genomes_per_hour(*, n_genomes: int = 6, seed: int = 0, budget_name: str = "cpu",
+                           bars_rows: int | None = None, workers: tuple[int, ...] = (1, 2),
+                           progress: ProgressFn | None = None) -> dict[str, Any]:
+    """Genomes judged per hour, end to end (issue 16 item 3): ``evaluate_genome`` on the embedded
+    data at the ``budget_name`` preset, ``n_genomes`` random genomes of its space
+    (``numpy.random.default_rng(seed)``), one torch thread. Each genome is evaluated with its
+    folds and learning-rate trials trained batched and one model at a time (``EVO_BATCHED=0``),
+    the two back to back, the order alternating from genome to genome (same machine load); genomes
+    per hour = 3600 x genomes / their summed seconds. Then the same genomes, batched, on a pool of
+    ``w`` worker processes for each ``w`` in ``workers`` (each one thread, started and warmed by
+    one untimed evaluation first, as a running search keeps them): genomes per hour of the pool's
+    wall time."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    import torch
+
+    from evo.genome import random_genome
+    from models.batched import ENV_SWITCH
+
+    before_env, before_threads = os.environ.get(ENV_SWITCH), torch.get_num_threads()
+    _gph_init(budget_name, bars_rows)
+    ds, budget = _GPH["ds"], _GPH["budget"]
+    rng = np.random.default_rng(seed)
+    genomes = [random_genome(budget.search, ds.pools, rng).to_dict() for _ in range(n_genomes + 1)]
+    warm, genomes = genomes[0], genomes[1:]
+    rows = []
+    try:
+        _gph_evaluate(warm)   # first-use costs (vectorbt's compile, autograd, Optuna) paid untimed
+        for i, gd in enumerate(genomes):
+            order = ("1", "0") if i % 2 == 0 else ("0", "1")
+            row: dict[str, Any] = {"genome": i}
+            for flag in order:
+                os.environ[ENV_SWITCH] = flag
+                secs, err = _gph_evaluate(gd)
+                row["batched_s" if flag == "1" else "single_s"] = round(secs, 2)
+                if err:
+                    row["error"] = err
+            blocks = [gd["model_a"], gd["model_b"]]
+            row["shape"] = " | ".join(f"E{m['embedding_dim']} x{m['num_blocks']} sLSTM at {m['slstm_at']}"
+                                      for m in blocks) + f", {gd['seq_len']} bars"
+            row["ratio"] = row["single_s"] / row["batched_s"]
+            rows.append(row)
+            if progress:
+                progress(f"genomes per hour: genome {i}: batched {row['batched_s']} s, one at a time {row['single_s']} s")
+    finally:
+        if before_env is None:
+            os.environ.pop(ENV_SWITCH, None)
+        else:
+            os.environ[ENV_SWITCH] = before_env
+        torch.set_num_threads(before_threads)
+    batched_s, single_s = sum(r["batched_s"] for r in rows), sum(r["single_s"] for r in rows)
+    pools = {}
+    for w in workers:
+        with ProcessPoolExecutor(max_workers=w, mp_context=mp.get_context("spawn"), initializer=_gph_init,
+                                 initargs=(budget_name, bars_rows)) as pool:
+            list(pool.map(_gph_evaluate, [warm] * w))   # every worker started and warmed, untimed
+            t0 = time.perf_counter()
+            list(pool.map(_gph_evaluate, genomes))
+            wall = time.perf_counter() - t0
+        pools[str(w)] = {"wall_s": round(wall, 2), "genomes_per_hour": 3600 * len(genomes) / wall}
+        if progress:
+            progress(f"genomes per hour: {w} worker(s): {len(genomes)} genomes in {wall:.0f} s")
+    return {"budget": budget_name, "data": ds.label, "bars": ds.n_bars,
+            "genomes": n_genomes, "seed": seed, "threads": 1, "cpus": os.cpu_count(), "rows": rows,
+            "batched_s": round(batched_s, 2), "single_s": round(single_s, 2),
+            "batched_per_hour": 3600 * len(rows) / batched_s, "single_per_hour": 3600 * len(rows) / single_s,
+            "ratio": single_s / batched_s, "workers": pools,
+            **({"workers_ratio": pools[str(max(workers))]["genomes_per_hour"] / pools[str(min(workers))]["genomes_per_hour"]}
+               if len(pools) > 1 else {})}
+
+
 MLSTM_CELL_SHAPES = ((64, 2, 16, 32), (64, 2, 24, 32), (64, 4, 32, 16), (64, 1, 32, 64), (64, 2, 32, 64),
                      (128, 4, 24, 32))  # (batch, heads, steps, head width) of cpu-preset mLSTM cells
 
@@ -1443,15 +1549,19 @@ def run_suite(*, quick: bool = False, only: tuple[str, ...] = ITEMS, data_dir: P
 
 
 def throughput_item(quick: bool, progress: ProgressFn | None = None) -> dict[str, Any]:
-    """Issue 16: :func:`bench_throughput` (6 genomes; quick: 2 genomes, tiny data) and
-    :func:`bench_mlstm_kernels` (the cell against NX-AI's mlstm_kernels)."""
+    """Issue 16: :func:`bench_throughput` (6 genomes; quick: 2 genomes, tiny data),
+    :func:`bench_mlstm_kernels` (the cell against NX-AI's mlstm_kernels) and
+    :func:`bench_genomes_per_hour` (end to end; quick: 2 smoke genomes on 1,500 bars, one worker)."""
     if quick:
         res = bench_throughput(n_genomes=2, windows=64, val_windows=32, epochs=1, repeats=1, warmup=0, peak_n=256,
                                schedule_epochs=2, progress=progress)
         res["mlstm_kernels"] = bench_mlstm_kernels(shapes=((8, 2, 16, 16),), repeats=1, warmup=0)
+        res["end_to_end"] = bench_genomes_per_hour(n_genomes=2, budget_name="smoke", bars_rows=1500, workers=(1,),
+                                                   progress=progress)
     else:
         res = bench_throughput(progress=progress)
         res["mlstm_kernels"] = bench_mlstm_kernels()
+        res["end_to_end"] = bench_genomes_per_hour(progress=progress)
     return res
 
 
