@@ -8,7 +8,7 @@ Look-ahead guarantees: a decision bar ``t`` uses bars ``<= t``; its signal trade
 segment (:func:`walk_forward_folds`).
 """
 
-from .consensus import CONSENSUS_RULES, consensus_signal
+from .consensus import CONSENSUS_RULES, consensus_scores, consensus_signal, quantile_threshold
 from .folds import Fold, bars_needed, walk_forward_folds
 from .metrics import (
     calmar_ratio,
@@ -33,10 +33,12 @@ __all__ = [
     "backtest_signals",
     "bars_needed",
     "calmar_ratio",
+    "consensus_scores",
     "consensus_signal",
     "max_drawdown",
     "periods_per_year",
     "profit_factor",
+    "quantile_threshold",
     "sharpe_ratio",
     "sortino_ratio",
     "total_return",

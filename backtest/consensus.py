@@ -36,7 +36,7 @@ import numpy as np
 
 from evo.errors import ConfigError, DataError
 
-__all__ = ["CONSENSUS_RULES", "consensus_signal"]
+__all__ = ["CONSENSUS_RULES", "consensus_scores", "consensus_signal", "quantile_threshold"]
 
 # Rows of probabilities must sum to 1 within this tolerance (catches logits passed by mistake).
 _SUM_TOL = 1e-4
@@ -141,3 +141,42 @@ def consensus_signal(
         short = fn(down_a, up_a, down_b, up_b, thr, w)
         signal[short] = -1
     return signal
+
+
+_SCORES: dict[str, Callable[[np.ndarray, np.ndarray, float], np.ndarray]] = {
+    "both": lambda a, b, w: np.minimum(a, b),
+    "either": lambda a, b, w: np.maximum(a, b),
+    "weighted": lambda a, b, w: w * a + (1.0 - w) * b,
+}
+
+
+def consensus_scores(p_a: np.ndarray, p_b: np.ndarray, *, rule: str, weight: float = 0.5,
+                     allow_short: bool = False) -> np.ndarray:
+    """The number each side of ``rule`` compares with the threshold, per decision bar: the smaller
+    ``p_up`` of the two models for ``"both"``, the larger for ``"either"``, the weighted ``p_up`` for
+    ``"weighted"``; with ``allow_short`` the same of ``p_down`` follows (shape ``(2N,)``, else ``(N,)``).
+    A side opens only where its score exceeds the threshold (and beats the other side)."""
+    if rule not in _SCORES:
+        raise ConfigError(f"unknown consensus rule {rule!r}; use one of {CONSENSUS_RULES}")
+    a, b = _check_proba("p_a", p_a), _check_proba("p_b", p_b)
+    w = float(weight)
+    up = _SCORES[rule](a[:, 2], b[:, 2], w)
+    return np.concatenate([up, _SCORES[rule](a[:, 0], b[:, 0], w)]) if allow_short else up
+
+
+def quantile_threshold(p_a: np.ndarray, p_b: np.ndarray, q: float, *, rule: str, weight: float = 0.5,
+                       allow_short: bool = False) -> float:
+    """The threshold that ``q`` of the bars' :func:`consensus_scores` fall at or below: a
+    threshold relative to the models' own probabilities (``q = 0.8``: the top 20 % of scores
+    clear it), for models whose ``p_up`` rarely reaches an absolute level. Clipped to [0.01, 0.99]
+    (a probability :func:`consensus_signal` accepts). Fit it on rows that end before the bars it
+    trades: validation predictions, never the test bars themselves.
+
+    Worked value: ``"either"`` scores 0.40, 0.45, 0.50, 0.55 and q = 0.5 -> 0.475 (linear
+    interpolation, numpy's default)."""
+    if not 0.0 < float(q) < 1.0:
+        raise ConfigError(f"a quantile threshold needs q strictly between 0 and 1, got {q!r}")
+    scores = consensus_scores(p_a, p_b, rule=rule, weight=weight, allow_short=allow_short)
+    if scores.size == 0:
+        raise DataError("a quantile threshold needs at least one bar of probabilities to be fitted on")
+    return float(np.clip(np.quantile(scores, float(q)), 0.01, 0.99))

@@ -15,6 +15,9 @@ from typing import Any
 from evo.errors import ConfigError
 
 CONSENSUS_RULES = ("both", "either", "weighted")  # mirrors backtest.consensus (kept import-free here)
+# How the genome's threshold gene reads (search.threshold_mode): an absolute probability a side must
+# exceed, or a quantile of the consensus scores on the validation rows (backtest.quantile_threshold).
+THRESHOLD_MODES = ("probability", "quantile")
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -49,6 +52,11 @@ class SearchSpace:
     closes the gene. ``fusion`` choices (``concat``, ``attention``) join several timeframes;
     ``regime`` choices (``none``, ``features``, ``gate``) add the volatility/trend regime
     (``evo.pipeline.regime``). The defaults keep every model single-timeframe, regime-free.
+
+    ``threshold_mode``: ``probability`` (the threshold gene is the ``p_up``/``p_down`` level a side
+    must exceed) or ``quantile`` (the gene is a quantile level q of the consensus scores on the
+    validation rows the risk tuning uses; the traded threshold is fitted there, so roughly the top
+    ``1 - q`` of a model pair's own scores clear it, however confident the pair is in absolute terms).
     """
 
     embedding_dim: tuple[int, ...] = (8, 16, 24)
@@ -59,6 +67,7 @@ class SearchSpace:
     seq_len: tuple[int, ...] = (8, 12, 16)
     horizon: tuple[int, ...] = (1, 3, 5)
     threshold: tuple[float, float] = (0.36, 0.6)
+    threshold_mode: str = "probability"
     consensus: tuple[str, ...] = CONSENSUS_RULES
     max_features_a: int = 8
     max_features_b: int = 6
@@ -81,6 +90,8 @@ class SearchSpace:
         _check(all(s >= 2 for s in self.seq_len), "search.seq_len values must be >= 2 bars")
         _check(all(h >= 1 for h in self.horizon), "search.horizon values must be >= 1 bar")
         _check(0.0 < self.threshold[0] <= self.threshold[1] < 1.0, "search.threshold must lie in (0, 1)")
+        _check(self.threshold_mode in THRESHOLD_MODES,
+               f"search.threshold_mode must be one of {', '.join(THRESHOLD_MODES)}, got {self.threshold_mode!r}")
         _check(set(self.consensus) <= set(CONSENSUS_RULES), f"search.consensus must be among {CONSENSUS_RULES}")
         _check(self.max_features_a >= 1 and self.max_features_b >= 1, "search.max_features_* must be >= 1")
         _check(len(self.proj_factor) >= 1 and all(1.0 <= f <= 4.0 for f in self.proj_factor),

@@ -85,3 +85,20 @@ def test_a_refit_all_export_compares_decisions_only_and_says_why(front_record, d
     assert out.exists()
     line = next(r.getMessage() for r in caplog.records if "holdout replayed" in r.getMessage())
     assert "0 differ" in line and "--refit-all" in line and "not compared" in line
+
+
+def test_a_quantile_threshold_is_fitted_on_the_exported_models_and_replays_the_front(ds, tmp_path):
+    """search.threshold_mode = "quantile": the bundle's threshold is the tuned quantile of the exported
+    models' own validation scores, the one the front's holdout traded; the replay equals the front."""
+    budget = budget_from_dict("tiny-q", {**TINY, "search": {**TINY["search"], "threshold": [0.5, 0.95],
+                                                            "threshold_mode": "quantile"}})
+    rec = record(genome())
+    rec = replace(rec, result={**rec.result, "risk": {**rec.result["risk"], "threshold": 0.5, "quantile": 0.75}})
+    holdout = Holdout(ds, 1200)
+    holdout.unseal()
+    front = evaluate_holdout(genome(), rec.result, holdout, budget, seed=SEED)
+    rec = replace(rec, result={**rec.result, "holdout": front})
+    manifest = export_member(rec, ds, budget, tmp_path / "q.evo", seed=SEED)
+    assert manifest["consensus"]["threshold"] == pytest.approx(front["threshold"], abs=1e-12)
+    assert front["threshold"] != 0.5 and manifest["risk"]["quantile"] == 0.75
+    assert manifest["risk"]["threshold_fitted_on"][1] < ds.bars.index[1200].isoformat()

@@ -131,6 +131,24 @@ def train_final(record: Record, ds: Dataset, budget: Budget, *, seed: int, devic
                     val=None if refit_all else val, holdout=holdout, models=models, seed=seed, device=device)
 
 
+def _fitted_threshold(fit: FinalFit, ds: Dataset, budget: Budget, risk: dict[str, Any]) -> dict[str, Any]:
+    """``risk`` with a quantile threshold (``search.threshold_mode = "quantile"``) fitted on the
+    exported models' own validation predictions, the bars before the holdout the default fit
+    stopped on (with ``--refit-all`` the models trained on them too); an absolute threshold as it is."""
+    if risk.get("quantile") is None:
+        return risk
+    from evo.evaluation.risk import RiskParams, Segment, fit_threshold
+
+    val = fit.val or final_segments(ds, budget)[1]
+    ends = np.arange(*val)
+    p = {name: predict_segment(fm.run, ds, ends, fit.genome.seq_len, fit.genome.horizon)[0]
+         for name, fm in fit.models.items()}
+    fitted = fit_threshold(RiskParams.from_dict({k: v for k, v in risk.items() if k in RiskParams.__dataclass_fields__}),
+                           [Segment(val[0], val[1], p["a"], p["b"])], fit.genome, budget.evaluate.allow_short)
+    log.info("quantile threshold: q %.3f -> %.4f on decision bars %d..%d", fitted.quantile, fitted.threshold, *val)
+    return {**risk, "threshold": fitted.threshold, "threshold_fitted_on": _span(ds, val)}
+
+
 def _gate_spec(g: Genome, risk: dict[str, Any]) -> dict[str, Any]:
     """The consensus's regime gate (threshold offsets by volatility regime), when the genome has one."""
     if "gate" not in (g.model_a.regime, g.model_b.regime) or not (risk.get("gate_low") or risk.get("gate_high")):
@@ -222,6 +240,7 @@ def write_member_bundle(fit: FinalFit, record: Record, ds: Dataset, budget: Budg
     specs = {s.name: s for s in features.catalog()}
     risk = dict(result.get("risk") or {"threshold": g.threshold, "weight": 0.5, "stop_loss": None,
                                        "take_profit": None, "size": ev.size})
+    risk = _fitted_threshold(fit, ds, budget, risk)
     tail_bars, tail_info = _choose_tail(ds, fit)
     idx = ds.bars.index
     manifest: dict[str, Any] = {

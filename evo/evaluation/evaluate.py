@@ -470,7 +470,7 @@ def evaluate_holdout(g: Genome, result: dict[str, Any], holdout: Holdout, budget
     """Train ``g``'s models on everything before the holdout (with the learning rates and risk
     parameters the search found) and trade the untouched holdout bars once."""
     from backtest import CostModel, backtest_signals
-    from evo.evaluation.risk import RiskParams, signal_for
+    from evo.evaluation.risk import RiskParams, Segment, fit_threshold, genome_risk, signal_for
 
     full = holdout.dataset
     ev = budget.evaluate
@@ -480,7 +480,12 @@ def evaluate_holdout(g: Genome, result: dict[str, Any], holdout: Holdout, budget
     for name, genes, lr in (("a", g.model_a, result["lr_a"]), ("b", g.model_b, result["lr_b"])):
         runs[name], _ = train_pair_model(genes, g, full, train, val, budget, lr=lr, seed=seed, device=device)
         probs[name] = predict_segment(runs[name], full, ends, g.seq_len, g.horizon)[0]
-    risk = RiskParams.from_dict(result["risk"]) if result.get("risk") else RiskParams(threshold=g.threshold)
+    risk = RiskParams.from_dict(result["risk"]) if result.get("risk") else genome_risk(g, budget.search)
+    if risk.quantile is not None:  # a threshold relative to these models' own scores, fitted before the holdout
+        val_ends = np.arange(*val)
+        seg = Segment(val[0], val[1], *(predict_segment(runs[n], full, val_ends, g.seq_len, g.horizon)[0]
+                                        for n in ("a", "b")))
+        risk = fit_threshold(risk, [seg], g, ev.allow_short)
     regime = gate_regime(g, runs, full, ends)
     signal = np.concatenate([signal_for(probs["a"], probs["b"], g, risk, ev.allow_short, regime),
                              np.zeros(1, np.int8)])
@@ -489,7 +494,7 @@ def evaluate_holdout(g: Genome, result: dict[str, Any], holdout: Holdout, budget
     bt = backtest_signals(span, signal, costs=costs, periods_per_year=full.periods_per_year,
                           risk=risk.rules(ev.breaker_or_none))
     return {"sharpe": float(bt.sharpe), "max_drawdown": float(bt.max_drawdown),
-            "total_return": float(bt.total_return), "trades": int(bt.trades),
+            "total_return": float(bt.total_return), "trades": int(bt.trades), "threshold": float(risk.threshold),
             "start": span.index[0].isoformat(), "end": span.index[-1].isoformat(),
             "returns": [float(x) for x in bt.returns]}
 

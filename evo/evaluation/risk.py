@@ -30,13 +30,14 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from evo.config import EvalBudget, SearchSpace
+from evo.errors import GenomeError
 from evo.genome import Genome
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class RiskParams:
     size: float = 1.0                # fraction of equity per position
     gate_low: float = 0.0            # threshold offset in the low-volatility regime (regime gate; 0 = none)
     gate_high: float = 0.0           # ... in the high-volatility regime (evo.pipeline.regime)
+    quantile: float | None = None    # threshold_mode "quantile": the level q ``threshold`` was fitted at
 
     def rules(self, breaker: float | None):
         from backtest import RiskRules
@@ -62,7 +64,7 @@ class RiskParams:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict; the gate offsets only when set (a genome without a gate reads as before)."""
         d = asdict(self)
-        for key in ("gate_low", "gate_high"):
+        for key in ("gate_low", "gate_high", "quantile"):
             if not d[key]:
                 del d[key]
         return d
@@ -97,6 +99,30 @@ def signal_for(p_a: np.ndarray, p_b: np.ndarray, g: Genome, risk: RiskParams, al
             if offset and (regime == r).any():
                 signal = np.where(regime == r, at(risk.threshold + offset), signal).astype(signal.dtype)
     return signal
+
+
+def fit_threshold(risk: RiskParams, segments: list, g: Genome, allow_short: bool) -> RiskParams:
+    """``risk`` with its threshold fitted at its quantile level on the ``segments``' probabilities
+    (:func:`backtest.quantile_threshold`); unchanged when ``risk`` has no quantile (an absolute
+    threshold). The segments must end before every bar the result trades."""
+    if risk.quantile is None:
+        return risk
+    from backtest import quantile_threshold
+
+    if not segments:
+        raise GenomeError("a quantile threshold needs validation predictions before the bars it trades")
+    p_a = np.concatenate([seg.p_a for seg in segments])
+    p_b = np.concatenate([seg.p_b for seg in segments])
+    thr = quantile_threshold(p_a, p_b, risk.quantile, rule=g.consensus, weight=risk.weight, allow_short=allow_short)
+    return replace(risk, threshold=thr)
+
+
+def genome_risk(g: Genome, space: SearchSpace) -> RiskParams:
+    """The genome's own parameters before tuning: its threshold gene read as the space says
+    (a probability, or a quantile level still to be fitted with :func:`fit_threshold`)."""
+    if space.threshold_mode == "quantile":
+        return RiskParams(threshold=0.5, quantile=g.threshold)
+    return RiskParams(threshold=g.threshold)
 
 
 @dataclass(frozen=True)
@@ -135,16 +161,21 @@ def tune_risk(g: Genome, bars: pd.DataFrame, val_segments: list[Segment], space:
 
     The genome's own threshold is tried first, so tuning never returns something worse on
     validation than the untuned genome. With ``ev.risk_trials == 0`` the genome's values are used.
+    With ``space.threshold_mode == "quantile"`` the tuned value is the quantile level q and every
+    candidate's threshold is fitted at its q on these same segments (:func:`fit_threshold`); the
+    result carries both (with no segment at all: threshold 0.5, "more likely than not").
     """
     from backtest import sharpe_ratio
 
-    base = RiskParams(threshold=g.threshold)
+    quantile = space.threshold_mode == "quantile"
+    base = fit_threshold(genome_risk(g, space), val_segments, g, ev.allow_short) if val_segments \
+        else genome_risk(g, space)
     if ev.risk_trials <= 0 or not val_segments:
         return base
     import nevergrad as ng
 
-    spec: dict[str, Any] = {"threshold": ng.p.Scalar(init=g.threshold, lower=space.threshold[0],
-                                                     upper=space.threshold[1])}
+    gene = float(np.clip(g.threshold, *space.threshold))   # a seed genome may lie outside the space
+    spec: dict[str, Any] = {"threshold": ng.p.Scalar(init=gene, lower=space.threshold[0], upper=space.threshold[1])}
     if g.consensus == "weighted":
         spec["weight"] = ng.p.Scalar(init=0.5, lower=0.0, upper=1.0)
     gated = gates(g) and all(seg.regime is not None for seg in val_segments)
@@ -159,16 +190,21 @@ def tune_risk(g: Genome, bars: pd.DataFrame, val_segments: list[Segment], space:
     params = ng.p.Dict(**spec)
     params.random_state = np.random.RandomState(seed)
 
-    def loss(values: dict[str, float]) -> float:
-        risk = RiskParams(threshold=float(values["threshold"]), weight=float(values.get("weight", 0.5)),
+    def params_of(values: dict[str, float]) -> RiskParams:
+        gene = float(values["threshold"])
+        risk = RiskParams(threshold=0.5 if quantile else gene, quantile=gene if quantile else None,
+                          weight=float(values.get("weight", 0.5)),
                           stop_loss=_opt(values.get("stop_loss")), take_profit=_opt(values.get("take_profit")),
                           gate_low=float(values.get("gate_low", 0.0)), gate_high=float(values.get("gate_high", 0.0)))
-        returns, trades = segment_returns(bars, val_segments, g, risk, ev, periods_per_year)
+        return fit_threshold(risk, val_segments, g, ev.allow_short)
+
+    def loss(values: dict[str, float]) -> float:
+        returns, trades = segment_returns(bars, val_segments, g, params_of(values), ev, periods_per_year)
         return -sharpe_ratio(returns, periods_per_year) if trades else 0.0
 
     optimizer = ng.optimizers.NGOpt(parametrization=params, budget=ev.risk_trials, num_workers=1)
     warnings.filterwarnings("ignore", message="COBYLA", category=UserWarning)  # scipy, for tiny budgets
-    start = {"threshold": g.threshold, **({"weight": 0.5} if "weight" in spec else {}),
+    start = {"threshold": gene, **({"weight": 0.5} if "weight" in spec else {}),
              **({"stop_loss": 0.05, "take_profit": 0.10} if ev.tune_stops else {}),
              **({"gate_low": 0.0, "gate_high": 0.0} if gated else {})}
     best_loss, best = math.inf, start
@@ -181,9 +217,7 @@ def tune_risk(g: Genome, bars: pd.DataFrame, val_segments: list[Segment], space:
         if value < best_loss:
             best_loss, best = value, dict(cand.value)
     log.debug("risk tuning for %s: best validation Sharpe %.3f", g.key(), -best_loss)
-    return RiskParams(threshold=float(best["threshold"]), weight=float(best.get("weight", 0.5)),
-                      stop_loss=_opt(best.get("stop_loss")), take_profit=_opt(best.get("take_profit")),
-                      gate_low=float(best.get("gate_low", 0.0)), gate_high=float(best.get("gate_high", 0.0)))
+    return params_of(best)
 
 
 @dataclass(frozen=True)

@@ -56,9 +56,12 @@ def topology_short(g: Genome, *, heads: bool = False) -> str:
 
 
 def rule_short(g: Genome, risk: Mapping[str, Any] | None = None) -> str:
-    """``either>0.37`` or ``weighted>0.45 w0.60`` (the threshold and weight the risk tuning chose)."""
+    """``either>0.37`` or ``weighted>0.45 w0.60`` (the threshold and weight the risk tuning chose);
+    ``either>0.41 (q0.80)`` when the threshold was fitted at a quantile of the models' own scores."""
     risk = risk or {}
     text = f"{g.consensus}>{float(risk.get('threshold', g.threshold)):.2f}"
+    if risk.get("quantile") is not None:
+        text += f" (q{float(risk['quantile']):.2f})"
     if g.consensus == "weighted":
         text += f" w{float(risk.get('weight', 0.5)):.2f}"
     return text
@@ -76,6 +79,8 @@ def rule_words(g: Genome, risk: Mapping[str, Any] | None = None, *, allow_short:
         w = float(risk.get("weight", 0.5))
         text = f"{w:.2f}×A + {1.0 - w:.2f}×B p(up) > {t:.2f}"
     text = f"long when {text}"
+    if risk.get("quantile") is not None:
+        text += f" (the {float(risk['quantile']):.0%} quantile of the pair's validation scores)"
     if allow_short:
         text += " (short: the same with down and up swapped)"
     return text
