@@ -4,7 +4,12 @@ Arms, each given the same wall time per run (the search stops at the first gener
 after it, ``evo.search.termination.TimeLimit``):
 
 - ``nsga2``, ``random``, ``ngopt``, ``tpe``: the four optimisers over the same genome space;
-- ``bot``: today's bot (``experiments/seeds/todays_bot.toml``) alone, evaluated once (no search).
+- ``bot``: today's bot (``experiments/seeds/todays_bot.toml``) alone, evaluated once (no search);
+- with ``--arms``, the variants of :data:`VARIANTS`: noise handling (``nsga2-rescore``: the final
+  front re-scored with 2 fresh seeds inside the same wall time and the member chosen on that;
+  ``nsga2-reeval``: survivors gain a seed per generation survived; ``nsga2-pop8``: twice the
+  population, no re-evaluation) and quantile thresholds (``nsga2-q``, ``random-q``, ``ngopt-q``;
+  compared with ``random-q``).
 
 Markets: the synthetic ones of :mod:`experiments.markets` (a planted edge in model A's pool, in
 model B's, in both together, and pure noise), one fresh market per seed, and slices of the real
@@ -51,6 +56,22 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = ROOT.parent / "shared" / "data"
 OPTIMIZERS = ("nsga2", "random", "ngopt", "tpe")
 ARMS = OPTIMIZERS + ("bot",)
+QUANTILE = {"search": {"threshold": [0.5, 0.95], "threshold_mode": "quantile"}}
+# Further arms (``--arms``): an optimiser with budget changes. Noise handling (item 3) at equal wall
+# time: the final front re-scored with fresh seeds and the member chosen on that (the search
+# stops at RESCORE_SHARE of the wall time to leave room for it), survivors re-evaluated with one
+# more seed per generation survived, a population twice as large with no re-evaluation.
+# Thresholds (item 4): quantiles of the pair's own validation scores instead of absolute levels.
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "nsga2-rescore": ("nsga2", {"ga": {"rescore": 2}}),
+    "nsga2-reeval": ("nsga2", {"ga": {"reevaluate": 1}}),
+    "nsga2-pop8": ("nsga2", {"ga": {"population": 8}}),
+    "nsga2-q": ("nsga2", QUANTILE),
+    "random-q": ("random", QUANTILE),
+    "ngopt-q": ("ngopt", QUANTILE),
+}
+ALL_ARMS = ARMS + tuple(VARIANTS)
+RESCORE_SHARE = 0.7
 SYNTHETIC = ("pattern", "indicator", "both", "noise")
 REAL_FILES = {"nvda": "NVDA_1d_1999_2014.csv", "orcl": "ORCL_1d_1995_2014.csv", "indexfut": "INDEXFUT_1m_2006.csv"}
 HV_REF = (3.0, 1.0)     # minimised (-Sharpe, drawdown): the fixed reference (Sharpe -3, drawdown 100 %)
@@ -87,10 +108,13 @@ class Job:
         return f"{self.market}/{self.arm}/{self.seed}"
 
 
-def study_budget(quick: bool = False):
+def study_budget(quick: bool = False, arm: str | None = None):
+    """The study's budget; an arm of :data:`VARIANTS` with its changes."""
     from evo.config import budget_from_dict
 
-    return budget_from_dict("search-study", QUICK if quick else BUDGET)
+    base = QUICK if quick else BUDGET
+    changes = VARIANTS[arm][1] if arm in VARIANTS else {}
+    return budget_from_dict("search-study", {k: {**v, **changes.get(k, {})} for k, v in base.items()})
 
 
 def load_market(job: Job):
@@ -131,12 +155,14 @@ def run_job(job: Job) -> dict[str, Any]:
     from evo.reporting.front import latest_screens, selection_bias
     from evo.search.ga import Search
     from evo.search.objectives import hypervolume, objectives, pareto_front
+    from evo.search.records import rescored as rescored_by_search
     from evo.search.store import RunStore
     from evo.search.tasks import EvalContext, EvalTask, evaluate_task
     from evo.search.termination import AnyOf, MaxGenerations, TimeLimit
 
     torch.set_num_threads(1)
-    budget = study_budget(job.quick)
+    budget = study_budget(job.quick, job.arm)
+    optimizer = VARIANTS[job.arm][0] if job.arm in VARIANTS else job.arm
     bars, label, kind, info = load_market(job)
     ds, holdout = prepare_run_data(bars, label, budget)
     ctx = EvalContext(ds, budget, job.seed)
@@ -147,14 +173,20 @@ def run_job(job: Job) -> dict[str, Any]:
             store.append(evaluate_task(EvalTask(_bot_genome(), 0), ctx))
             generations = 1
         else:
-            search = Search(ctx, store, optimizer=job.arm)
-            search.run(AnyOf(MaxGenerations(budget.ga.generations), TimeLimit(job.wall_s)))
+            search = Search(ctx, store, optimizer=optimizer)
+            share = RESCORE_SHARE if budget.ga.rescore else 1.0
+            search.run(AnyOf(MaxGenerations(budget.ga.generations), TimeLimit(share * job.wall_s)))
             generations = search.generation + 1
+            if budget.ga.rescore:
+                search.rescore_front()
         search_s = time.perf_counter() - t0
         records = store.records()
         screens = latest_screens(store.iter_records())
+        fresh = rescored_by_search(store.iter_records())
     ok = [r for r in records.values() if r.ok]
     front = pareto_front(records.values())
+    if fresh:   # the arm re-scored its final front: the trader picks on those figures
+        front = sorted(front, key=lambda r: -fresh[r.key]["sharpe"] if r.key in fresh else math.inf)
     search_points = [(-s, d) for s, d in (objectives(r) for r in front)]
     # re-score the best members with training seeds the search never used
     rescored = []
@@ -179,6 +211,7 @@ def run_job(job: Job) -> dict[str, Any]:
         "rescored": rescored, "max_dsr": max(bias.dsr.values()) if bias.dsr else None,
         "dsr_trials": bias.dsr_trials,
         "per_generation": _planted_by_generation(records.values(), kind),
+        "search_rescored": {k: v["sharpe"] for k, v in fresh.items()},  # the arm's own re-scoring (rescore arms)
     }
     if chosen is not None:
         g = Genome.from_dict(chosen.genome)
@@ -229,12 +262,14 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     markets = list(dict.fromkeys(r["market"] for r in runs))
     for market in markets:
-        by_arm = {a: {r["seed"]: r for r in runs if r["market"] == market and r["arm"] == a} for a in ARMS}
-        base = by_arm["random"]
-        for arm in ARMS:
+        by_arm = {a: {r["seed"]: r for r in runs if r["market"] == market and r["arm"] == a} for a in ALL_ARMS}
+        for arm in ALL_ARMS:
             rs = list(by_arm[arm].values())
             if not rs:
                 continue
+            # arms with quantile thresholds against random search with them, the others against plain random
+            vs = "random-q" if arm.endswith("-q") and by_arm["random-q"] else "random"
+            base = by_arm[vs]
             chosen = [r.get("chosen") for r in rs]
             hold = [c["holdout_sharpe"] if c and c.get("holdout_sharpe") is not None else 0.0 for c in chosen]
             paired = [(r["hv_rescored"], base[s]["hv_rescored"]) for s, r in by_arm[arm].items() if s in base]
@@ -244,8 +279,9 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                    "hv_rescored": round(float(np.mean([r["hv_rescored"] for r in rs])), 3),
                    "hv_search": round(float(np.mean([r["hv_search"] for r in rs])), 3),
                    "beats_random": (f"{sum(a > b for a, b in paired)}/{len(paired)}"
-                                    if arm != "random" and paired else ""),
-                   "p_vs_random": (_fmt_p(_wilcoxon([a - b for a, b in paired])) if arm != "random" else ""),
+                                    if arm != vs and paired else ""),
+                   "p_vs_random": (_fmt_p(_wilcoxon([a - b for a, b in paired])) if arm != vs else ""),
+                   "vs": vs if arm != vs else "",
                    "holdout_sharpe": round(float(np.mean(hold)), 2),
                    "holdout_positive": f"{sum(h > 0 for h in hold)}/{len(hold)}",
                    "no_trade_share": round(float(np.sum([r["too_few_trades"] + r["failed"] for r in rs])
@@ -297,7 +333,7 @@ def check_targets(runs: list[dict[str, Any]], default: str = "nsga2") -> list[st
         if not rs:
             continue
         mean = {a: np.mean([(r.get("chosen") or {}).get("holdout_sharpe") or 0.0 for r in rs if r["arm"] == a])
-                for a in ARMS if any(r["arm"] == a for r in rs)}
+                for a in ALL_ARMS if any(r["arm"] == a for r in rs)}
         notes.append(f"{market}: mean holdout Sharpe of the chosen member: "
                      + ", ".join(f"{a} {v:+.2f}" for a, v in mean.items()))
     return notes
@@ -308,7 +344,7 @@ def check_targets(runs: list[dict[str, Any]], default: str = "nsga2") -> list[st
 
 
 def jobs_for(*, quick: bool, seeds: int, real_seeds: int, noise_seeds: int, wall_s: float,
-             data_dir: str, markets: tuple[str, ...] | None = None) -> list[Job]:
+             data_dir: str, markets: tuple[str, ...] | None = None, arms: tuple[str, ...] = ARMS) -> list[Job]:
     """Every run of the study, interleaved so all arms meet the same machine load and a study cut
     short still covers every market: seed 0 of every market (every arm in turn), then seed 1, ..."""
     if quick:
@@ -322,7 +358,7 @@ def jobs_for(*, quick: bool, seeds: int, real_seeds: int, noise_seeds: int, wall
             if seed >= n or (markets and market not in markets):
                 continue
             n_bars = 4000 if market == "indexfut" else 2000
-            jobs += [Job(market, arm, seed, wall_s, n_bars, data_dir=data_dir) for arm in ARMS]
+            jobs += [Job(market, arm, seed, wall_s, n_bars, data_dir=data_dir) for arm in arms]
     return jobs
 
 
@@ -389,6 +425,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--wall", type=float, default=None, help="search seconds per run (default 60; quick 12)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--markets", default=None, help="comma-separated subset of the markets")
+    p.add_argument("--arms", default=",".join(ARMS),
+                   help=f"comma-separated arms (default {','.join(ARMS)}; also {','.join(VARIANTS)})")
     p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
     p.add_argument("--out", default=str(ROOT / "docs" / "experiments"))
     p.add_argument("--journal", default=None, help="JSONL of finished runs (default OUT/search_study.jsonl)")
@@ -403,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         journal.unlink(missing_ok=True)
     markets = tuple(args.markets.split(",")) if args.markets else None
     jobs = jobs_for(quick=args.quick, seeds=args.seeds, real_seeds=args.real_seeds, noise_seeds=args.noise_seeds,
-                    wall_s=wall, data_dir=args.data_dir, markets=markets)
+                    wall_s=wall, data_dir=args.data_dir, markets=markets, arms=tuple(args.arms.split(",")))
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     t0 = time.perf_counter()
     if args.summarize:
@@ -422,6 +460,8 @@ def main(argv: list[str] | None = None) -> int:
         "wall_s_per_run": wall, "study_s": round(time.perf_counter() - t0, 1),
         "runs_finished": f"{len(runs)} of {len(jobs)}",
         "budget": BUDGET if not args.quick else QUICK,
+        "variants": {arm: {"optimizer": opt, "budget_changes": ch} for arm, (opt, ch) in VARIANTS.items()},
+        "rescore_share": RESCORE_SHARE,
         "rows": summarize(runs),
         "notes": check_targets(runs) + [
             f"each arm searches {wall:.0f} s per run (stopping at the generation boundary after it); hv_rescored: "

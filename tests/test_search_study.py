@@ -39,3 +39,31 @@ def test_summary_pairs_arms_by_seed():
     assert rows["nsga2"]["beats_random"] == "2/3" and rows["nsga2"]["planted_chosen"] == "3/3"
     assert rows["random"]["holdout_positive"] == "0/3" and rows["nsga2"]["holdout_positive"] == "3/3"
     assert rows["nsga2"]["no_trade_share"] == 0.25
+
+
+def test_variant_arms_change_only_their_budget_and_pair_with_their_own_random():
+    from experiments.search_study import study_budget
+
+    base, q, pop = study_budget(), study_budget(arm="nsga2-q"), study_budget(arm="nsga2-pop8")
+    assert base.search.threshold_mode == "probability" and q.search.threshold_mode == "quantile"
+    assert q.search.threshold == (0.5, 0.95) and q.search.embedding_dim == base.search.embedding_dim
+    assert pop.ga.population == 8 and pop.train == base.train and study_budget(arm="nsga2-rescore").ga.rescore == 2
+
+    def run(arm, seed, hv):
+        return {"market": "pattern", "arm": arm, "seed": seed, "kind": "pattern", "evaluated": 4, "failed": 0,
+                "too_few_trades": 0, "hv_rescored": hv, "hv_search": hv, "max_dsr": 0.5,
+                "chosen": {"holdout_sharpe": 0.1, "planted": False, "family": False}}
+    runs = [run("random", s, 2.0) for s in range(2)] + [run("random-q", s, 0.5) for s in range(2)] + \
+        [run("nsga2-q", s, 1.0) for s in range(2)]
+    rows = {r["arm"]: r for r in summarize(runs)}
+    assert rows["nsga2-q"]["vs"] == "random-q" and rows["nsga2-q"]["beats_random"] == "2/2"
+
+
+def test_the_rescore_arm_picks_its_member_on_the_fresh_seeds(tmp_path):
+    from experiments.search_study import DEFAULT_DATA_DIR, Job, run_job
+
+    row = run_job(Job("pattern", "nsga2-rescore", 0, 6.0, 700, quick=True, rescore_members=1, rescore_seeds=1,
+                      data_dir=str(DEFAULT_DATA_DIR)))
+    fresh = row["search_rescored"]
+    assert row["front"] and set(fresh) == {m["id"] for m in row["front"]}   # every front member re-scored
+    assert fresh[row["chosen"]["id"]] == max(fresh.values())
