@@ -173,6 +173,90 @@ def compare_fidelity(*, wall_s: float = 240.0, population: int = 4, eta: int = 3
             "notes": notes, "ratio_judged_per_hour": round(ratio, 2)}
 
 
+def _corr(value) -> float | None:
+    """A correlation, or None where it is undefined (one side constant: e.g. no screen traded)."""
+    import math
+
+    return None if value is None or not math.isfinite(float(value)) else round(float(value), 3)
+
+
+def fidelity_ranks(*, n_genomes: int = 24, markets: tuple[str, ...] = ("pattern", "indicator", "both"),
+                   seed: int = 0, eta: int = 3, quick: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Do successive halving's low-fidelity screens rank genomes as full evaluations do (issue 17
+    item 5)? On each planted market of :mod:`experiments.markets` (seed ``1000 + seed``, 2,000
+    bars) with the search study's budget, in both threshold modes: ``n_genomes`` random genomes
+    evaluated at full fidelity and at the screen's (:func:`evo.search.tasks.low_fidelity_budget`,
+    ``eta``); Spearman and Kendall correlations of their walk-forward Sharpe ratios and of their
+    Pareto ranks (``moocore.pareto_rank`` on Sharpe and drawdown), the share of the full top
+    third the screen's top third keeps (a third: the share eta 3 promotes), and seconds per genome."""
+    import warnings
+    from dataclasses import replace
+
+    import moocore
+    import numpy as np
+    from scipy.stats import ConstantInputWarning, kendalltau, spearmanr
+
+    warnings.filterwarnings("ignore", category=ConstantInputWarning)   # reported as None
+
+    from evo.errors import GenomeError
+    from evo.evaluation.dataset import prepare_run_data
+    from evo.genome import random_genome
+    from evo.search.objectives import objectives
+    from evo.search.tasks import EvalContext, EvalTask, evaluate_task
+    from experiments.markets import make_market
+    from experiments.search_study import study_budget
+
+    rows = []
+    for arm in ("nsga2", "nsga2-q"):
+        b = study_budget(quick, arm)
+        b = replace(b, ga=replace(b.ga, halving_eta=eta))
+        for market in markets:
+            m = make_market(market, n_bars=700 if quick else 2000, seed=1000 + seed)
+            ds, _ = prepare_run_data(m.bars, f"synthetic:{market}:{seed}", b)
+            ctx = EvalContext(ds, b, seed)
+            rng = np.random.default_rng(seed)
+            genomes = [random_genome(b.search, ds.pools, rng) for _ in range(n_genomes)]
+            if not rows:   # first-use costs (vectorbt's compile, autograd, nevergrad) paid untimed
+                evaluate_task(EvalTask(genomes[0], 0), ctx)
+            full, low, secs = [], [], {"full": 0.0, "low": 0.0}
+            for g in genomes:
+                pair = []
+                for fidelity in ("full", "low"):
+                    t0 = time.perf_counter()
+                    rec = evaluate_task(EvalTask(g, 0, fidelity), ctx)
+                    secs[fidelity] += time.perf_counter() - t0
+                    pair.append(objectives(rec) if rec.ok else None)
+                if None not in pair:
+                    full.append(pair[0])
+                    low.append(pair[1])
+            f, lo = np.array(full), np.array(low)
+            if len(f) < 4:
+                raise GenomeError(f"{market}: only {len(f)} genomes evaluated at both fidelities")
+            rank_f = moocore.pareto_rank(np.column_stack([-f[:, 0], f[:, 1]]))
+            rank_l = moocore.pareto_rank(np.column_stack([-lo[:, 0], lo[:, 1]]))
+            top = max(1, len(f) // eta)
+            best_f, best_l = set(np.argsort(-f[:, 0])[:top]), set(np.argsort(-lo[:, 0])[:top])
+            row = {"market": market, "thresholds": "quantile" if arm.endswith("-q") else "probability",
+                   "genomes": len(f), "spearman_sharpe": _corr(spearmanr(f[:, 0], lo[:, 0]).statistic),
+                   "kendall_sharpe": _corr(kendalltau(f[:, 0], lo[:, 0]).statistic),
+                   "spearman_pareto_rank": _corr(spearmanr(rank_f, rank_l).statistic),
+                   "low_untraded": int(np.sum(lo[:, 0] == 0.0)), "full_untraded": int(np.sum(f[:, 0] == 0.0)),
+                   "top_third_kept": f"{len(best_f & best_l)}/{top}",
+                   "full_s_per_genome": round(secs["full"] / n_genomes, 2),
+                   "low_s_per_genome": round(secs["low"] / n_genomes, 2),
+                   "cost_ratio": round(secs["full"] / max(secs["low"], 1e-9), 2)}
+            rows.append(row)
+            log(str(row))
+    return {"title": "Multi-fidelity: do low-fidelity screens rank genomes like full evaluations?", "rows": rows,
+            "notes": [f"{n_genomes} random genomes per market and threshold mode (seed {seed}), the search study's "
+                      f"budget; screen = one fold, epochs and training windows / {eta}, lr 1e-3, no lr study, no risk "
+                      "tuning (the genome's own threshold), one seed (evo.search.tasks.low_fidelity_budget); "
+                      "correlations of walk-forward Sharpe and of Pareto rank (moocore.pareto_rank on Sharpe and "
+                      "drawdown) between the two (None: one side constant); low_untraded/full_untraded: genomes with no trade "
+                      "(Sharpe 0) at each fidelity; top_third_kept: of the full evaluation's best third by Sharpe, how "
+                      "many the screen's best third holds (chance: a third)"]}
+
+
 def _machine() -> str:
     return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.platform()}, "
             f"load average {os.getloadavg()[0]:.2f}")
@@ -214,7 +298,8 @@ def bench_multifidelity(quick: bool = False) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.search_quality", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="docs/experiments/")
-    p.add_argument("--part", choices=("all", "optimizers", "multifidelity"), default="all")
+    p.add_argument("--part", choices=("all", "optimizers", "multifidelity", "ranks"), default="all")
+    p.add_argument("--genomes", type=int, default=24, help="random genomes per market, part ranks")
     p.add_argument("--seeds", type=int, default=2, help="run seeds per optimiser")
     p.add_argument("--population", type=int, default=4)
     p.add_argument("--generations", type=int, default=3, help="generations after the first, part (a)")
@@ -239,6 +324,10 @@ def main(argv: list[str] | None = None) -> int:
         started, load = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.getloadavg()[0]
         res = compare_fidelity(wall_s=args.wall, population=args.population, eta=args.eta, quick=args.quick)
         _write(out, "multifidelity.json", res, command, started, load)
+    if args.part == "ranks":   # not in "all": it is part of the search study's evidence (issue 17 item 5)
+        started, load = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.getloadavg()[0]
+        res = fidelity_ranks(n_genomes=args.genomes, eta=args.eta, quick=args.quick)
+        _write(out, "fidelity_ranks.json", res, command, started, load)
     return 0
 
 

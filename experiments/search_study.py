@@ -8,8 +8,9 @@ after it, ``evo.search.termination.TimeLimit``):
 - with ``--arms``, the variants of :data:`VARIANTS`: noise handling (``nsga2-rescore``: the final
   front re-scored with 2 fresh seeds inside the same wall time and the member chosen on that;
   ``nsga2-reeval``: survivors gain a seed per generation survived; ``nsga2-pop8``: twice the
-  population, no re-evaluation) and quantile thresholds (``nsga2-q``, ``random-q``, ``ngopt-q``;
-  compared with ``random-q``).
+  population, no re-evaluation), quantile thresholds (``nsga2-q``, ``random-q``, ``ngopt-q``;
+  compared with ``random-q``) and multi-fidelity (``nsga2-halving``, ``nsga2-halving-q``: successive
+  halving, eta 3, whose screens rank by non-dominated sorting and crowding, MO-ASHA style).
 
 Markets: the synthetic ones of :mod:`experiments.markets` (a planted edge in model A's pool, in
 model B's, in both together, and pure noise), one fresh market per seed, and slices of the real
@@ -62,6 +63,7 @@ QUANTILE = {"search": {"threshold": [0.5, 0.95], "threshold_mode": "quantile"}}
 # stops at RESCORE_SHARE of the wall time to leave room for it), survivors re-evaluated with one
 # more seed per generation survived, a population twice as large with no re-evaluation.
 # Thresholds (item 4): quantiles of the pair's own validation scores instead of absolute levels.
+# Multi-fidelity (item 5): successive halving inside each generation (eta 3), Pareto-ranked screens.
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "nsga2-rescore": ("nsga2", {"ga": {"rescore": 2}}),
     "nsga2-reeval": ("nsga2", {"ga": {"reevaluate": 1}}),
@@ -69,6 +71,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "nsga2-q": ("nsga2", QUANTILE),
     "random-q": ("random", QUANTILE),
     "ngopt-q": ("ngopt", QUANTILE),
+    "nsga2-halving": ("nsga2", {"ga": {"halving_eta": 3}}),
+    "nsga2-halving-q": ("nsga2", {**QUANTILE, "ga": {"halving_eta": 3}}),
 }
 ALL_ARMS = ARMS + tuple(VARIANTS)
 RESCORE_SHARE = 0.7
