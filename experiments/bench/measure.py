@@ -1264,7 +1264,7 @@ def _gph_evaluate(genome_dict: dict[str, Any]) -> tuple[float, str | None]:
 
 def bench_genomes_per_hour(*, n_genomes: int = 6, seed: int = 0, budget_name: str = "cpu",
                            bars_rows: int | None = None, workers: tuple[int, ...] = (1, 2),
-                           progress: ProgressFn | None = None) -> dict[str, Any]:
+                           single: bool = True, progress: ProgressFn | None = None) -> dict[str, Any]:
     """Genomes judged per hour, end to end (issue 16 item 3): ``evaluate_genome`` on the embedded
     data at the ``budget_name`` preset, ``n_genomes`` random genomes of its space
     (``numpy.random.default_rng(seed)``), one torch thread. Each genome is evaluated with its
@@ -1273,7 +1273,7 @@ def bench_genomes_per_hour(*, n_genomes: int = 6, seed: int = 0, budget_name: st
     per hour = 3600 x genomes / their summed seconds. Then the same genomes, batched, on a pool of
     ``w`` worker processes for each ``w`` in ``workers`` (each one thread, started and warmed by
     one untimed evaluation first, as a running search keeps them): genomes per hour of the pool's
-    wall time."""
+    wall time. ``single=False``: batched only (sizing a preset: seconds per genome)."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
@@ -1292,7 +1292,7 @@ def bench_genomes_per_hour(*, n_genomes: int = 6, seed: int = 0, budget_name: st
     try:
         _gph_evaluate(warm)   # first-use costs (vectorbt's compile, autograd, Optuna) paid untimed
         for i, gd in enumerate(genomes):
-            order = ("1", "0") if i % 2 == 0 else ("0", "1")
+            order = (("1", "0") if i % 2 == 0 else ("0", "1")) if single else ("1",)
             row: dict[str, Any] = {"genome": i}
             for flag in order:
                 os.environ[ENV_SWITCH] = flag
@@ -1303,17 +1303,20 @@ def bench_genomes_per_hour(*, n_genomes: int = 6, seed: int = 0, budget_name: st
             blocks = [gd["model_a"], gd["model_b"]]
             row["shape"] = " | ".join(f"E{m['embedding_dim']} x{m['num_blocks']} sLSTM at {m['slstm_at']}"
                                       for m in blocks) + f", {gd['seq_len']} bars"
-            row["ratio"] = row["single_s"] / row["batched_s"]
+            if single:
+                row["ratio"] = row["single_s"] / row["batched_s"]
             rows.append(row)
             if progress:
-                progress(f"genomes per hour: genome {i}: batched {row['batched_s']} s, one at a time {row['single_s']} s")
+                progress(f"genomes per hour: genome {i}: batched {row['batched_s']} s, one at a time "
+                         f"{row.get('single_s', '-')} s")
     finally:
         if before_env is None:
             os.environ.pop(ENV_SWITCH, None)
         else:
             os.environ[ENV_SWITCH] = before_env
         torch.set_num_threads(before_threads)
-    batched_s, single_s = sum(r["batched_s"] for r in rows), sum(r["single_s"] for r in rows)
+    batched_s = sum(r["batched_s"] for r in rows)
+    single_s = sum(r["single_s"] for r in rows) if single else float("nan")
     pools = {}
     for w in workers:
         with ProcessPoolExecutor(max_workers=w, mp_context=mp.get_context("spawn"), initializer=_gph_init,
@@ -1327,9 +1330,10 @@ def bench_genomes_per_hour(*, n_genomes: int = 6, seed: int = 0, budget_name: st
             progress(f"genomes per hour: {w} worker(s): {len(genomes)} genomes in {wall:.0f} s")
     return {"budget": budget_name, "data": ds.label, "bars": ds.n_bars,
             "genomes": n_genomes, "seed": seed, "threads": 1, "cpus": os.cpu_count(), "rows": rows,
-            "batched_s": round(batched_s, 2), "single_s": round(single_s, 2),
-            "batched_per_hour": 3600 * len(rows) / batched_s, "single_per_hour": 3600 * len(rows) / single_s,
-            "ratio": single_s / batched_s, "workers": pools,
+            "batched_s": round(batched_s, 2), "single_s": round(single_s, 2) if single else None,
+            "batched_per_hour": 3600 * len(rows) / batched_s, "mean_batched_s": batched_s / len(rows),
+            **({"single_per_hour": 3600 * len(rows) / single_s, "ratio": single_s / batched_s} if single else {}),
+            "workers": pools,
             **({"workers_ratio": pools[str(max(workers))]["genomes_per_hour"] / pools[str(min(workers))]["genomes_per_hour"]}
                if len(pools) > 1 else {})}
 
