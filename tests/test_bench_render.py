@@ -37,3 +37,11 @@ def test_experiment_json_becomes_a_table_and_bad_files_are_skipped(tmp_path):
     assert "| optimizer | hypervolume | note |" in text
     assert "| nsga2 | 1.235 |  |" in text and "a\\|b" in text
     assert "- same evaluation budget" in text
+
+
+def test_an_experiment_figure_is_linked_only_when_it_is_there(tmp_path):
+    exp = {"title": "Study", "rows": [{"arm": "nsga2"}], "notes": [], "figure": "docs/experiments/study.png"}
+    (tmp_path / "study.json").write_text(json.dumps(exp))
+    assert "![Study]" not in "\n".join(experiment_sections(tmp_path))
+    (tmp_path / "study.png").write_bytes(b"png")
+    assert "![Study](experiments/study.png)" in "\n".join(experiment_sections(tmp_path))

@@ -67,3 +67,17 @@ def test_the_rescore_arm_picks_its_member_on_the_fresh_seeds(tmp_path):
     fresh = row["search_rescored"]
     assert row["front"] and set(fresh) == {m["id"] for m in row["front"]}   # every front member re-scored
     assert fresh[row["chosen"]["id"]] == max(fresh.values())
+
+
+def test_attainment_surfaces_count_every_run_of_an_arm():
+    from experiments.search_study import attainment
+
+    def run(seed, points):
+        return {"market": "pattern", "arm": "nsga2", "seed": seed,
+                "rescored": [{"mean": [s, d]} for s, d in points]}
+    two = [run(0, [(1.0, 0.2)]), run(1, [(0.5, 0.1)])]
+    assert attainment(two)["pattern"]["nsga2"] == [[1.0, 0.2], [0.5, 0.1]]   # reached by 1 of 2
+    assert attainment(two, level=1.0)["pattern"]["nsga2"] == [[0.5, 0.2]]     # by both
+    three = two + [run(2, [])]                                                # an empty front attains nothing
+    assert attainment(three)["pattern"]["nsga2"] == [[0.5, 0.2]]              # 2 of 3 needed
+    assert "pattern" not in attainment(three, level=1.0)

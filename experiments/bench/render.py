@@ -359,6 +359,9 @@ def experiment_sections(directory: Path = EXPERIMENTS_DIR) -> list[str]:
                 lines.append("| " + " | ".join(cells) + " |")
         notes = exp.get("notes") or []
         lines += [""] + [f"- {_text(n)}" for n in ([notes] if isinstance(notes, str) else notes)]
+        figure = exp.get("figure")
+        if figure and (Path(directory) / Path(figure).name).exists():   # beside the JSON; linked from docs/
+            lines += ["", f"![{exp.get('title', path.stem)}](experiments/{Path(figure).name})"]
     return lines
 
 
