@@ -48,3 +48,15 @@ def orcl() -> pd.DataFrame:
 def indexfut() -> pd.DataFrame:
     """A European index future, 1-minute bars, Jan-Feb 2006 (30889 bars, overnight gaps)."""
     return _read_bars("INDEXFUT_1m_2006.csv")
+
+
+@pytest.fixture
+def float64():
+    """torch's default dtype float64 for one test: comparisons about the algorithm, not the host's
+    float32 kernels (they differ in the last bits between an EPYC and a Xeon)."""
+    import torch
+
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(default)

@@ -72,14 +72,6 @@ def _weights(model) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-@pytest.fixture
-def float64():
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(default)
-
-
 CONFIGS = {
     "mlstm": ModelConfig(3, 16, 2, 2, (), 0.2, SEQ_LEN),
     "mixed": ModelConfig(3, 16, 3, 2, (1,), 0.2, SEQ_LEN),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from evo.config import budget_from_dict
 from evo.evaluation.dataset import prepare_dataset
@@ -48,14 +47,6 @@ GENOMES = {
 @pytest.fixture(scope="module")
 def budget():
     return budget_from_dict("tiny-batched", TINY)
-
-
-@pytest.fixture
-def float64():
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(default)
 
 
 @pytest.fixture(scope="module")
