@@ -39,6 +39,9 @@ def test_summary_pairs_arms_by_seed():
     assert rows["nsga2"]["beats_random"] == "2/3" and rows["nsga2"]["planted_chosen"] == "3/3"
     assert rows["random"]["holdout_positive"] == "0/3" and rows["nsga2"]["holdout_positive"] == "3/3"
     assert rows["nsga2"]["no_trade_share"] == 0.25
+    assert rows["nsga2"]["beats_bot"] == ""                         # no bot runs: no comparison
+    rows = {r["arm"]: r for r in summarize(runs + [run("bot", s, 1.5, 0.0) for s in range(3)])}
+    assert rows["nsga2"]["beats_bot"] == "2/3 (p 0.750)" and rows["random"]["beats_bot"].startswith("0/3")
 
 
 def test_variant_arms_change_only_their_budget_and_pair_with_their_own_random():
