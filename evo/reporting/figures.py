@@ -109,8 +109,9 @@ def genome_summary(genome: Mapping[str, Any], sep: str = "<br>") -> str:
         shown = ", ".join(feats[:4]) + (f", … (+{len(feats) - 4})" if len(feats) > 4 else "")
         lines.append(f"{label}: {m['embedding_dim']}x{m['num_blocks']} h{m['num_heads']} "
                      f"sLSTM@{_slstm(m['slstm_at'])} · {len(feats)} features: {shown}")
+    # the gene, not the traded threshold (tuned per fold; a quantile level under threshold_mode "quantile")
     lines.append(f"window {genome['seq_len']}, horizon {genome['horizon']}, "
-                 f"{genome['consensus']} > {float(genome['threshold']):.2f}")
+                 f"{genome['consensus']} rule, threshold gene {float(genome['threshold']):.2f}")
     return sep.join(lines)
 
 
