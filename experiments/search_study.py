@@ -514,12 +514,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
     p.add_argument("--out", default=str(ROOT / "docs" / "experiments"))
     p.add_argument("--journal", default=None, help="JSONL of finished runs (default OUT/search_study.jsonl)")
+    p.add_argument("--name", default=None,
+                   help="name of the journal and summary in OUT (default search_study; a second study beside it)")
+    p.add_argument("--title", default=None, help="title of the summary (rendered in docs/benchmarks.md)")
     p.add_argument("--summarize", action="store_true",
                    help="run nothing: summarise the runs already in the journal (e.g. of a study still going)")
     args = p.parse_args(argv)
     wall = args.wall if args.wall is not None else (12.0 if args.quick else 60.0)
     out = Path(args.out)
-    name = "search_study_quick" if args.quick else "search_study"
+    name = args.name or ("search_study_quick" if args.quick else "search_study")
     journal = Path(args.journal) if args.journal else out / f"{name}.jsonl"
     if args.quick and args.journal is None:
         journal.unlink(missing_ok=True)
@@ -538,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         runs = [r for r in run_study(jobs, journal, workers=args.workers) if "error" not in r]
     payload = {
-        "title": "Search study: optimisers, random search and today's bot at equal wall time",
+        "title": args.title or "Search study: optimisers, random search and today's bot at equal wall time",
         "command": "python -m experiments.search_study " + " ".join(argv if argv is not None else sys.argv[1:]),
         "when": started, "machine": f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.2f} at the end",
         "wall_s_per_run": wall, "study_s": round(time.perf_counter() - t0, 1),
