@@ -263,6 +263,9 @@ def _rows(report: dict[str, Any]) -> list[dict[str, str]]:
             f"the training's matrix-product FLOPs (FlopCounterMode on xlstm's own model: forward + backward per "
             f"training window, forward per validation window) over the wall time, against the 1-thread matmul "
             f"peak {m['peak_gflops']:.1f} GFLOP/s ({m['n']}×{m['n']})")
+        if "gpu" not in r:
+            add("16", "`gpu` preset batched, mixed precision, CUDA sLSTM kernels: genomes/hour, GPU use, kernel compile time",
+                "not measured (no GPU lent to this session)", "≥ 70 % GPU use", None, "-")
         k = r.get("mlstm_kernels", {})
         if "skipped" in k or "error" in k:
             add("16", "mLSTM cell: evo's vs NX-AI mlstm_kernels", k.get("skipped", k.get("error")), "-", None, "-")
