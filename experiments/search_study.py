@@ -378,6 +378,35 @@ def _beats(arm: dict[int, dict], other: dict[int, dict]) -> str:
     return f"{sum(a > b for a, b in paired)}/{len(paired)}" + (f" (p {p})" if p else "")
 
 
+def variant_notes(runs: list[dict[str, Any]]) -> list[str]:
+    """Each variant arm against the plain arm of its optimiser (``nsga2-q`` vs ``nsga2``), paired
+    by seed over the planted markets together: re-scored hypervolume wins, mean difference and
+    Wilcoxon p-value; the share of genomes too inactive to enter the front; holdout Sharpe > 0."""
+    notes = []
+    planted = ("pattern", "indicator", "both")
+    for arm, (base, _) in VARIANTS.items():
+        mine = {(r["market"], r["seed"]): r for r in runs if r["arm"] == arm and r["market"] in planted}
+        other = {(r["market"], r["seed"]): r for r in runs if r["arm"] == base and r["market"] in planted}
+        keys = sorted(set(mine) & set(other))
+        if not keys:
+            continue
+        d = [mine[k]["hv_rescored"] - other[k]["hv_rescored"] for k in keys]
+
+        def share(rs):
+            return sum(r["too_few_trades"] + r["failed"] for r in rs) / max(1, sum(r["evaluated"] for r in rs))
+
+        def positive(rs):
+            return sum(1 for r in rs if ((r.get("chosen") or {}).get("holdout_sharpe") or 0) > 0)
+        a, b = [mine[k] for k in keys], [other[k] for k in keys]
+        notes.append(f"{arm} vs {base} (planted markets, {len(keys)} paired runs): re-scored hypervolume higher in "
+                     f"{sum(x > 0 for x in d)}/{len(d)}, mean {np.mean([r['hv_rescored'] for r in a]):.2f} vs "
+                     f"{np.mean([r['hv_rescored'] for r in b]):.2f} (p {_fmt_p(_wilcoxon(d)) or 'n/a'}); genomes "
+                     f"judged {np.mean([r['evaluated'] for r in a]):.0f} vs {np.mean([r['evaluated'] for r in b]):.0f} "
+                     f"a run; too few trades {share(a):.0%} vs {share(b):.0%}; chosen member's holdout Sharpe > 0 "
+                     f"{positive(a)}/{len(a)} vs {positive(b)}/{len(b)}")
+    return notes
+
+
 def _fmt_p(p: float | None) -> str:
     return "" if p is None else f"{p:.3f}"
 
@@ -550,7 +579,7 @@ def main(argv: list[str] | None = None) -> int:
         "variants": {arm: {"optimizer": opt, "budget_changes": ch} for arm, (opt, ch) in VARIANTS.items()},
         "rescore_share": RESCORE_SHARE,
         "rows": summarize(runs),
-        "notes": check_targets(runs) + [
+        "notes": check_targets(runs) + variant_notes(runs) + [
             f"each arm searches {wall:.0f} s per run (stopping at the generation boundary after it); hv_rescored: "
             "hypervolume of the best front members re-trained with fresh seeds (the search's own scores: hv_search); "
             "chosen = the front member with the best walk-forward Sharpe; holdout = the untouched last 20 % "
