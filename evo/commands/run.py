@@ -152,6 +152,11 @@ def _run(args: argparse.Namespace, console, opened: dict) -> int:
                           for (d, _, held) in loaded)
     console.print(f"[bold]evo run[/] {store.path}  budget={budget.name} device={device} "
                   f"data={data_text} generations={generations} seed={seed}")
+    if seeds and budget.search.threshold_mode == "quantile":
+        console.print(f"note: budget {budget.name} reads a genome's threshold as a quantile level (search.threshold_mode "
+                      f"= \"quantile\"): seed genome {', '.join(repr(n) for n, _ in seeds)} trades above that quantile "
+                      "of its own validation scores, not above an absolute p(up); to judge it exactly as written, use a "
+                      "budget with threshold_mode = \"probability\"", highlight=False, markup=False)
     single_thread_torch()
     limit_s = parse_duration(args.time_limit) if args.time_limit else None
     from evo.evaluation.evaluate import study_storage_url
