@@ -276,15 +276,14 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             base = by_arm[vs]
             chosen = [r.get("chosen") for r in rs]
             hold = [c["holdout_sharpe"] if c and c.get("holdout_sharpe") is not None else 0.0 for c in chosen]
-            paired = [(r["hv_rescored"], base[s]["hv_rescored"]) for s, r in by_arm[arm].items() if s in base]
+            wins, n, p = _paired(by_arm[arm], base)
             kind = rs[0].get("kind")
             row = {"market": market, "arm": arm, "runs": len(rs),
                    "evaluated": round(float(np.mean([r["evaluated"] for r in rs])), 1),
                    "hv_rescored": round(float(np.mean([r["hv_rescored"] for r in rs])), 3),
                    "hv_search": round(float(np.mean([r["hv_search"] for r in rs])), 3),
-                   "beats_random": (f"{sum(a > b for a, b in paired)}/{len(paired)}"
-                                    if arm != vs and paired else ""),
-                   "p_vs_random": (_fmt_p(_wilcoxon([a - b for a, b in paired])) if arm != vs else ""),
+                   "beats_random": f"{wins}/{n}" if arm != vs and n else "",
+                   "p_vs_random": _fmt_p(p) if arm != vs else "",
                    "vs": vs if arm != vs else "",
                    "beats_bot": _beats(by_arm[arm], by_arm["bot"]) if arm != "bot" else "",
                    "holdout_sharpe": round(float(np.mean(hold)), 2),
@@ -368,14 +367,21 @@ def attainment_figure(surfaces: dict[str, dict[str, list[list[float]]]], path: P
     return path
 
 
+def _paired(arm: dict, other: dict) -> tuple[int, int, float | None]:
+    """Runs of two arms under the same key (a seed, or a (market, seed)): in how many ``arm``'s
+    re-scored hypervolume is the higher, of how many, and the Wilcoxon p-value of the differences."""
+    d = [r["hv_rescored"] - other[k]["hv_rescored"] for k, r in arm.items() if k in other]
+    return sum(x > 0 for x in d), len(d), _wilcoxon(d)
+
+
 def _beats(arm: dict[int, dict], other: dict[int, dict]) -> str:
     """Seeds where ``arm``'s re-scored hypervolume exceeds ``other``'s on the same market, of the
     seeds both ran, with the Wilcoxon p-value: ``"9/10 (p 0.004)"``."""
-    paired = [(r["hv_rescored"], other[s]["hv_rescored"]) for s, r in arm.items() if s in other]
-    if not paired:
+    wins, n, p = _paired(arm, other)
+    if not n:
         return ""
-    p = _fmt_p(_wilcoxon([a - b for a, b in paired]))
-    return f"{sum(a > b for a, b in paired)}/{len(paired)}" + (f" (p {p})" if p else "")
+    p = _fmt_p(p)
+    return f"{wins}/{n}" + (f" (p {p})" if p else "")
 
 
 def variant_notes(runs: list[dict[str, Any]]) -> list[str]:
@@ -390,7 +396,7 @@ def variant_notes(runs: list[dict[str, Any]]) -> list[str]:
         keys = sorted(set(mine) & set(other))
         if not keys:
             continue
-        d = [mine[k]["hv_rescored"] - other[k]["hv_rescored"] for k in keys]
+        wins, n, p = _paired(mine, other)
 
         def share(rs):
             return sum(r["too_few_trades"] + r["failed"] for r in rs) / max(1, sum(r["evaluated"] for r in rs))
@@ -398,9 +404,9 @@ def variant_notes(runs: list[dict[str, Any]]) -> list[str]:
         def positive(rs):
             return sum(1 for r in rs if ((r.get("chosen") or {}).get("holdout_sharpe") or 0) > 0)
         a, b = [mine[k] for k in keys], [other[k] for k in keys]
-        notes.append(f"{arm} vs {base} (planted markets, {len(keys)} paired runs): re-scored hypervolume higher in "
-                     f"{sum(x > 0 for x in d)}/{len(d)}, mean {np.mean([r['hv_rescored'] for r in a]):.2f} vs "
-                     f"{np.mean([r['hv_rescored'] for r in b]):.2f} (p {_fmt_p(_wilcoxon(d)) or 'n/a'}); genomes "
+        notes.append(f"{arm} vs {base} (planted markets, {n} paired runs): re-scored hypervolume higher in "
+                     f"{wins}/{n}, mean {np.mean([r['hv_rescored'] for r in a]):.2f} vs "
+                     f"{np.mean([r['hv_rescored'] for r in b]):.2f} (p {_fmt_p(p) or 'n/a'}); genomes "
                      f"judged {np.mean([r['evaluated'] for r in a]):.0f} vs {np.mean([r['evaluated'] for r in b]):.0f} "
                      f"a run; too few trades {share(a):.0%} vs {share(b):.0%}; chosen member's holdout Sharpe > 0 "
                      f"{positive(a)}/{len(a)} vs {positive(b)}/{len(b)}")
