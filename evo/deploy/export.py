@@ -37,7 +37,7 @@ from evo.config import Budget
 from evo.deploy.bundle import GOLDEN_TOLERANCE, SIGNAL_NAMES, Bundle, library_versions, write_bundle
 from evo.errors import BundleError, StoreError
 from evo.evaluation.dataset import Dataset, holdout_bars
-from evo.evaluation.evaluate import ModelRun, fit_model, holdout_segments, predict_segment
+from evo.evaluation.evaluate import ModelRun, fit_model, holdout_segments, predict_segment, refit_threshold
 from evo.fileio import atomic_path
 from evo.genome import Genome, ModelGenes, model_config
 from evo.search.records import Record
@@ -137,14 +137,12 @@ def _fitted_threshold(fit: FinalFit, ds: Dataset, budget: Budget, risk: dict[str
     stopped on (with ``--refit-all`` the models trained on them too); an absolute threshold as it is."""
     if risk.get("quantile") is None:
         return risk
-    from evo.evaluation.risk import RiskParams, Segment, fit_threshold
+    from evo.evaluation.risk import RiskParams
 
     val = fit.val or final_segments(ds, budget)[1]
-    ends = np.arange(*val)
-    p = {name: predict_segment(fm.run, ds, ends, fit.genome.seq_len, fit.genome.horizon)[0]
-         for name, fm in fit.models.items()}
-    fitted = fit_threshold(RiskParams.from_dict({k: v for k, v in risk.items() if k in RiskParams.__dataclass_fields__}),
-                           [Segment(val[0], val[1], p["a"], p["b"])], fit.genome, budget.evaluate.allow_short)
+    fitted = refit_threshold(RiskParams.from_dict({k: v for k, v in risk.items() if k in RiskParams.__dataclass_fields__}),
+                             {name: fm.run for name, fm in fit.models.items()}, ds, val, fit.genome,
+                             budget.evaluate.allow_short)
     log.info("quantile threshold: q %.3f -> %.4f on decision bars %d..%d", fitted.quantile, fitted.threshold, *val)
     return {**risk, "threshold": fitted.threshold, "threshold_fitted_on": _span(ds, val)}
 

@@ -465,12 +465,27 @@ def holdout_segments(ds: Dataset, cut: int, budget: Budget) -> tuple[tuple[int, 
     return train, val
 
 
+def refit_threshold(risk, runs: dict[str, ModelRun], ds: Dataset, val: tuple[int, int], g: Genome,
+                    allow_short: bool):
+    """``risk`` (:class:`evo.evaluation.risk.RiskParams`) with a quantile threshold refitted at its
+    level on the predictions of ``runs`` (models ``"a"`` and ``"b"``) over decision bars ``val``,
+    which must end before the bars it trades (the holdout's, the bundle's); an absolute threshold
+    as it is."""
+    if risk.quantile is None:
+        return risk
+    from evo.evaluation.risk import Segment, fit_threshold
+
+    ends = np.arange(*val)
+    seg = Segment(val[0], val[1], *(predict_segment(runs[n], ds, ends, g.seq_len, g.horizon)[0] for n in ("a", "b")))
+    return fit_threshold(risk, [seg], g, allow_short)
+
+
 def evaluate_holdout(g: Genome, result: dict[str, Any], holdout: Holdout, budget: Budget, *, seed: int = 0,
                      device: str = "cpu") -> dict[str, Any]:
     """Train ``g``'s models on everything before the holdout (with the learning rates and risk
     parameters the search found) and trade the untouched holdout bars once."""
     from backtest import CostModel, backtest_signals
-    from evo.evaluation.risk import RiskParams, Segment, fit_threshold, genome_risk, signal_for
+    from evo.evaluation.risk import RiskParams, genome_risk, signal_for
 
     full = holdout.dataset
     ev = budget.evaluate
@@ -481,11 +496,7 @@ def evaluate_holdout(g: Genome, result: dict[str, Any], holdout: Holdout, budget
         runs[name], _ = train_pair_model(genes, g, full, train, val, budget, lr=lr, seed=seed, device=device)
         probs[name] = predict_segment(runs[name], full, ends, g.seq_len, g.horizon)[0]
     risk = RiskParams.from_dict(result["risk"]) if result.get("risk") else genome_risk(g, budget.search)
-    if risk.quantile is not None:  # a threshold relative to these models' own scores, fitted before the holdout
-        val_ends = np.arange(*val)
-        seg = Segment(val[0], val[1], *(predict_segment(runs[n], full, val_ends, g.seq_len, g.horizon)[0]
-                                        for n in ("a", "b")))
-        risk = fit_threshold(risk, [seg], g, ev.allow_short)
+    risk = refit_threshold(risk, runs, full, val, g, ev.allow_short)   # fitted before the holdout
     regime = gate_regime(g, runs, full, ends)
     signal = np.concatenate([signal_for(probs["a"], probs["b"], g, risk, ev.allow_short, regime),
                              np.zeros(1, np.int8)])
